@@ -1,0 +1,343 @@
+//! EC2 capability: the preparation server, images and launch template versions,
+//! as the steps need them (domain-shaped results, errors already classified).
+
+use crate::error::{classify_sdk_error, StepError};
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{Filter, RequestLaunchTemplateData, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::Client;
+
+pub const TAG_ENVIRONMENT: &str = "autosky:environment";
+pub const TAG_DEPLOYMENT: &str = "autosky:deployment-id";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub state: String,
+    pub private_ip: Option<String>,
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub state: String,
+    pub state_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub default_version: i64,
+    pub latest_version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateVersion {
+    pub number: i64,
+    pub description: Option<String>,
+    pub image_id: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ec2 {
+    client: Client,
+}
+
+fn not_found(code: Option<&str>) -> bool {
+    code.is_some_and(|c| {
+        c.ends_with(".NotFound") || c.ends_with(".Malformed") || c.ends_with("NotFoundException")
+    })
+}
+
+impl Ec2 {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// The instance, or `None` when EC2 does not know it.
+    pub async fn instance(&self, id: &str) -> Result<Option<InstanceInfo>, StepError> {
+        let out = match self
+            .client
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if not_found(e.code()) => return Ok(None),
+            Err(e) => return Err(classify_sdk_error("DescribeInstances", &e)),
+        };
+        let inst = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(id));
+        Ok(inst.map(|i| InstanceInfo {
+            id: id.to_string(),
+            name: i
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some("Name"))
+                .and_then(|t| t.value())
+                .map(str::to_string),
+            state: i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            private_ip: i.private_ip_address().map(str::to_string),
+            platform: i.platform_details().map(str::to_string),
+        }))
+    }
+
+    pub async fn stop_instance(&self, id: &str) -> Result<(), StepError> {
+        self.client
+            .stop_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.code() {
+                // A stop racing a transition settles by itself: try again later.
+                Some("IncorrectInstanceState") => {
+                    StepError::Retryable(format!("StopInstances {id}: instance is changing state"))
+                }
+                _ => classify_sdk_error("StopInstances", &e),
+            })
+    }
+
+    pub async fn start_instance(&self, id: &str) -> Result<(), StepError> {
+        self.client
+            .start_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.code() {
+                Some("IncorrectInstanceState") => {
+                    StepError::Retryable(format!("StartInstances {id}: instance is still stopping"))
+                }
+                _ => classify_sdk_error("StartInstances", &e),
+            })
+    }
+
+    /// The image this deployment already created, found by its deployment-id tag.
+    pub async fn image_of_deployment(
+        &self,
+        deployment_id: &str,
+    ) -> Result<Option<ImageInfo>, StepError> {
+        let out = self
+            .client
+            .describe_images()
+            .owners("self")
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{TAG_DEPLOYMENT}"))
+                    .values(deployment_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error("DescribeImages", &e))?;
+        Ok(out.images().first().map(image_info))
+    }
+
+    pub async fn image(&self, id: &str) -> Result<Option<ImageInfo>, StepError> {
+        match self.client.describe_images().image_ids(id).send().await {
+            Ok(out) => Ok(out.images().first().map(image_info)),
+            Err(e) if not_found(e.code()) => Ok(None),
+            Err(e) => Err(classify_sdk_error("DescribeImages", &e)),
+        }
+    }
+
+    /// Creates the image with the environment, deployment id and Name tags on
+    /// the image and on its snapshots.
+    pub async fn create_image(
+        &self,
+        instance_id: &str,
+        name: &str,
+        environment_id: &str,
+        deployment_id: &str,
+    ) -> Result<String, StepError> {
+        let tags = [
+            ("Name", name),
+            (TAG_ENVIRONMENT, environment_id),
+            (TAG_DEPLOYMENT, deployment_id),
+        ];
+        let spec = |rt: ResourceType| {
+            tags.iter()
+                .fold(
+                    TagSpecification::builder().resource_type(rt),
+                    |b, (k, v)| b.tags(Tag::builder().key(*k).value(*v).build()),
+                )
+                .build()
+        };
+        let out = self
+            .client
+            .create_image()
+            .instance_id(instance_id)
+            .name(name)
+            .description(format!(
+                "Autosky deployment {deployment_id} of {environment_id}"
+            ))
+            .tag_specifications(spec(ResourceType::Image))
+            .tag_specifications(spec(ResourceType::Snapshot))
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error("CreateImage", &e))?;
+        out.image_id()
+            .map(str::to_string)
+            .ok_or_else(|| StepError::AwsError("CreateImage returned no image id".into()))
+    }
+
+    pub async fn launch_template(&self, id: &str) -> Result<Option<TemplateInfo>, StepError> {
+        let out = match self
+            .client
+            .describe_launch_templates()
+            .launch_template_ids(id)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if not_found(e.code()) => return Ok(None),
+            Err(e) => return Err(classify_sdk_error("DescribeLaunchTemplates", &e)),
+        };
+        Ok(out.launch_templates().first().map(|t| TemplateInfo {
+            id: id.to_string(),
+            name: t.launch_template_name().map(str::to_string),
+            default_version: t.default_version_number().unwrap_or(1),
+            latest_version: t.latest_version_number().unwrap_or(1),
+        }))
+    }
+
+    /// All versions of the template, every page.
+    pub async fn template_versions(&self, id: &str) -> Result<Vec<TemplateVersion>, StepError> {
+        let mut versions = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_launch_template_versions()
+                .launch_template_id(id)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify_sdk_error("DescribeLaunchTemplateVersions", &e))?;
+            versions.extend(out.launch_template_versions().iter().filter_map(|v| {
+                Some(TemplateVersion {
+                    number: v.version_number()?,
+                    description: v.version_description().map(str::to_string),
+                    image_id: v
+                        .launch_template_data()
+                        .and_then(|d| d.image_id())
+                        .map(str::to_string),
+                })
+            }));
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(versions)
+    }
+
+    /// A new version from `source_version` with only the image changed.
+    pub async fn create_template_version(
+        &self,
+        id: &str,
+        source_version: i64,
+        image_id: &str,
+        description: &str,
+        client_token: &str,
+    ) -> Result<i64, StepError> {
+        let out = self
+            .client
+            .create_launch_template_version()
+            .launch_template_id(id)
+            .source_version(source_version.to_string())
+            .version_description(description)
+            .client_token(client_token)
+            .launch_template_data(
+                RequestLaunchTemplateData::builder()
+                    .image_id(image_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error("CreateLaunchTemplateVersion", &e))?;
+        out.launch_template_version()
+            .and_then(|v| v.version_number())
+            .ok_or_else(|| {
+                StepError::AwsError("CreateLaunchTemplateVersion returned no version".into())
+            })
+    }
+
+    pub async fn set_default_version(&self, id: &str, version: i64) -> Result<(), StepError> {
+        self.client
+            .modify_launch_template()
+            .launch_template_id(id)
+            .default_version(version.to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| classify_sdk_error("ModifyLaunchTemplate", &e))
+    }
+
+    /// Deletes versions; returns (deleted, [(version, reason)] not deleted).
+    pub async fn delete_template_versions(
+        &self,
+        id: &str,
+        versions: &[i64],
+    ) -> Result<(Vec<i64>, Vec<(i64, String)>), StepError> {
+        let mut deleted = Vec::new();
+        let mut failed = Vec::new();
+        // The API takes at most 200 versions per call.
+        for chunk in versions.chunks(200) {
+            let out = self
+                .client
+                .delete_launch_template_versions()
+                .launch_template_id(id)
+                .set_versions(Some(chunk.iter().map(i64::to_string).collect()))
+                .send()
+                .await
+                .map_err(|e| classify_sdk_error("DeleteLaunchTemplateVersions", &e))?;
+            deleted.extend(
+                out.successfully_deleted_launch_template_versions()
+                    .iter()
+                    .filter_map(|v| v.version_number()),
+            );
+            failed.extend(
+                out.unsuccessfully_deleted_launch_template_versions()
+                    .iter()
+                    .filter_map(|v| {
+                        Some((
+                            v.version_number()?,
+                            v.response_error()
+                                .and_then(|r| r.message())
+                                .unwrap_or("unknown reason")
+                                .to_string(),
+                        ))
+                    }),
+            );
+        }
+        Ok((deleted, failed))
+    }
+}
+
+fn image_info(i: &aws_sdk_ec2::types::Image) -> ImageInfo {
+    ImageInfo {
+        id: i.image_id().unwrap_or_default().to_string(),
+        name: i.name().map(str::to_string),
+        state: i
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        state_reason: i
+            .state_reason()
+            .and_then(|r| r.message())
+            .map(str::to_string),
+    }
+}

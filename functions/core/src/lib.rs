@@ -1,0 +1,14 @@
+//! Autosky Deployments core: everything the Lambda binaries, the sandbox and
+//! the API share. Binaries only wire configuration and call [`steps::run`].
+
+pub mod aws;
+pub mod deps;
+pub mod domain;
+pub mod email;
+pub mod error;
+pub mod lambda;
+pub mod steps;
+pub mod store;
+
+pub use deps::Deps;
+pub use error::StepError;

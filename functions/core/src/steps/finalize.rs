@@ -1,0 +1,530 @@
+//! Step 6, "Finalization": runs after success and (through Catch) after any
+//! failure. It trusts only the deployment record: cancels our refresh and
+//! restores the backup model on failure, resumes exactly what we suspended,
+//! restarts the preparation server if we stopped it, releases the lock, writes
+//! the terminal status, then sends the notification. Safe to call again.
+
+use super::{Journal, StepInput};
+use crate::deps::Deps;
+use crate::domain::{
+    millis_between, DeploymentError, DeploymentStatus, GeneratedVersion, StepName, StepStatus,
+};
+use crate::error::StepError;
+use crate::store::Outcome;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FinalOutput {
+    pub status: DeploymentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_version: Option<GeneratedVersion>,
+}
+
+/// The status a caught error name leads to.
+pub fn status_for(error: Option<&str>) -> DeploymentStatus {
+    match error {
+        None => DeploymentStatus::Succeeded,
+        Some("RefreshRolledBack") => DeploymentStatus::RolledBack,
+        Some("Cancelled") => DeploymentStatus::Cancelled,
+        Some(_) => DeploymentStatus::Failed,
+    }
+}
+
+pub async fn run(deps: &Deps, input: StepInput) -> Result<FinalOutput, StepError> {
+    input.check()?;
+    let status = status_for(input.error.as_ref().map(|e| e.error.as_str()));
+    let Some(dep) = deps
+        .store
+        .deployment(&input.environment_id, &input.deployment_id)
+        .await?
+    else {
+        // Validation refused before any record existed (unknown environment):
+        // there is nothing to clean up and nothing to write.
+        return Ok(FinalOutput {
+            status,
+            generated_version: None,
+        });
+    };
+    if dep.status.is_terminal() && dep.step(StepName::Finalization).status == StepStatus::Succeeded
+    {
+        return Ok(FinalOutput {
+            status: dep.status,
+            generated_version: dep.generated_version,
+        });
+    }
+    let mut j = Journal::from_record(deps, dep, StepName::Finalization);
+    j.start().await?;
+
+    // The step that was running when the error was caught is the failed one.
+    let mut failed_step = None;
+    if let Some(err) = &input.error {
+        let message = err.message();
+        for name in StepName::ALL
+            .into_iter()
+            .filter(|s| *s != StepName::Finalization)
+        {
+            if j.dep.step(name).status == StepStatus::Running {
+                failed_step = Some(name);
+                let mut other = Journal::from_record(deps, j.dep.clone(), name);
+                other
+                    .action(format!("Failed: {}: {message}", err.error))
+                    .await?;
+                other.end(StepStatus::Failed).await?;
+                j.dep.steps[name.index()] = other.dep.steps[name.index()].clone();
+            }
+        }
+    }
+
+    let env = deps.store.environment(&j.dep.environment_id).await?;
+    let rt = j.dep.runtime.clone();
+
+    if status != DeploymentStatus::Succeeded {
+        // Stop our refreshes first so nothing keeps replacing instances.
+        for group in rt.refreshes.keys() {
+            let active = deps
+                .asg
+                .refreshes(group)
+                .await?
+                .into_iter()
+                .any(|r| r.is_active());
+            if active && deps.asg.cancel_refresh(group).await? {
+                j.action(format!("Cancelled the instance refresh on group {group}"))
+                    .await?;
+            }
+        }
+        // Never leave the new version as default without a recorded backup:
+        // on failure the backup becomes the default again.
+        if let (Some(env), Some(main), Some(backup)) = (&env, rt.main_version, rt.backup_version) {
+            if let Some(t) = deps.ec2.launch_template(&env.launch_template_id).await? {
+                if t.default_version == main && main != backup {
+                    deps.ec2
+                        .set_default_version(&env.launch_template_id, backup)
+                        .await?;
+                    j.action(format!(
+                        "Restored backup model: version {backup} is the default again"
+                    ))
+                    .await?;
+                }
+            }
+        }
+    }
+
+    for (group, processes) in &rt.suspended_by_us {
+        if processes.is_empty() {
+            continue;
+        }
+        deps.asg.resume(group, processes).await?;
+        j.action(format!("Resumed {} on group {group}", processes.join(", ")))
+            .await?;
+    }
+
+    if rt.server_stopped_by_us
+        && matches!(
+            rt.prior_server_state.as_deref(),
+            Some("running") | Some("pending")
+        )
+    {
+        if let Some(env) = &env {
+            let server = &env.preparation_server_id;
+            match deps.ec2.instance(server).await?.map(|i| i.state) {
+                Some(s) if s == "stopped" => {
+                    deps.ec2.start_instance(server).await?;
+                    j.action(format!("Started preparation server {server} again")).await?;
+                }
+                // Started by an earlier attempt of this step (or by someone else).
+                Some(s) if s == "running" || s == "pending" => {
+                    j.action(format!("Preparation server {server} is {s}")).await?;
+                }
+                Some(s) if s == "stopping" => {
+                    return Err(StepError::Retryable(format!(
+                        "preparation server {server} is still stopping; it will be started when stopped"
+                    )))
+                }
+                other => {
+                    j.action(format!(
+                        "Preparation server {server} could not be started again (state {})",
+                        other.as_deref().unwrap_or("unknown")
+                    ))
+                    .await?;
+                }
+            }
+        }
+    }
+
+    if deps
+        .store
+        .release_lock(&j.dep.environment_id, &j.dep.deployment_id)
+        .await?
+    {
+        j.action("Environment lock released").await?;
+    }
+
+    let now = deps.clock.now();
+    let generated_version = match (status, &env, rt.main_version, &rt.image_id) {
+        (DeploymentStatus::Succeeded, Some(env), Some(v), Some(image)) => Some(GeneratedVersion {
+            launch_template_id: env.launch_template_id.clone(),
+            launch_template_version: v,
+            image_id: image.clone(),
+        }),
+        _ => None,
+    };
+    let error = input.error.as_ref().map(|e| DeploymentError {
+        step: failed_step,
+        name: e.error.clone(),
+        message: e.message(),
+    });
+    j.end(StepStatus::Succeeded).await?;
+    let started = j.dep.started_at.unwrap_or(j.dep.created_at);
+    let outcome = Outcome {
+        status,
+        ended_at: now,
+        duration_ms: millis_between(started, now),
+        generated_version: generated_version.clone(),
+        error: error.clone(),
+    };
+    deps.store
+        .finish(&j.dep.environment_id, &j.dep.deployment_id, &outcome)
+        .await?;
+    j.dep.status = status;
+    j.dep.ended_at = Some(now);
+    j.dep.duration_ms = Some(outcome.duration_ms);
+    j.dep.generated_version = generated_version.clone();
+    j.dep.error = error;
+
+    notify(deps, &mut j, env.as_ref()).await?;
+    Ok(FinalOutput {
+        status,
+        generated_version,
+    })
+}
+
+/// Sends the notification at most once; a sending failure is recorded as an
+/// action and never changes the deployment's status.
+async fn notify(
+    deps: &Deps,
+    j: &mut Journal<'_>,
+    env: Option<&crate::domain::Environment>,
+) -> Result<(), StepError> {
+    if j.dep.runtime.notified {
+        return Ok(());
+    }
+    let recipients = j.dep.recipients(env);
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    let Some(sender) = deps.settings.sender_email.clone() else {
+        return j
+            .action("Notification not sent: no sender address configured")
+            .await;
+    };
+    // Claim before sending: a retry after a crash skips rather than duplicates.
+    j.dep.runtime.notified = true;
+    j.save_runtime().await?;
+    let console = j
+        .dep
+        .execution_arn
+        .as_deref()
+        .map(|arn| crate::email::console_url(&deps.settings.region, arn));
+    let email = crate::email::render(&j.dep, console.as_deref());
+    match deps.mailer.send(&sender, &recipients, &email).await {
+        Ok(_) => {
+            j.action(format!(
+                "Notification e-mail sent to {} recipient(s)",
+                recipients.len()
+            ))
+            .await
+        }
+        Err(e) => {
+            j.action(format!("Notification e-mail failed: {}", e.message()))
+                .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::DeploymentOptions;
+    use crate::steps::testkit::{aws, input, strs, Fixture, DEP, ENV, GROUP, LT, SERVER};
+    use crate::steps::CaughtError;
+    use crate::store::Store;
+    use aws_sdk_autoscaling::operation::cancel_instance_refresh::CancelInstanceRefreshOutput;
+    use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
+    use aws_sdk_autoscaling::operation::resume_processes::ResumeProcessesOutput;
+    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
+    use aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput;
+    use aws_sdk_ec2::operation::modify_launch_template::ModifyLaunchTemplateOutput;
+    use aws_sdk_ec2::operation::start_instances::StartInstancesOutput;
+    use aws_sdk_ses::error::ErrorMetadata;
+    use aws_sdk_ses::operation::send_email::{SendEmailError, SendEmailOutput};
+    use aws_smithy_mocks::{mock, Rule};
+
+    type Ec2 = aws_sdk_ec2::Client;
+    type Asg = aws_sdk_autoscaling::Client;
+    type Ses = aws_sdk_ses::Client;
+
+    /// The deployment's addresses, then the environment's, de-duplicated
+    /// case-insensitively (OPS@ and ops@ are one mailbox).
+    const RECIPIENTS: &[&str] = &["dev@example.com", "OPS@example.com"];
+
+    struct World {
+        resume: Rule,
+        instances: Rule,
+        start: Rule,
+        template: Rule,
+        restore: Rule,
+        refreshes: Rule,
+        cancel: Rule,
+        send: Rule,
+    }
+
+    fn world(send_ok: bool, to: &'static [&'static str]) -> World {
+        World {
+            // Exactly the processes we suspended, nothing that was suspended before.
+            resume: mock!(Asg::resume_processes)
+                .match_requests(|r| {
+                    r.auto_scaling_group_name() == Some(GROUP)
+                        && strs(r.scaling_processes()) == ["AZRebalance", "ScheduledActions"]
+                })
+                .then_output(|| ResumeProcessesOutput::builder().build()),
+            instances: mock!(Ec2::describe_instances).then_output(|| {
+                DescribeInstancesOutput::builder()
+                    .reservations(aws::instance(SERVER, "stopped"))
+                    .build()
+            }),
+            start: mock!(Ec2::start_instances)
+                .match_requests(|r| strs(r.instance_ids()) == [SERVER])
+                .then_output(|| StartInstancesOutput::builder().build()),
+            template: mock!(Ec2::describe_launch_templates).then_output(|| {
+                DescribeLaunchTemplatesOutput::builder()
+                    .launch_templates(aws::template(9, 9))
+                    .build()
+            }),
+            restore: mock!(Ec2::modify_launch_template)
+                .match_requests(|r| {
+                    r.launch_template_id() == Some(LT) && r.default_version() == Some("8")
+                })
+                .then_output(|| ModifyLaunchTemplateOutput::builder().build()),
+            refreshes: mock!(Asg::describe_instance_refreshes).then_output(|| {
+                DescribeInstanceRefreshesOutput::builder()
+                    .instance_refreshes(aws::refresh("r-1", "InProgress", 30, "9", None))
+                    .build()
+            }),
+            cancel: mock!(Asg::cancel_instance_refresh)
+                .match_requests(|r| r.auto_scaling_group_name() == Some(GROUP))
+                .then_output(|| CancelInstanceRefreshOutput::builder().build()),
+            send: if send_ok {
+                mock!(Ses::send_email)
+                    .match_requests(|r| {
+                        r.source() == Some("deployments@example.com")
+                            && r.destination().map(|d| strs(d.to_addresses())) == Some(to.to_vec())
+                    })
+                    .then_output(|| {
+                        SendEmailOutput::builder()
+                            .message_id("m-1")
+                            .build()
+                            .unwrap()
+                    })
+            } else {
+                mock!(Ses::send_email).then_error(|| {
+                    SendEmailError::generic(
+                        ErrorMetadata::builder()
+                            .code("MessageRejected")
+                            .message("Email address is not verified")
+                            .build(),
+                    )
+                })
+            },
+        }
+    }
+
+    impl World {
+        fn deps(&self, f: &Fixture) -> Deps {
+            f.deps(
+                &[&self.instances, &self.start, &self.template, &self.restore],
+                &[&self.resume, &self.refreshes, &self.cancel],
+                &[&self.send],
+            )
+        }
+    }
+
+    /// A deployment that locked instances, stopped a running server, made
+    /// version 9 (backup 8) and started refresh r-1; "Replace instances" running.
+    async fn fixture() -> Fixture {
+        let f = Fixture::new(DeploymentOptions {
+            lock_instances: true,
+            stop_preparation_server: true,
+            notification_emails: vec!["dev@example.com".into(), "OPS@example.com".into()],
+        })
+        .await;
+        f.store.acquire_lock(ENV, DEP, f.now()).await.unwrap();
+        let now = f.now();
+        f.update(|d| {
+            let rt = &mut d.runtime;
+            rt.prior_suspended
+                .insert(GROUP.into(), vec!["AlarmNotification".into()]);
+            rt.suspended_by_us.insert(
+                GROUP.into(),
+                vec!["AZRebalance".into(), "ScheduledActions".into()],
+            );
+            rt.prior_server_state = Some("running".into());
+            rt.server_stopped_by_us = true;
+            rt.image_id = Some("ami-new".into());
+            rt.main_version = Some(9);
+            rt.backup_version = Some(8);
+            rt.refreshes.insert(GROUP.into(), "r-1".into());
+            let s = d.step_mut(StepName::ReplaceInstances);
+            s.status = StepStatus::Running;
+            s.started_at = Some(now);
+        })
+        .await;
+        f.advance(125);
+        f
+    }
+
+    #[tokio::test]
+    async fn success_cleans_up_records_and_notifies_once() {
+        let f = fixture().await;
+        let w = world(true, RECIPIENTS);
+        let out = run(&w.deps(&f), input()).await.unwrap();
+        assert_eq!(out.status, DeploymentStatus::Succeeded);
+        assert_eq!(
+            (
+                w.resume.num_calls(),
+                w.start.num_calls(),
+                w.send.num_calls()
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!((w.restore.num_calls(), w.cancel.num_calls()), (0, 0));
+        assert_eq!(f.store.lock_holder(ENV).await.unwrap(), None);
+        let d = f.deployment().await;
+        assert_eq!(d.status, DeploymentStatus::Succeeded);
+        assert_eq!(d.duration_ms, Some(125_000));
+        assert_eq!(
+            d.generated_version
+                .as_ref()
+                .map(|v| (v.launch_template_version, v.image_id.as_str())),
+            Some((9, "ami-new"))
+        );
+        assert_eq!(d.step(StepName::Finalization).status, StepStatus::Succeeded);
+        // A second delivery of the same Finalization changes and sends nothing.
+        run(&w.deps(&f), input()).await.unwrap();
+        assert_eq!((w.resume.num_calls(), w.send.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn failure_marks_the_step_restores_the_backup_and_records_the_error() {
+        let f = fixture().await;
+        let w = world(true, RECIPIENTS);
+        let mut i = input();
+        i.error = Some(CaughtError {
+            error: "RefreshFailed".into(),
+            cause: Some(r#"{"errorType":"RefreshFailed","errorMessage":"instance refresh r-1 Failed: unhealthy"}"#.into()),
+        });
+        let out = run(&w.deps(&f), i).await.unwrap();
+        assert_eq!(out.status, DeploymentStatus::Failed);
+        assert_eq!(
+            (
+                w.cancel.num_calls(),
+                w.restore.num_calls(),
+                w.resume.num_calls(),
+                w.start.num_calls()
+            ),
+            (1, 1, 1, 1)
+        );
+        let d = f.deployment().await;
+        assert_eq!(d.status, DeploymentStatus::Failed);
+        assert_eq!(d.generated_version, None);
+        let e = d.error.unwrap();
+        assert_eq!(
+            (e.step, e.name.as_str()),
+            (Some(StepName::ReplaceInstances), "RefreshFailed")
+        );
+        assert_eq!(e.message, "instance refresh r-1 Failed: unhealthy");
+        let step = d.steps[StepName::ReplaceInstances.index()].clone();
+        assert_eq!(step.status, StepStatus::Failed);
+        assert!(step
+            .actions
+            .iter()
+            .any(|a| a.message == "Failed: RefreshFailed: instance refresh r-1 Failed: unhealthy"));
+        assert_eq!(f.store.lock_holder(ENV).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_rollback_ends_rolled_back() {
+        let f = fixture().await;
+        let w = world(true, RECIPIENTS);
+        let mut i = input();
+        i.error = Some(CaughtError {
+            error: "RefreshRolledBack".into(),
+            cause: Some("rolled back".into()),
+        });
+        assert_eq!(
+            run(&w.deps(&f), i).await.unwrap().status,
+            DeploymentStatus::RolledBack
+        );
+        assert_eq!(f.deployment().await.status, DeploymentStatus::RolledBack);
+    }
+
+    #[tokio::test]
+    async fn an_email_failure_is_recorded_and_changes_no_status() {
+        let f = fixture().await;
+        let w = world(false, RECIPIENTS);
+        assert_eq!(
+            run(&w.deps(&f), input()).await.unwrap().status,
+            DeploymentStatus::Succeeded
+        );
+        let d = f.deployment().await;
+        assert_eq!(d.status, DeploymentStatus::Succeeded);
+        assert!(d
+            .step(StepName::Finalization)
+            .actions
+            .iter()
+            .any(|a| a.message.starts_with("Notification e-mail failed")
+                && a.message.contains("not verified")));
+    }
+
+    #[tokio::test]
+    async fn another_deployments_lock_is_never_released() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        f.store
+            .acquire_lock(ENV, "01JOTHER000000000000000000", f.now())
+            .await
+            .unwrap();
+        let w = world(true, &["ops@example.com"]);
+        let mut i = input();
+        i.error = Some(CaughtError {
+            error: "EnvironmentLocked".into(),
+            cause: Some("busy".into()),
+        });
+        assert_eq!(
+            run(&w.deps(&f), i).await.unwrap().status,
+            DeploymentStatus::Failed
+        );
+        assert_eq!(
+            f.store.lock_holder(ENV).await.unwrap().as_deref(),
+            Some("01JOTHER000000000000000000")
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_record_nothing_is_touched() {
+        let f = Fixture::empty();
+        let w = world(true, RECIPIENTS);
+        let mut i = input();
+        i.error = Some(CaughtError {
+            error: "ValidationFailed".into(),
+            cause: None,
+        });
+        assert_eq!(
+            run(&w.deps(&f), i).await.unwrap().status,
+            DeploymentStatus::Failed
+        );
+        assert_eq!(
+            w.resume.num_calls() + w.send.num_calls() + w.start.num_calls(),
+            0
+        );
+    }
+}

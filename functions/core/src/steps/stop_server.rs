@@ -1,0 +1,182 @@
+//! Step 2, "Stop preparation server": only with the option on. Remembers the
+//! server's prior state (Finalization restarts it only if it was running),
+//! stops it once, and is called again by the ASL's wait loop until `stopped`.
+
+use super::{Journal, Poll, StepInput};
+use crate::deps::Deps;
+use crate::domain::{StepName, StepStatus};
+use crate::error::StepError;
+
+pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
+    let mut j = Journal::load(deps, &input, StepName::StopPreparationServer).await?;
+    if !j.dep.options.stop_preparation_server {
+        return j
+            .not_applicable("the preparation server keeps running while imaging")
+            .await;
+    }
+    if j.status() == StepStatus::Succeeded {
+        return Ok(Poll::done());
+    }
+    j.start().await?;
+    let env = j.environment().await?;
+    let server = deps
+        .ec2
+        .instance(&env.preparation_server_id)
+        .await?
+        .ok_or_else(|| {
+            StepError::StopFailed(format!(
+                "preparation server {} not found",
+                env.preparation_server_id
+            ))
+        })?;
+    if j.dep.runtime.prior_server_state.is_none() {
+        j.dep.runtime.prior_server_state = Some(server.state.clone());
+        j.save_runtime().await?;
+        j.action(format!(
+            "Preparation server {} was {}",
+            server.id, server.state
+        ))
+        .await?;
+    }
+    match server.state.as_str() {
+        "stopped" => {
+            j.action(format!("Preparation server {} is stopped", server.id))
+                .await?;
+            j.end(StepStatus::Succeeded).await?;
+            return Ok(Poll::done());
+        }
+        "running" | "pending" if !j.dep.runtime.server_stopped_by_us => {
+            // Flag first: if we die after StopInstances, Finalization still restarts it.
+            j.dep.runtime.server_stopped_by_us = true;
+            j.save_runtime().await?;
+            deps.ec2.stop_instance(&server.id).await?;
+            j.action(format!("Stopping preparation server {}", server.id))
+                .await?;
+        }
+        "running" | "pending" | "stopping" => {}
+        other => {
+            return Err(StepError::StopFailed(format!(
+                "preparation server {} is {other}, it cannot be stopped",
+                server.id
+            )))
+        }
+    }
+    if j.elapsed_seconds() > env.defaults.stop_timeout_seconds as i64 {
+        return Err(StepError::StopFailed(format!(
+            "preparation server {} not stopped after {} s (state {})",
+            server.id, env.defaults.stop_timeout_seconds, server.state
+        )));
+    }
+    Ok(Poll::again(input.stop.as_ref(), input.base_poll_seconds()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::DeploymentOptions;
+    use crate::steps::testkit::{aws, input, strs, Fixture, SERVER};
+    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
+    use aws_sdk_ec2::operation::stop_instances::StopInstancesOutput;
+    use aws_smithy_mocks::{mock, Rule};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    type Ec2 = aws_sdk_ec2::Client;
+
+    fn describe(states: &'static [&'static str]) -> Rule {
+        let n = Arc::new(AtomicUsize::new(0));
+        mock!(Ec2::describe_instances).then_output(move || {
+            let i = n.fetch_add(1, Ordering::SeqCst).min(states.len() - 1);
+            DescribeInstancesOutput::builder()
+                .reservations(aws::instance(SERVER, states[i]))
+                .build()
+        })
+    }
+
+    fn stop() -> Rule {
+        mock!(Ec2::stop_instances)
+            .match_requests(|r| strs(r.instance_ids()) == [SERVER])
+            .then_output(|| StopInstancesOutput::builder().build())
+    }
+
+    #[tokio::test]
+    async fn not_applicable_without_the_option_and_touches_nothing() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        let d = describe(&["running"]);
+        let s = stop();
+        let out = run(&f.deps(&[&d, &s], &[], &[]), input()).await.unwrap();
+        assert!(out.done);
+        assert_eq!(d.num_calls() + s.num_calls(), 0);
+        assert_eq!(
+            f.deployment()
+                .await
+                .step(StepName::StopPreparationServer)
+                .status,
+            StepStatus::NotApplicable
+        );
+    }
+
+    #[tokio::test]
+    async fn stops_a_running_server_once_and_waits_until_stopped() {
+        let f = Fixture::new(DeploymentOptions {
+            stop_preparation_server: true,
+            ..Default::default()
+        })
+        .await;
+        let d = describe(&["running", "stopping", "stopped"]);
+        let s = stop();
+        let deps = f.deps(&[&d, &s], &[], &[]);
+        let first = run(&deps, input()).await.unwrap();
+        assert_eq!((first.done, first.wait_seconds), (false, 1));
+        let mut again = input();
+        again.stop = Some(first);
+        let second = run(&deps, again.clone()).await.unwrap();
+        assert!(!second.done);
+        again.stop = Some(second);
+        assert!(run(&deps, again).await.unwrap().done);
+        assert_eq!(s.num_calls(), 1);
+        let dep = f.deployment().await;
+        assert_eq!(dep.runtime.prior_server_state.as_deref(), Some("running"));
+        assert!(dep.runtime.server_stopped_by_us);
+        assert_eq!(
+            dep.step(StepName::StopPreparationServer).status,
+            StepStatus::Succeeded
+        );
+    }
+
+    #[tokio::test]
+    async fn an_already_stopped_server_is_fine_and_is_not_restarted_later() {
+        let f = Fixture::new(DeploymentOptions {
+            stop_preparation_server: true,
+            ..Default::default()
+        })
+        .await;
+        let d = describe(&["stopped"]);
+        let s = stop();
+        assert!(
+            run(&f.deps(&[&d, &s], &[], &[]), input())
+                .await
+                .unwrap()
+                .done
+        );
+        assert_eq!(s.num_calls(), 0);
+        let dep = f.deployment().await;
+        assert_eq!(dep.runtime.prior_server_state.as_deref(), Some("stopped"));
+        assert!(!dep.runtime.server_stopped_by_us);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_stop_timeout() {
+        let f = Fixture::new(DeploymentOptions {
+            stop_preparation_server: true,
+            ..Default::default()
+        })
+        .await;
+        let d = describe(&["running", "stopping"]);
+        let s = stop();
+        let deps = f.deps(&[&d, &s], &[], &[]);
+        run(&deps, input()).await.unwrap();
+        f.advance(901);
+        assert_eq!(run(&deps, input()).await.unwrap_err().name(), "StopFailed");
+    }
+}

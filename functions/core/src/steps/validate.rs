@@ -1,0 +1,466 @@
+//! Step 1, "Initial validation": the environment and its resources exist and
+//! belong together, no refresh is running, the environment lock is ours; with
+//! "lock instances" the fleet-changing processes are suspended.
+
+use super::{Journal, Poll, ValidateEvent};
+use crate::deps::Deps;
+use crate::domain::{Deployment, DeploymentStatus, StepName, StepStatus, LOCK_PROCESSES};
+use crate::error::StepError;
+use crate::store::LockOutcome;
+
+pub async fn run(deps: &Deps, event: ValidateEvent) -> Result<Poll, StepError> {
+    let input = event.state;
+    input.check()?;
+    let env_id = &input.environment_id;
+    let env = deps.store.environment(env_id).await?.ok_or_else(|| {
+        StepError::ValidationFailed(format!("environment '{env_id}' is not registered"))
+    })?;
+
+    // The record: created here for direct starts, Scheduled → Running for
+    // scheduled ones, reused when the API (or a retry) created it.
+    let now = deps.clock.now();
+    let dep = match deps.store.deployment(env_id, &input.deployment_id).await? {
+        Some(d) if d.status == DeploymentStatus::Scheduled => {
+            if !deps
+                .store
+                .start_scheduled(env_id, &input.deployment_id, now)
+                .await?
+            {
+                return Err(StepError::InvalidState(format!(
+                    "scheduled deployment {} is no longer scheduled",
+                    input.deployment_id
+                )));
+            }
+            deps.store
+                .deployment(env_id, &input.deployment_id)
+                .await?
+                .unwrap_or(d)
+        }
+        Some(d) if d.status.is_terminal() => {
+            return Err(StepError::InvalidState(format!(
+                "deployment {} already ended ({})",
+                d.deployment_id, d.status
+            )))
+        }
+        Some(d) => d,
+        None => {
+            let options = input
+                .options
+                .clone()
+                .unwrap_or_default()
+                .resolve(&env.defaults);
+            let owner = input
+                .owner
+                .clone()
+                .filter(|o| !o.trim().is_empty())
+                .unwrap_or_else(|| "unknown".into());
+            let d = Deployment::new_running(
+                input.deployment_id.clone(),
+                env_id.clone(),
+                owner,
+                options,
+                now,
+            );
+            deps.store.create_deployment(&d).await?;
+            deps.store
+                .deployment(env_id, &input.deployment_id)
+                .await?
+                .unwrap_or(d)
+        }
+    };
+    if let (Some(arn), None) = (&event.execution_arn, &dep.execution_arn) {
+        deps.store
+            .set_execution_arn(env_id, &dep.deployment_id, arn)
+            .await?;
+    }
+
+    let mut j = Journal::from_record(deps, dep, StepName::InitialValidation);
+    j.start().await?;
+
+    match deps
+        .store
+        .acquire_lock(env_id, &input.deployment_id, now)
+        .await?
+    {
+        LockOutcome::Acquired => j.action("Environment locked for this deployment").await?,
+        LockOutcome::HeldBy(other) => {
+            return Err(StepError::EnvironmentLocked(format!(
+                "environment '{env_id}' is busy: deployment {other} is running"
+            )))
+        }
+    }
+
+    let server = deps
+        .ec2
+        .instance(&env.preparation_server_id)
+        .await?
+        .ok_or_else(|| {
+            StepError::ValidationFailed(format!(
+                "preparation server {} not found",
+                env.preparation_server_id
+            ))
+        })?;
+    if matches!(server.state.as_str(), "terminated" | "shutting-down") {
+        return Err(StepError::ValidationFailed(format!(
+            "preparation server {} is {}",
+            server.id, server.state
+        )));
+    }
+    j.action(format!(
+        "Preparation server {}{}: state {}, private IP {}, platform {}",
+        server.id,
+        server
+            .name
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default(),
+        server.state,
+        server.private_ip.as_deref().unwrap_or("none"),
+        server.platform.as_deref().unwrap_or("unknown"),
+    ))
+    .await?;
+
+    let template = deps
+        .ec2
+        .launch_template(&env.launch_template_id)
+        .await?
+        .ok_or_else(|| {
+            StepError::ValidationFailed(format!(
+                "launch template {} not found",
+                env.launch_template_id
+            ))
+        })?;
+    j.action(format!(
+        "Launch template {}{}: default version {}, latest version {}",
+        template.id,
+        template
+            .name
+            .as_deref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default(),
+        template.default_version,
+        template.latest_version
+    ))
+    .await?;
+
+    if env.auto_scaling_groups.is_empty() {
+        return Err(StepError::ValidationFailed(format!(
+            "environment '{env_id}' has no Auto Scaling group"
+        )));
+    }
+    let groups = deps.asg.groups(&env.auto_scaling_groups).await?;
+    for name in &env.auto_scaling_groups {
+        let g = groups.iter().find(|g| &g.name == name).ok_or_else(|| {
+            StepError::ValidationFailed(format!("Auto Scaling group {name} not found"))
+        })?;
+        if g.launch_template_id.as_deref() != Some(env.launch_template_id.as_str()) {
+            return Err(StepError::ValidationFailed(format!(
+                "Auto Scaling group {name} uses launch template {}, not {}",
+                g.launch_template_id
+                    .as_deref()
+                    .unwrap_or("none (launch configuration?)"),
+                env.launch_template_id
+            )));
+        }
+        j.action(format!(
+            "Auto Scaling group {name}: {} instances, desired capacity {}, launch template version {}",
+            g.instances.len(),
+            g.desired_capacity,
+            g.launch_template_version.as_deref().unwrap_or("$Default")
+        ))
+        .await?;
+        if let Some(r) = deps
+            .asg
+            .refreshes(name)
+            .await?
+            .into_iter()
+            .find(|r| r.is_active())
+        {
+            return Err(StepError::RefreshInProgress(format!(
+                "instance refresh {} is {} on group {name}; wait for it to end",
+                r.id, r.status
+            )));
+        }
+    }
+
+    if j.dep.options.lock_instances {
+        for g in &groups {
+            if j.dep.runtime.prior_suspended.contains_key(&g.name) {
+                continue; // already done by an earlier attempt
+            }
+            let to_suspend: Vec<String> = LOCK_PROCESSES
+                .iter()
+                .filter(|p| !g.suspended.iter().any(|s| s == *p))
+                .map(|p| p.to_string())
+                .collect();
+            // Remember before acting: Finalization resumes exactly this set
+            // even if this call dies right after SuspendProcesses.
+            j.dep
+                .runtime
+                .prior_suspended
+                .insert(g.name.clone(), g.suspended.clone());
+            j.dep
+                .runtime
+                .suspended_by_us
+                .insert(g.name.clone(), to_suspend.clone());
+            j.save_runtime().await?;
+            if !to_suspend.is_empty() {
+                deps.asg.suspend(&g.name, &to_suspend).await?;
+            }
+            j.action(format!(
+                "Instances locked on group {}: suspended {} (already suspended: {})",
+                g.name,
+                list_or_none(&to_suspend),
+                list_or_none(&g.suspended)
+            ))
+            .await?;
+        }
+    }
+
+    j.end(StepStatus::Succeeded).await?;
+    Ok(Poll::done())
+}
+
+pub(crate) fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::DeploymentOptions;
+    use crate::steps::testkit::{
+        aws, environment, input, strs, Fixture, DEP, ENV, GROUP, LT, SERVER,
+    };
+    use crate::store::Store;
+    use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+    use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
+    use aws_sdk_autoscaling::operation::suspend_processes::SuspendProcessesOutput;
+    use aws_sdk_ec2::error::ErrorMetadata;
+    use aws_sdk_ec2::operation::describe_instances::{
+        DescribeInstancesError, DescribeInstancesOutput,
+    };
+    use aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput;
+    use aws_smithy_mocks::{mock, Rule};
+
+    type Ec2 = aws_sdk_ec2::Client;
+    type Asg = aws_sdk_autoscaling::Client;
+
+    fn event() -> ValidateEvent {
+        ValidateEvent {
+            state: input(),
+            execution_arn: Some("arn:aws:states:us-east-1:1:execution:sm:x".into()),
+        }
+    }
+
+    struct World {
+        instances: Rule,
+        templates: Rule,
+        groups: Rule,
+        refreshes: Rule,
+        suspend: Rule,
+    }
+
+    fn world(
+        server_state: &str,
+        group_lt: &str,
+        suspended: &'static [&'static str],
+        refresh: Option<&'static str>,
+    ) -> World {
+        let state = server_state.to_string();
+        let lt = group_lt.to_string();
+        World {
+            instances: mock!(Ec2::describe_instances)
+                .match_requests(|r| strs(r.instance_ids()) == [SERVER])
+                .then_output(move || {
+                    DescribeInstancesOutput::builder()
+                        .reservations(aws::instance(SERVER, &state))
+                        .build()
+                }),
+            templates: mock!(Ec2::describe_launch_templates).then_output(|| {
+                DescribeLaunchTemplatesOutput::builder()
+                    .launch_templates(aws::template(3, 3))
+                    .build()
+            }),
+            groups: mock!(Asg::describe_auto_scaling_groups).then_output(move || {
+                DescribeAutoScalingGroupsOutput::builder()
+                    .auto_scaling_groups(aws::group(2, "3", suspended, &lt))
+                    .build()
+            }),
+            refreshes: mock!(Asg::describe_instance_refreshes).then_output(move || {
+                let mut b = DescribeInstanceRefreshesOutput::builder();
+                if let Some(status) = refresh {
+                    b = b.instance_refreshes(aws::refresh("r-old", status, 10, "2", None));
+                }
+                b.build()
+            }),
+            // Only the exact set not already suspended may be requested.
+            suspend: mock!(Asg::suspend_processes)
+                .match_requests(|r| {
+                    r.auto_scaling_group_name() == Some(GROUP)
+                        && strs(r.scaling_processes()) == ["AZRebalance", "ScheduledActions"]
+                })
+                .then_output(|| SuspendProcessesOutput::builder().build()),
+        }
+    }
+
+    impl World {
+        fn deps(&self, f: &Fixture) -> Deps {
+            f.deps(
+                &[&self.instances, &self.templates],
+                &[&self.groups, &self.refreshes, &self.suspend],
+                &[],
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn happy_path_records_server_info_locks_and_suspends_the_missing_processes() {
+        // GIVEN a registered environment, no record yet, AlarmNotification already suspended
+        let f = Fixture::empty();
+        f.store.put_environment(&environment()).await.unwrap();
+        let w = world("running", LT, &["AlarmNotification"], Some("Successful"));
+        let mut e = event();
+        e.state.options = Some(crate::domain::RequestedOptions {
+            lock_instances: Some(true),
+            ..Default::default()
+        });
+        e.state.owner = Some("alice".into());
+        // WHEN
+        let out = run(&w.deps(&f), e).await.unwrap();
+        // THEN
+        assert!(out.done);
+        assert_eq!(w.suspend.num_calls(), 1);
+        assert_eq!(
+            f.store.lock_holder(ENV).await.unwrap().as_deref(),
+            Some(DEP)
+        );
+        let d = f.deployment().await;
+        assert_eq!(d.owner, "alice");
+        assert_eq!(
+            d.execution_arn.as_deref(),
+            Some("arn:aws:states:us-east-1:1:execution:sm:x")
+        );
+        assert_eq!(d.runtime.prior_suspended[GROUP], vec!["AlarmNotification"]);
+        assert_eq!(
+            d.runtime.suspended_by_us[GROUP],
+            vec!["AZRebalance", "ScheduledActions"]
+        );
+        let step = d.step(StepName::InitialValidation);
+        assert_eq!(step.status, StepStatus::Succeeded);
+        let log: Vec<_> = step.actions.iter().map(|a| a.message.as_str()).collect();
+        assert!(log.contains(&"Preparation server i-0prep (prep): state running, private IP 10.0.0.10, platform Linux/UNIX"));
+        assert!(log
+            .iter()
+            .any(|m| m.contains("already suspended: AlarmNotification")));
+    }
+
+    #[tokio::test]
+    async fn a_retry_suspends_nothing_twice() {
+        let f = Fixture::new(DeploymentOptions {
+            lock_instances: true,
+            ..Default::default()
+        })
+        .await;
+        let w = world("running", LT, &["AlarmNotification"], None);
+        run(&w.deps(&f), event()).await.unwrap();
+        f.update(|d| d.steps[0] = crate::domain::StepRecord::pending(StepName::InitialValidation))
+            .await;
+        run(&w.deps(&f), event()).await.unwrap();
+        assert_eq!(w.suspend.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_environment_fails_and_creates_nothing() {
+        let f = Fixture::empty();
+        let w = world("running", LT, &[], None);
+        let err = run(&w.deps(&f), event()).await.unwrap_err();
+        assert_eq!(
+            err,
+            StepError::ValidationFailed("environment 'prod-web' is not registered".into())
+        );
+        assert!(f.store.deployment(ENV, DEP).await.unwrap().is_none());
+        assert!(f.store.lock_holder(ENV).await.unwrap().is_none());
+        assert_eq!(w.instances.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn missing_server_is_named() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        let w = world("running", LT, &[], None);
+        let none = mock!(Ec2::describe_instances).then_error(|| {
+            DescribeInstancesError::generic(
+                ErrorMetadata::builder()
+                    .code("InvalidInstanceID.NotFound")
+                    .build(),
+            )
+        });
+        let deps = f.deps(&[&none, &w.templates], &[&w.groups, &w.refreshes], &[]);
+        let err = run(&deps, event()).await.unwrap_err();
+        assert_eq!(
+            err,
+            StepError::ValidationFailed("preparation server i-0prep not found".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn group_on_another_template_is_refused() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        let w = world("running", "lt-other", &[], None);
+        let err = run(&w.deps(&f), event()).await.unwrap_err();
+        assert_eq!(err.name(), "ValidationFailed");
+        assert!(
+            err.message()
+                .contains("web-asg uses launch template lt-other, not lt-0abc"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_running_refresh_refuses_the_deployment() {
+        let f = Fixture::new(DeploymentOptions {
+            lock_instances: true,
+            ..Default::default()
+        })
+        .await;
+        let w = world("running", LT, &[], Some("InProgress"));
+        let err = run(&w.deps(&f), event()).await.unwrap_err();
+        assert_eq!(err.name(), "RefreshInProgress");
+        assert!(err.message().contains("r-old"));
+        assert_eq!(w.suspend.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_held_lock_refuses_with_the_holder() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        f.store
+            .acquire_lock(ENV, "01JOTHER000000000000000000", f.now())
+            .await
+            .unwrap();
+        let w = world("running", LT, &[], None);
+        let err = run(&w.deps(&f), event()).await.unwrap_err();
+        assert_eq!(err.name(), "EnvironmentLocked");
+        assert!(err.message().contains("01JOTHER000000000000000000"));
+        assert_eq!(w.instances.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retryable() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        let w = world("running", LT, &[], None);
+        let throttled = mock!(Ec2::describe_instances).then_error(|| {
+            DescribeInstancesError::generic(
+                ErrorMetadata::builder()
+                    .code("RequestLimitExceeded")
+                    .message("slow down")
+                    .build(),
+            )
+        });
+        let deps = f.deps(&[&throttled, &w.templates], &[&w.groups, &w.refreshes], &[]);
+        assert_eq!(run(&deps, event()).await.unwrap_err().name(), "Retryable");
+    }
+}

@@ -1,0 +1,512 @@
+//! DynamoDB single-table store (layout in DESIGN §3):
+//! `ENV#<env>`/`CONFIG`, `ENV#<env>`/`LOCK`, `ENV#<env>`/`DEP#<ulid>`.
+//! Every state change is one conditional write; history is one `Query`.
+
+use super::{decode_token, encode_token, LockOutcome, Outcome, Page, Store, StoreError};
+use crate::domain::{Deployment, DeploymentStatus, Environment, Runtime, StepRecord};
+use crate::error::is_transient_code;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::HashMap;
+
+const CONFIG: &str = "CONFIG";
+const LOCK: &str = "LOCK";
+const DEP_PREFIX: &str = "DEP#";
+
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn pk(env: &str) -> AttributeValue {
+    AttributeValue::S(format!("ENV#{env}"))
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn dep_sk(id: &str) -> AttributeValue {
+    s(format!("{DEP_PREFIX}{id}"))
+}
+
+fn to_av<T: Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_item<T: Serialize>(v: &T) -> Result<HashMap<String, AttributeValue>, StoreError> {
+    serde_dynamo::to_item(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_item<T: serde::de::DeserializeOwned>(
+    item: HashMap<String, AttributeValue>,
+) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Maps an SDK error; `Ok(())` means the condition failed (the caller decides).
+fn check<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    what: &str,
+    err: SdkError<E, R>,
+) -> Result<(), StoreError> {
+    let code = err.code().unwrap_or("").to_string();
+    if code == "ConditionalCheckFailedException" {
+        return Ok(());
+    }
+    let msg = err.message().unwrap_or("").to_string();
+    Err(match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Transient(format!("{what}: {err}"))
+        }
+        _ if is_transient_code(&code) => StoreError::Transient(format!("{what}: {code} {msg}")),
+        _ => StoreError::Failed(format!("{what}: {code} {msg}")),
+    })
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn get(
+        &self,
+        env: &str,
+        sk: AttributeValue,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        match self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", pk(env))
+            .key("SK", sk)
+            .consistent_read(true)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.item),
+            Err(e) => {
+                check("GetItem", e)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// One UpdateItem on an existing deployment record.
+    async fn update_deployment(
+        &self,
+        env: &str,
+        id: &str,
+        expression: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+        condition: &str,
+    ) -> Result<bool, StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", pk(env))
+            .key("SK", dep_sk(id))
+            .update_expression(expression)
+            .condition_expression(condition);
+        for (k, v) in names {
+            req = req.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            req = req.expression_attribute_values(k, v);
+        }
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                check("UpdateItem", e)?;
+                Ok(false)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn environment(&self, environment_id: &str) -> Result<Option<Environment>, StoreError> {
+        self.get(environment_id, s(CONFIG))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    async fn put_environment(&self, env: &Environment) -> Result<(), StoreError> {
+        let mut item = to_item(env)?;
+        item.insert("PK".into(), pk(&env.environment_id));
+        item.insert("SK".into(), s(CONFIG));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| check("PutItem", e))
+    }
+
+    async fn acquire_lock(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<LockOutcome, StoreError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", pk(environment_id))
+            .item("SK", s(LOCK))
+            .item("deploymentId", s(deployment_id))
+            .item("acquiredAt", s(at.to_rfc3339()))
+            .condition_expression("attribute_not_exists(PK) OR deploymentId = :d")
+            .expression_attribute_values(":d", s(deployment_id))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(LockOutcome::Acquired),
+            Err(e) => {
+                check("PutItem lock", e)?;
+                // Condition failed: someone else holds it (read who, for the message).
+                let holder = self.lock_holder(environment_id).await?;
+                Ok(match holder {
+                    Some(h) if h != deployment_id => LockOutcome::HeldBy(h),
+                    // Released between our write and our read: let the caller retry.
+                    _ => return Err(StoreError::Transient("lock changed hands, retry".into())),
+                })
+            }
+        }
+    }
+
+    async fn release_lock(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+    ) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("PK", pk(environment_id))
+            .key("SK", s(LOCK))
+            .condition_expression("deploymentId = :d")
+            .expression_attribute_values(":d", s(deployment_id))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                check("DeleteItem lock", e)?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn lock_holder(&self, environment_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get(environment_id, s(LOCK)).await?.and_then(|item| {
+            item.get("deploymentId")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+        }))
+    }
+
+    async fn create_deployment(&self, d: &Deployment) -> Result<bool, StoreError> {
+        let mut item = to_item(d)?;
+        item.insert("PK".into(), pk(&d.environment_id));
+        item.insert("SK".into(), dep_sk(&d.deployment_id));
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                check("PutItem deployment", e)?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn deployment(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+    ) -> Result<Option<Deployment>, StoreError> {
+        self.get(environment_id, dep_sk(deployment_id))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    async fn start_scheduled(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.update_deployment(
+            environment_id,
+            deployment_id,
+            "SET #st = :running, startedAt = :at",
+            &[("#st", "status")],
+            vec![
+                (":running", s(DeploymentStatus::Running.as_str())),
+                (":scheduled", s(DeploymentStatus::Scheduled.as_str())),
+                (":at", to_av(&at)?),
+            ],
+            "#st = :scheduled",
+        )
+        .await
+    }
+
+    async fn set_execution_arn(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        arn: &str,
+    ) -> Result<(), StoreError> {
+        self.update_deployment(
+            environment_id,
+            deployment_id,
+            "SET executionArn = :a",
+            &[],
+            vec![(":a", s(arn))],
+            "attribute_exists(PK)",
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn save_step(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        index: usize,
+        step: &StepRecord,
+    ) -> Result<(), StoreError> {
+        let ok = self
+            .update_deployment(
+                environment_id,
+                deployment_id,
+                &format!("SET steps[{index}] = :step"),
+                &[],
+                vec![(":step", to_av(step)?)],
+                "attribute_exists(PK)",
+            )
+            .await?;
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::Failed(format!(
+                "deployment {deployment_id} not found"
+            )))
+        }
+    }
+
+    async fn save_runtime(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        runtime: &Runtime,
+    ) -> Result<(), StoreError> {
+        let ok = self
+            .update_deployment(
+                environment_id,
+                deployment_id,
+                "SET #rt = :rt",
+                &[("#rt", "runtime")],
+                vec![(":rt", to_av(runtime)?)],
+                "attribute_exists(PK)",
+            )
+            .await?;
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::Failed(format!(
+                "deployment {deployment_id} not found"
+            )))
+        }
+    }
+
+    async fn finish(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        o: &Outcome,
+    ) -> Result<bool, StoreError> {
+        let mut expr = String::from("SET #st = :st, endedAt = :end, durationMs = :dur");
+        let mut values = vec![
+            (":st", s(o.status.as_str())),
+            (":end", to_av(&o.ended_at)?),
+            (":dur", AttributeValue::N(o.duration_ms.to_string())),
+            (":running", s(DeploymentStatus::Running.as_str())),
+            (":scheduled", s(DeploymentStatus::Scheduled.as_str())),
+        ];
+        if let Some(v) = &o.generated_version {
+            expr.push_str(", generatedVersion = :gv");
+            values.push((":gv", to_av(v)?));
+        }
+        if let Some(e) = &o.error {
+            expr.push_str(", #err = :err");
+            values.push((":err", to_av(e)?));
+        }
+        self.update_deployment(
+            environment_id,
+            deployment_id,
+            &expr,
+            &[("#st", "status"), ("#err", "error")],
+            values,
+            "#st IN (:running, :scheduled)",
+        )
+        .await
+    }
+
+    async fn history(
+        &self,
+        environment_id: &str,
+        limit: u32,
+        next_token: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        let after = next_token
+            .map(|t| decode_token(environment_id, t))
+            .transpose()?;
+        let limit = limit.clamp(1, 1000) as usize;
+        // One Query of limit+1 items: the extra item tells whether another page
+        // exists, so the last page never comes with a token to an empty page.
+        let mut req = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :dep)")
+            .expression_attribute_values(":pk", pk(environment_id))
+            .expression_attribute_values(":dep", s(DEP_PREFIX))
+            .scan_index_forward(false)
+            .limit(limit as i32 + 1);
+        if let Some(after) = &after {
+            req = req
+                .exclusive_start_key("PK", pk(environment_id))
+                .exclusive_start_key("SK", dep_sk(after));
+        }
+        let out = match req.send().await {
+            Ok(out) => out,
+            Err(e) => {
+                check("Query", e)?;
+                return Err(StoreError::Failed(
+                    "Query: unexpected condition failure".into(),
+                ));
+            }
+        };
+        let mut items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item::<Deployment>)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_token = match (more, items.last()) {
+            (true, Some(last)) => Some(encode_token(environment_id, &last.deployment_id)),
+            _ => None,
+        };
+        Ok(Page { items, next_token })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::operation::query::QueryOutput;
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    #[tokio::test]
+    async fn lock_is_a_conditional_put_and_names_the_holder() {
+        let put = mock!(Client::put_item)
+            .match_requests(|r| {
+                r.condition_expression() == Some("attribute_not_exists(PK) OR deploymentId = :d")
+                    && r.item().and_then(|i| i.get("SK")) == Some(&s(LOCK))
+            })
+            .then_error(|| {
+                PutItemError::ConditionalCheckFailedException(
+                    ConditionalCheckFailedException::builder()
+                        .meta(
+                            ErrorMetadata::builder()
+                                .code("ConditionalCheckFailedException")
+                                .build(),
+                        )
+                        .build(),
+                )
+            });
+        let get = mock!(Client::get_item).then_output(|| {
+            GetItemOutput::builder()
+                .item("deploymentId", s("01HOLDER00000000000000000A"))
+                .build()
+        });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &get]);
+        let store = DynamoStore::new(client, "t");
+        let got = store
+            .acquire_lock("prod", "01MINE0000000000000000000A", Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            LockOutcome::HeldBy("01HOLDER00000000000000000A".into())
+        );
+        assert_eq!(put.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn lock_acquired_when_put_succeeds() {
+        let put = mock!(Client::put_item).then_output(|| PutItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, [&put]);
+        let store = DynamoStore::new(client, "t");
+        let got = store
+            .acquire_lock("prod", "01MINE0000000000000000000A", Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(got, LockOutcome::Acquired);
+    }
+
+    #[tokio::test]
+    async fn history_is_one_query_newest_first_with_limit_plus_one() {
+        let q = mock!(Client::query)
+            .match_requests(|r| r.scan_index_forward() == Some(false) && r.limit() == Some(3))
+            .then_output(|| QueryOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, [&q]);
+        let store = DynamoStore::new(client, "t");
+        let page = store.history("prod", 2, None).await.unwrap();
+        assert!(page.items.is_empty());
+        assert_eq!(page.next_token, None);
+        assert_eq!(q.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn tampered_token_is_refused_before_any_query() {
+        let q = mock!(Client::query).then_output(|| QueryOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, [&q]);
+        let store = DynamoStore::new(client, "t");
+        assert_eq!(
+            store.history("prod", 2, Some("bm9wZQ")).await,
+            Err(StoreError::InvalidToken)
+        );
+        assert_eq!(q.num_calls(), 0);
+    }
+}

@@ -1,0 +1,221 @@
+//! In-memory store for unit tests: the same contract as DynamoDB (conditional
+//! lock, newest-first pages, terminal status written once).
+
+use super::{decode_token, encode_token, LockOutcome, Outcome, Page, Store, StoreError};
+use crate::domain::{Deployment, DeploymentStatus, Environment, Runtime, StepRecord};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    envs: BTreeMap<String, Environment>,
+    locks: BTreeMap<String, String>,
+    // (env, id) -> deployment; ids are ULIDs so BTreeMap order is creation order.
+    deployments: BTreeMap<(String, String), Deployment>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.inner.lock().expect("memory store poisoned"))
+    }
+
+    fn update(
+        &self,
+        env: &str,
+        id: &str,
+        f: impl FnOnce(&mut Deployment),
+    ) -> Result<(), StoreError> {
+        self.with(|i| match i.deployments.get_mut(&(env.into(), id.into())) {
+            Some(d) => {
+                f(d);
+                Ok(())
+            }
+            None => Err(StoreError::Failed(format!("deployment {id} not found"))),
+        })
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn environment(&self, environment_id: &str) -> Result<Option<Environment>, StoreError> {
+        Ok(self.with(|i| i.envs.get(environment_id).cloned()))
+    }
+
+    async fn put_environment(&self, env: &Environment) -> Result<(), StoreError> {
+        self.with(|i| i.envs.insert(env.environment_id.clone(), env.clone()));
+        Ok(())
+    }
+
+    async fn acquire_lock(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        _at: DateTime<Utc>,
+    ) -> Result<LockOutcome, StoreError> {
+        Ok(self.with(|i| match i.locks.get(environment_id) {
+            Some(holder) if holder != deployment_id => LockOutcome::HeldBy(holder.clone()),
+            _ => {
+                i.locks.insert(environment_id.into(), deployment_id.into());
+                LockOutcome::Acquired
+            }
+        }))
+    }
+
+    async fn release_lock(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|i| {
+            if i.locks.get(environment_id).map(String::as_str) == Some(deployment_id) {
+                i.locks.remove(environment_id);
+                true
+            } else {
+                false
+            }
+        }))
+    }
+
+    async fn lock_holder(&self, environment_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.with(|i| i.locks.get(environment_id).cloned()))
+    }
+
+    async fn create_deployment(&self, d: &Deployment) -> Result<bool, StoreError> {
+        Ok(self.with(|i| {
+            match i.deployments.entry((d.environment_id.clone(), d.deployment_id.clone())) {
+                std::collections::btree_map::Entry::Occupied(_) => false,
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(d.clone());
+                    true
+                }
+            }
+        }))
+    }
+
+    async fn deployment(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+    ) -> Result<Option<Deployment>, StoreError> {
+        Ok(self.with(|i| {
+            i.deployments
+                .get(&(environment_id.into(), deployment_id.into()))
+                .cloned()
+        }))
+    }
+
+    async fn start_scheduled(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|i| {
+            match i
+                .deployments
+                .get_mut(&(environment_id.into(), deployment_id.into()))
+            {
+                Some(d) if d.status == DeploymentStatus::Scheduled => {
+                    d.status = DeploymentStatus::Running;
+                    d.started_at = Some(at);
+                    true
+                }
+                _ => false,
+            }
+        }))
+    }
+
+    async fn set_execution_arn(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        arn: &str,
+    ) -> Result<(), StoreError> {
+        self.update(environment_id, deployment_id, |d| {
+            d.execution_arn = Some(arn.into())
+        })
+    }
+
+    async fn save_step(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        index: usize,
+        step: &StepRecord,
+    ) -> Result<(), StoreError> {
+        self.update(environment_id, deployment_id, |d| {
+            d.steps[index] = step.clone()
+        })
+    }
+
+    async fn save_runtime(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        runtime: &Runtime,
+    ) -> Result<(), StoreError> {
+        self.update(environment_id, deployment_id, |d| {
+            d.runtime = runtime.clone()
+        })
+    }
+
+    async fn finish(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        o: &Outcome,
+    ) -> Result<bool, StoreError> {
+        let mut done = false;
+        self.update(environment_id, deployment_id, |d| {
+            if !d.status.is_terminal() {
+                d.status = o.status;
+                d.ended_at = Some(o.ended_at);
+                d.duration_ms = Some(o.duration_ms);
+                d.generated_version = o.generated_version.clone();
+                d.error = o.error.clone();
+                done = true;
+            }
+        })?;
+        Ok(done)
+    }
+
+    async fn history(
+        &self,
+        environment_id: &str,
+        limit: u32,
+        next_token: Option<&str>,
+    ) -> Result<Page, StoreError> {
+        let after = next_token
+            .map(|t| decode_token(environment_id, t))
+            .transpose()?;
+        let limit = limit.max(1) as usize;
+        Ok(self.with(|i| {
+            let mut items: Vec<Deployment> = i
+                .deployments
+                .iter()
+                .rev()
+                .filter(|((e, id), _)| e == environment_id && after.as_ref().is_none_or(|a| id < a))
+                .map(|(_, d)| d.clone())
+                .take(limit + 1)
+                .collect();
+            let more = items.len() > limit;
+            items.truncate(limit);
+            let next_token = match (more, items.last()) {
+                (true, Some(last)) => Some(encode_token(environment_id, &last.deployment_id)),
+                _ => None,
+            };
+            Page { items, next_token }
+        }))
+    }
+}

@@ -1,0 +1,196 @@
+//! The deployment store: environment configs, the environment lock, deployment
+//! records and history pages. One trait, a DynamoDB implementation for AWS and
+//! the sandbox, an in-memory one for unit tests.
+
+mod dynamo;
+mod memory;
+
+pub use dynamo::DynamoStore;
+pub use memory::MemoryStore;
+
+use crate::domain::{
+    Deployment, DeploymentError, DeploymentStatus, Environment, GeneratedVersion, Runtime,
+    StepRecord,
+};
+use async_trait::async_trait;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum StoreError {
+    /// Throttling or a transient service failure: the caller may retry.
+    #[error("store temporarily unavailable: {0}")]
+    Transient(String),
+    #[error("store error: {0}")]
+    Failed(String),
+    #[error("invalid nextToken")]
+    InvalidToken,
+    #[error("record could not be decoded: {0}")]
+    Corrupt(String),
+}
+
+impl From<StoreError> for crate::error::StepError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Transient(m) => Self::Retryable(m),
+            other => Self::AwsError(other.to_string()),
+        }
+    }
+}
+
+/// Result of asking for the environment lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockOutcome {
+    /// We hold it now (newly or already).
+    Acquired,
+    /// Another deployment holds it.
+    HeldBy(String),
+}
+
+/// How a deployment ends, written once by Finalization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub status: DeploymentStatus,
+    pub ended_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub generated_version: Option<GeneratedVersion>,
+    pub error: Option<DeploymentError>,
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub items: Vec<Deployment>,
+    pub next_token: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn environment(&self, environment_id: &str) -> Result<Option<Environment>, StoreError>;
+    async fn put_environment(&self, env: &Environment) -> Result<(), StoreError>;
+
+    /// Takes the environment lock for `deployment_id` unless another deployment
+    /// holds it. Taking a lock we already hold succeeds (retries are safe).
+    async fn acquire_lock(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<LockOutcome, StoreError>;
+    /// Releases the lock only when `deployment_id` holds it; returns whether it did.
+    async fn release_lock(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+    ) -> Result<bool, StoreError>;
+    async fn lock_holder(&self, environment_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Creates the record unless one with this id exists; returns whether it did.
+    async fn create_deployment(&self, deployment: &Deployment) -> Result<bool, StoreError>;
+    async fn deployment(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+    ) -> Result<Option<Deployment>, StoreError>;
+    /// Moves Scheduled → Running (atomically); returns false when it was not Scheduled.
+    async fn start_scheduled(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    async fn set_execution_arn(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        arn: &str,
+    ) -> Result<(), StoreError>;
+    async fn save_step(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        index: usize,
+        step: &StepRecord,
+    ) -> Result<(), StoreError>;
+    async fn save_runtime(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        runtime: &Runtime,
+    ) -> Result<(), StoreError>;
+    /// Writes the terminal status once; returns false when the record was already terminal.
+    async fn finish(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError>;
+
+    /// History newest first; `next_token` comes from a previous page of the same environment.
+    async fn history(
+        &self,
+        environment_id: &str,
+        limit: u32,
+        next_token: Option<&str>,
+    ) -> Result<Page, StoreError>;
+}
+
+/// The opaque history cursor: environment and last deployment id, with a check
+/// value so a hand-edited token is refused rather than silently misread.
+pub(crate) fn encode_token(environment_id: &str, deployment_id: &str) -> String {
+    let body = format!("{environment_id}/{deployment_id}");
+    let raw = format!("{body}/{:08x}", checksum(&body));
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+pub(crate) fn decode_token(environment_id: &str, token: &str) -> Result<String, StoreError> {
+    if token.len() > 256 {
+        return Err(StoreError::InvalidToken);
+    }
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| StoreError::InvalidToken)?;
+    let raw = String::from_utf8(raw).map_err(|_| StoreError::InvalidToken)?;
+    let mut parts = raw.rsplitn(2, '/');
+    let (sum, body) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if sum != format!("{:08x}", checksum(body)) {
+        return Err(StoreError::InvalidToken);
+    }
+    let (env, dep) = body.split_once('/').ok_or(StoreError::InvalidToken)?;
+    if env != environment_id || !crate::domain::valid_deployment_id(dep) {
+        return Err(StoreError::InvalidToken);
+    }
+    Ok(dep.to_string())
+}
+
+/// FNV-1a, 32 bits: detects edits, not an authenticity proof (the token only
+/// selects a page the caller may read anyway).
+fn checksum(s: &str) -> u32 {
+    s.bytes().fold(0x811c9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trips_and_rejects_tampering() {
+        let id = crate::domain::new_deployment_id();
+        let t = encode_token("prod", &id);
+        assert_eq!(decode_token("prod", &t).unwrap(), id);
+        assert_eq!(decode_token("other", &t), Err(StoreError::InvalidToken));
+        assert_eq!(
+            decode_token("prod", "garbage!"),
+            Err(StoreError::InvalidToken)
+        );
+        let mut raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&t)
+            .unwrap();
+        raw[10] = if raw[10] == b'A' { b'B' } else { b'A' };
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        assert_eq!(decode_token("prod", &forged), Err(StoreError::InvalidToken));
+    }
+}

@@ -1,0 +1,6 @@
+//! Lambda for the "stop-preparation-server" step; the logic is in autosky-core.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    autosky_core::lambda::serve(autosky_core::steps::Step::StopPreparationServer).await
+}
