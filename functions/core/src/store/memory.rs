@@ -93,7 +93,10 @@ impl Store for MemoryStore {
 
     async fn create_deployment(&self, d: &Deployment) -> Result<bool, StoreError> {
         Ok(self.with(|i| {
-            match i.deployments.entry((d.environment_id.clone(), d.deployment_id.clone())) {
+            match i
+                .deployments
+                .entry((d.environment_id.clone(), d.deployment_id.clone()))
+            {
                 std::collections::btree_map::Entry::Occupied(_) => false,
                 std::collections::btree_map::Entry::Vacant(v) => {
                     v.insert(d.clone());

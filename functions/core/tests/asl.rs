@@ -1,0 +1,197 @@
+//! The state machine definition agrees with the code and with template.yaml:
+//! every Task is one of our steps under its console name, every error name the
+//! code can return is retried (Retryable) or caught into Finalization, wait
+//! loops wait on their own step's result, and every substitution is a function
+//! of template.yaml built from the matching crate.
+
+use autosky_core::steps::Step;
+use autosky_core::StepError;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn asl() -> Value {
+    let text =
+        std::fs::read_to_string(root().join("infra/statemachine/deployment.asl.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn states(asl: &Value) -> &serde_json::Map<String, Value> {
+    asl["States"].as_object().unwrap()
+}
+
+fn error_lists(state: &Value, field: &str) -> Vec<(Vec<String>, Option<String>)> {
+    state[field]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    let names = r["ErrorEquals"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|e| e.as_str().unwrap().to_string())
+                        .collect();
+                    (names, r["Next"].as_str().map(str::to_string))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_task_is_a_step_under_its_console_name() {
+    let asl = asl();
+    let tasks: Vec<(&String, &Value)> = states(&asl)
+        .iter()
+        .filter(|(_, s)| s["Type"] == "Task")
+        .collect();
+    assert_eq!(tasks.len(), 6, "exactly the six steps are Tasks");
+    for step in Step::ALL {
+        let (name, _) = tasks
+            .iter()
+            .find(|(_, s)| s["Resource"] == format!("${{{}}}", step.substitution_key()))
+            .unwrap_or_else(|| panic!("no Task uses ${{{}}}", step.substitution_key()));
+        assert_eq!(name.as_str(), step.name().as_str());
+    }
+    assert_eq!(asl["StartAt"], "Initial validation");
+}
+
+#[test]
+fn every_error_name_is_retried_or_caught_into_finalization() {
+    let asl = asl();
+    for (name, state) in states(&asl).iter().filter(|(_, s)| s["Type"] == "Task") {
+        let retried: BTreeSet<String> = error_lists(state, "Retry")
+            .into_iter()
+            .flat_map(|(n, _)| n)
+            .collect();
+        assert!(
+            retried.contains("Retryable"),
+            "{name} does not retry Retryable"
+        );
+        assert!(
+            state["TimeoutSeconds"].as_u64().is_some(),
+            "{name} has no TimeoutSeconds"
+        );
+        let catches = error_lists(state, "Catch");
+        assert_eq!(
+            catches.last().map(|(n, _)| n.clone()),
+            Some(vec!["States.ALL".to_string()]),
+            "{name}: last Catch must be States.ALL"
+        );
+        if name == "Finalization" {
+            continue;
+        }
+        for err in StepError::NAMES.iter().filter(|n| **n != "Retryable") {
+            assert!(
+                !retried.contains(*err),
+                "{name} retries the permanent error {err}"
+            );
+            let caught = catches.iter().any(|(names, next)| {
+                names.iter().any(|n| n == err) && next.as_deref() == Some("Finalization")
+            });
+            assert!(
+                caught,
+                "{name} does not catch {err} into Finalization by name"
+            );
+        }
+        for (_, next) in &catches {
+            assert_eq!(
+                next.as_deref(),
+                Some("Finalization"),
+                "{name}: every Catch goes to Finalization"
+            );
+        }
+        assert!(
+            catches.iter().all(|(_, _)| true)
+                && state["Catch"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|c| c["ResultPath"] == "$.error"),
+            "{name}: Catch must keep the input and put the error at $.error"
+        );
+    }
+}
+
+#[test]
+fn transitions_exist_and_wait_loops_use_their_steps_result() {
+    let asl = asl();
+    let all = states(&asl);
+    for (name, state) in all {
+        let mut targets: Vec<&str> = vec![];
+        targets.extend(state["Next"].as_str());
+        targets.extend(state["Default"].as_str());
+        for field in ["Choices", "Catch"] {
+            if let Some(a) = state[field].as_array() {
+                targets.extend(a.iter().filter_map(|c| c["Next"].as_str()));
+            }
+        }
+        for t in targets {
+            assert!(all.contains_key(t), "{name} goes to missing state {t}");
+        }
+        if state["Type"] == "Wait" {
+            let path = state["SecondsPath"].as_str().unwrap();
+            let task = &all[state["Next"].as_str().unwrap()];
+            assert_eq!(task["Type"], "Task", "{name} must loop back to a Task");
+            assert_eq!(
+                format!("{}.waitSeconds", task["ResultPath"].as_str().unwrap()),
+                path,
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn template_defines_each_substituted_function_from_its_crate() {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    // CloudFormation short tags (!Ref, !GetAtt, !Sub) parse as tagged values.
+    let t: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let resources = &t["Resources"];
+    let (_, sm) = resources
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .find(|(_, r)| r["Type"] == "AWS::Serverless::StateMachine")
+        .expect("a state machine");
+    assert_eq!(
+        sm["Properties"]["DefinitionUri"],
+        "infra/statemachine/deployment.asl.json"
+    );
+    assert_eq!(sm["Properties"]["Type"], "STANDARD");
+    let subs = &sm["Properties"]["DefinitionSubstitutions"];
+    for step in Step::ALL {
+        let value = &subs[step.substitution_key()];
+        let target = match value {
+            serde_yaml::Value::Tagged(tag) if tag.tag == "!GetAtt" => {
+                tag.value.as_str().unwrap().to_string()
+            }
+            other => panic!(
+                "{} must be !GetAtt <Function>.Arn, got {other:?}",
+                step.substitution_key()
+            ),
+        };
+        let logical = target.strip_suffix(".Arn").expect("a function ARN");
+        let f = &resources[logical];
+        assert_eq!(f["Type"], "AWS::Serverless::Function", "{logical}");
+        assert_eq!(
+            f["Metadata"]["BuildMethod"], "rust-cargolambda",
+            "{logical}"
+        );
+        assert_eq!(
+            f["Metadata"]["BuildProperties"]["Binary"],
+            step.function(),
+            "{logical}"
+        );
+        assert!(root()
+            .join("functions")
+            .join(step.function())
+            .join("Cargo.toml")
+            .exists());
+    }
+}

@@ -1,0 +1,44 @@
+//! The sample events in events/ (used with `cargo lambda invoke --data-file`)
+//! stay valid inputs of their step: one per function at least, each parsing
+//! as the type that step reads.
+
+use autosky_core::steps::{Step, StepInput, ValidateEvent};
+use std::path::PathBuf;
+
+#[test]
+fn every_step_has_a_sample_event_that_parses() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events");
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    for step in Step::ALL {
+        let mine: Vec<_> = files
+            .iter()
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(step.function())
+            })
+            .collect();
+        assert!(!mine.is_empty(), "no sample event for {}", step.function());
+        for path in mine {
+            let text = std::fs::read_to_string(path).unwrap();
+            let ok = match step {
+                Step::Validate => {
+                    serde_json::from_str::<ValidateEvent>(&text).map(|e| e.state.deployment_id)
+                }
+                _ => serde_json::from_str::<StepInput>(&text).map(|i| i.deployment_id),
+            };
+            let id = ok.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(
+                autosky_core::domain::valid_deployment_id(&id),
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
