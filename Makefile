@@ -1,15 +1,17 @@
 # Autosky Deployments — the commands in the README.
-#   make test    every check: format, clippy, unit and contract tests, infrastructure lint
-#   make build   the six Lambda bootstraps (cargo lambda, release)
+#   make test     every check: format, clippy, unit, contract and end-to-end tests, infrastructure lint
+#   make demo     one deployment end to end in the local sandbox
+#   make sandbox  the sandbox left running (prints its endpoints; Ctrl-C stops it)
+#   make build    the six Lambda bootstraps (cargo lambda, release) and their sizes
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := test
 
 CARGO ?= cargo
 
-.PHONY: test fmt-check clippy unit lint-infra build sizes
+.PHONY: test fmt-check clippy tests lint-infra emulator demo sandbox build
 
-test: fmt-check clippy unit lint-infra
+test: fmt-check clippy lint-infra emulator tests
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -18,15 +20,22 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit:
+# Unit and contract tests, then the end-to-end suite (tests/e2e.rs) against the sandbox.
+tests:
 	$(CARGO) test --workspace
 
 lint-infra:
 	scripts/lint-infra.sh
 
-# Release bootstraps under target/lambda/<function>/bootstrap.
+emulator:
+	scripts/install-emulator.sh
+
+demo: emulator
+	$(CARGO) build -q -p autosky-sandbox
+	$(CARGO) run -q -p autosky-sandbox -- demo
+
+sandbox: emulator
+	$(CARGO) run -q -p autosky-sandbox -- up
+
 build:
 	scripts/build-lambdas.sh
-
-sizes: build
-	scripts/build-lambdas.sh --sizes-only

@@ -1,6 +1,7 @@
 //! Autosky Deployments core: everything the Lambda binaries, the sandbox and
 //! the API share. Binaries only wire configuration and call [`steps::run`].
 
+pub mod api;
 pub mod aws;
 pub mod deps;
 pub mod domain;

@@ -16,6 +16,9 @@ use std::collections::HashMap;
 const CONFIG: &str = "CONFIG";
 const LOCK: &str = "LOCK";
 const DEP_PREFIX: &str = "DEP#";
+/// The partition listing every environment (a copy of each CONFIG item), so
+/// listing is one Query, never a Scan.
+const ENVIRONMENTS: &str = "ENVIRONMENTS";
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
@@ -143,17 +146,57 @@ impl Store for DynamoStore {
     }
 
     async fn put_environment(&self, env: &Environment) -> Result<(), StoreError> {
-        let mut item = to_item(env)?;
-        item.insert("PK".into(), pk(&env.environment_id));
-        item.insert("SK".into(), s(CONFIG));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map(|_| ())
-            .or_else(|e| check("PutItem", e))
+        let item = to_item(env)?;
+        // The config, then its listing copy; both are idempotent puts.
+        for (p, sk) in [
+            (pk(&env.environment_id), s(CONFIG)),
+            (s(ENVIRONMENTS), s(format!("ENV#{}", env.environment_id))),
+        ] {
+            let mut item = item.clone();
+            item.insert("PK".into(), p);
+            item.insert("SK".into(), sk);
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map(|_| ())
+                .or_else(|e| check("PutItem", e))?;
+        }
+        Ok(())
+    }
+
+    async fn list_environments(&self) -> Result<Vec<Environment>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let res = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(":pk", s(ENVIRONMENTS))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await;
+            let page = match res {
+                Ok(p) => p,
+                Err(e) => {
+                    check("Query environments", e)?;
+                    return Err(StoreError::Failed(
+                        "Query environments: unexpected condition failure".into(),
+                    ));
+                }
+            };
+            for item in page.items.unwrap_or_default() {
+                out.push(from_item(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
     }
 
     async fn acquire_lock(
@@ -361,15 +404,18 @@ impl Store for DynamoStore {
             expr.push_str(", generatedVersion = :gv");
             values.push((":gv", to_av(v)?));
         }
+        // DynamoDB refuses unused ExpressionAttributeNames: #err only with an error.
+        let mut names = vec![("#st", "status")];
         if let Some(e) = &o.error {
             expr.push_str(", #err = :err");
             values.push((":err", to_av(e)?));
+            names.push(("#err", "error"));
         }
         self.update_deployment(
             environment_id,
             deployment_id,
             &expr,
-            &[("#st", "status"), ("#err", "error")],
+            &names,
             values,
             "#st IN (:running, :scheduled)",
         )
@@ -381,6 +427,7 @@ impl Store for DynamoStore {
         environment_id: &str,
         limit: u32,
         next_token: Option<&str>,
+        status: Option<DeploymentStatus>,
     ) -> Result<Page, StoreError> {
         let after = next_token
             .map(|t| decode_token(environment_id, t))
@@ -397,6 +444,12 @@ impl Store for DynamoStore {
             .expression_attribute_values(":dep", s(DEP_PREFIX))
             .scan_index_forward(false)
             .limit(limit as i32 + 1);
+        if let Some(st) = status {
+            req = req
+                .filter_expression("#st = :st")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":st", s(st.as_str()));
+        }
         if let Some(after) = &after {
             req = req
                 .exclusive_start_key("PK", pk(environment_id))
@@ -411,19 +464,33 @@ impl Store for DynamoStore {
                 ));
             }
         };
+        // Where the Query stopped reading: with a status filter, a page can be
+        // short although more items follow.
+        let evaluated = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|k| k.get("SK"))
+            .and_then(|v| v.as_s().ok())
+            .and_then(|sk| sk.strip_prefix(DEP_PREFIX))
+            .map(str::to_string);
         let mut items = out
             .items
             .unwrap_or_default()
             .into_iter()
             .map(from_item::<Deployment>)
             .collect::<Result<Vec<_>, _>>()?;
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next_token = match (more, items.last()) {
-            (true, Some(last)) => Some(encode_token(environment_id, &last.deployment_id)),
-            _ => None,
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|d| d.deployment_id.clone())
+        } else if status.is_some() {
+            evaluated
+        } else {
+            None
         };
-        Ok(Page { items, next_token })
+        Ok(Page {
+            items,
+            next_token: next.map(|id| encode_token(environment_id, &id)),
+        })
     }
 }
 
@@ -492,10 +559,64 @@ mod tests {
             .then_output(|| QueryOutput::builder().build());
         let client = mock_client!(aws_sdk_dynamodb, [&q]);
         let store = DynamoStore::new(client, "t");
-        let page = store.history("prod", 2, None).await.unwrap();
+        let page = store.history("prod", 2, None, None).await.unwrap();
         assert!(page.items.is_empty());
         assert_eq!(page.next_token, None);
         assert_eq!(q.num_calls(), 1);
+    }
+
+    /// DynamoDB refuses a request whose ExpressionAttributeNames include one
+    /// the expressions do not use.
+    fn names_all_used(r: &aws_sdk_dynamodb::operation::update_item::UpdateItemInput) -> bool {
+        let text = format!(
+            "{} {}",
+            r.update_expression().unwrap_or(""),
+            r.condition_expression().unwrap_or("")
+        );
+        r.expression_attribute_names()
+            .into_iter()
+            .flatten()
+            .all(|(k, _)| text.contains(k.as_str()))
+    }
+
+    #[tokio::test]
+    async fn finish_names_only_the_attributes_it_uses() {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+        let u = mock!(Client::update_item)
+            .match_requests(names_all_used)
+            .then_output(|| UpdateItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&u]);
+        let store = DynamoStore::new(client, "t");
+        let mut o = Outcome {
+            status: DeploymentStatus::Succeeded,
+            ended_at: Utc::now(),
+            duration_ms: 5,
+            generated_version: None,
+            error: None,
+        };
+        assert!(store
+            .finish("prod", "01MINE0000000000000000000A", &o)
+            .await
+            .unwrap());
+        o.error = Some(crate::domain::DeploymentError {
+            step: None,
+            name: "X".into(),
+            message: "m".into(),
+        });
+        o.status = DeploymentStatus::Failed;
+        assert!(store
+            .finish("prod", "01MINE0000000000000000000A", &o)
+            .await
+            .unwrap());
+        assert!(store
+            .start_scheduled("prod", "01MINE0000000000000000000A", Utc::now())
+            .await
+            .unwrap());
+        store
+            .save_runtime("prod", "01MINE0000000000000000000A", &Runtime::default())
+            .await
+            .unwrap();
+        assert_eq!(u.num_calls(), 4);
     }
 
     #[tokio::test]
@@ -504,7 +625,7 @@ mod tests {
         let client = mock_client!(aws_sdk_dynamodb, [&q]);
         let store = DynamoStore::new(client, "t");
         assert_eq!(
-            store.history("prod", 2, Some("bm9wZQ")).await,
+            store.history("prod", 2, Some("bm9wZQ"), None).await,
             Err(StoreError::InvalidToken)
         );
         assert_eq!(q.num_calls(), 0);

@@ -57,6 +57,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn list_environments(&self) -> Result<Vec<Environment>, StoreError> {
+        Ok(self.with(|i| i.envs.values().cloned().collect()))
+    }
+
     async fn acquire_lock(
         &self,
         environment_id: &str,
@@ -198,6 +202,7 @@ impl Store for MemoryStore {
         environment_id: &str,
         limit: u32,
         next_token: Option<&str>,
+        status: Option<DeploymentStatus>,
     ) -> Result<Page, StoreError> {
         let after = next_token
             .map(|t| decode_token(environment_id, t))
@@ -209,6 +214,7 @@ impl Store for MemoryStore {
                 .iter()
                 .rev()
                 .filter(|((e, id), _)| e == environment_id && after.as_ref().is_none_or(|a| id < a))
+                .filter(|(_, d)| status.is_none_or(|s| d.status == s))
                 .map(|(_, d)| d.clone())
                 .take(limit + 1)
                 .collect();

@@ -69,6 +69,8 @@ pub struct Page {
 pub trait Store: Send + Sync {
     async fn environment(&self, environment_id: &str) -> Result<Option<Environment>, StoreError>;
     async fn put_environment(&self, env: &Environment) -> Result<(), StoreError>;
+    /// Every registered environment, by id.
+    async fn list_environments(&self) -> Result<Vec<Environment>, StoreError>;
 
     /// Takes the environment lock for `deployment_id` unless another deployment
     /// holds it. Taking a lock we already hold succeeds (retries are safe).
@@ -127,12 +129,15 @@ pub trait Store: Send + Sync {
         outcome: &Outcome,
     ) -> Result<bool, StoreError>;
 
-    /// History newest first; `next_token` comes from a previous page of the same environment.
+    /// History newest first; `next_token` comes from a previous page of the
+    /// same environment. With `status`, only deployments in that status
+    /// (filtered inside the same single Query, so a page may be short).
     async fn history(
         &self,
         environment_id: &str,
         limit: u32,
         next_token: Option<&str>,
+        status: Option<DeploymentStatus>,
     ) -> Result<Page, StoreError>;
 }
 

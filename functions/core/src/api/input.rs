@@ -1,0 +1,283 @@
+//! Request bodies and their validation: unknown fields are refused, e-mail
+//! addresses follow RFC 5321 lengths with no header injection, resource ids
+//! have the shapes AWS gives them. Bad input is refused before anything is read
+//! or written.
+
+use super::Problem;
+use crate::domain::{
+    Environment, EnvironmentDefaults, RefreshPreferences, RequestedOptions, DEFAULT_RETENTION,
+};
+use serde::Deserialize;
+
+pub const MAX_EMAILS: usize = 20;
+
+pub(super) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(body)
+        .map_err(|e| Problem::bad_request(&format!("invalid JSON body: {e}")))
+}
+
+/// An address SES can send to: `local@domain`, local part ≤ 64, whole ≤ 254,
+/// printable ASCII without spaces, quotes, angle brackets or separators (so
+/// no CR/LF or other header injection), a dotted domain of LDH labels.
+pub fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    let local_ok = (1..=64).contains(&local.len())
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"<>()[]\\,;:\"@".contains(&b))
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..");
+    let domain_ok = (3..=253).contains(&domain.len())
+        && domain.contains('.')
+        && domain.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    s.len() <= 254 && local_ok && domain_ok
+}
+
+fn check_emails(field: &str, emails: &[String]) -> Result<(), Problem> {
+    if emails.len() > MAX_EMAILS {
+        return Err(
+            Problem::bad_request(&format!("{field}: at most {MAX_EMAILS} addresses")).field(field),
+        );
+    }
+    for (i, e) in emails.iter().enumerate() {
+        if !valid_email(e) {
+            return Err(Problem::bad_request(&format!(
+                "{field}[{i}] is not a valid e-mail address: '{}'",
+                crate::domain::truncate(&e.escape_debug().to_string(), 80)
+            ))
+            .field(field));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartInput {
+    pub lock_instances: Option<bool>,
+    pub stop_preparation_server: Option<bool>,
+    pub notification_emails: Option<Vec<String>>,
+}
+
+impl StartInput {
+    pub fn check(&self) -> Result<(), Problem> {
+        check_emails(
+            "notificationEmails",
+            self.notification_emails.as_deref().unwrap_or_default(),
+        )
+    }
+
+    pub fn options(&self) -> RequestedOptions {
+        RequestedOptions {
+            lock_instances: self.lock_instances,
+            stop_preparation_server: self.stop_preparation_server,
+            notification_emails: self.notification_emails.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshInput {
+    pub min_healthy_percentage: Option<i32>,
+    pub instance_warmup_seconds: Option<i32>,
+    pub skip_matching: Option<bool>,
+    pub auto_rollback: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DefaultsInput {
+    pub lock_instances: Option<bool>,
+    pub stop_preparation_server: Option<bool>,
+    pub notification_emails: Option<Vec<String>>,
+    pub retention: Option<u32>,
+    pub replace_instances: Option<bool>,
+    pub refresh_preferences: Option<RefreshInput>,
+    pub image_timeout_seconds: Option<u64>,
+    pub stop_timeout_seconds: Option<u64>,
+    pub refresh_timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvironmentInput {
+    pub preparation_server_id: String,
+    pub auto_scaling_groups: Vec<String>,
+    pub launch_template_id: String,
+    #[serde(default)]
+    pub defaults: DefaultsInput,
+}
+
+fn aws_id(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|h| {
+        (8..=17).contains(&h.len())
+            && h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    })
+}
+
+fn range<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &str,
+    v: Option<T>,
+    lo: T,
+    hi: T,
+) -> Result<(), Problem> {
+    match v {
+        Some(v) if v < lo || v > hi => {
+            Err(Problem::bad_request(&format!("{field} must be from {lo} to {hi}")).field(field))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl EnvironmentInput {
+    pub fn check(&self) -> Result<(), Problem> {
+        if !aws_id(&self.preparation_server_id, "i-") {
+            return Err(
+                Problem::bad_request("preparationServerId must be an instance id (i-…)")
+                    .field("preparationServerId"),
+            );
+        }
+        if !aws_id(&self.launch_template_id, "lt-") {
+            return Err(Problem::bad_request(
+                "launchTemplateId must be a launch template id (lt-…)",
+            )
+            .field("launchTemplateId"));
+        }
+        if self.auto_scaling_groups.is_empty() || self.auto_scaling_groups.len() > 10 {
+            return Err(
+                Problem::bad_request("autoScalingGroups must name 1 to 10 groups")
+                    .field("autoScalingGroups"),
+            );
+        }
+        for g in &self.auto_scaling_groups {
+            if g.is_empty() || g.len() > 255 || g.chars().any(char::is_control) {
+                return Err(Problem::bad_request(
+                    "each Auto Scaling group name must be 1 to 255 printable characters",
+                )
+                .field("autoScalingGroups"));
+            }
+        }
+        let d = &self.defaults;
+        check_emails(
+            "defaults.notificationEmails",
+            d.notification_emails.as_deref().unwrap_or_default(),
+        )?;
+        range("defaults.retention", d.retention, 2, 100)?;
+        range(
+            "defaults.imageTimeoutSeconds",
+            d.image_timeout_seconds,
+            60,
+            86_400,
+        )?;
+        range(
+            "defaults.stopTimeoutSeconds",
+            d.stop_timeout_seconds,
+            60,
+            86_400,
+        )?;
+        range(
+            "defaults.refreshTimeoutSeconds",
+            d.refresh_timeout_seconds,
+            60,
+            86_400,
+        )?;
+        if let Some(r) = &d.refresh_preferences {
+            range(
+                "defaults.refreshPreferences.minHealthyPercentage",
+                r.min_healthy_percentage,
+                0,
+                100,
+            )?;
+            range(
+                "defaults.refreshPreferences.instanceWarmupSeconds",
+                r.instance_warmup_seconds,
+                0,
+                3600,
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn into_environment(self, environment_id: &str) -> Environment {
+        let base = EnvironmentDefaults::default();
+        let d = self.defaults;
+        let r = d.refresh_preferences.unwrap_or_default();
+        let rp = RefreshPreferences::default();
+        Environment {
+            environment_id: environment_id.into(),
+            preparation_server_id: self.preparation_server_id,
+            auto_scaling_groups: self.auto_scaling_groups,
+            launch_template_id: self.launch_template_id,
+            defaults: EnvironmentDefaults {
+                lock_instances: d.lock_instances.unwrap_or(base.lock_instances),
+                stop_preparation_server: d
+                    .stop_preparation_server
+                    .unwrap_or(base.stop_preparation_server),
+                notification_emails: d.notification_emails.unwrap_or_default(),
+                retention: d.retention.unwrap_or(DEFAULT_RETENTION),
+                replace_instances: d.replace_instances.unwrap_or(base.replace_instances),
+                refresh_preferences: RefreshPreferences {
+                    min_healthy_percentage: r
+                        .min_healthy_percentage
+                        .unwrap_or(rp.min_healthy_percentage),
+                    instance_warmup_seconds: r
+                        .instance_warmup_seconds
+                        .or(rp.instance_warmup_seconds),
+                    skip_matching: r.skip_matching.unwrap_or(rp.skip_matching),
+                    auto_rollback: r.auto_rollback.unwrap_or(rp.auto_rollback),
+                },
+                image_timeout_seconds: d
+                    .image_timeout_seconds
+                    .unwrap_or(base.image_timeout_seconds),
+                stop_timeout_seconds: d.stop_timeout_seconds.unwrap_or(base.stop_timeout_seconds),
+                refresh_timeout_seconds: d
+                    .refresh_timeout_seconds
+                    .unwrap_or(base.refresh_timeout_seconds),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_follow_rfc_5321_lengths_and_refuse_injection() {
+        assert!(valid_email("ops@example.com"));
+        assert!(valid_email("first.last+tag@sub.example.co"));
+        for bad in [
+            "",
+            "no-at.example.com",
+            "a@b",
+            "a@@example.com",
+            "a b@example.com",
+            "a@example.com\r\nBcc: x@y.z",
+            "<a@example.com>",
+            "a@-example.com",
+            ".a@example.com",
+        ] {
+            assert!(!valid_email(bad), "{bad:?}");
+        }
+        assert!(!valid_email(&format!("{}@example.com", "a".repeat(65))));
+        assert!(!valid_email(&format!("a@{}.com", "b".repeat(250))));
+    }
+
+    #[test]
+    fn ids_have_aws_shapes() {
+        assert!(aws_id("i-0123456789abcdef0", "i-"));
+        assert!(aws_id("lt-0abc12345", "lt-"));
+        assert!(!aws_id("i-XYZ", "i-"));
+        assert!(!aws_id("lt-0ABC12345", "lt-"));
+    }
+}

@@ -1,0 +1,167 @@
+//! API Gateway (HTTP API, payload v2) adapter: the caller's identity comes
+//! from the request context — the IAM caller ARN, or the JWT's `email`
+//! (else `sub`) claim — never from the request itself.
+
+use super::{Api, ApiRequest, ApiResponse, ApiSettings, SfnExecutions};
+use crate::aws::{AutoScaling, Ec2};
+use crate::deps::{Settings, SystemClock};
+use crate::store::DynamoStore;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use std::sync::Arc;
+
+/// The authenticated identity of an API Gateway request, if any.
+pub fn identity(req: &Request) -> Option<String> {
+    let RequestContext::ApiGatewayV2(ctx) = req.request_context_ref()? else {
+        return None;
+    };
+    let auth = ctx.authorizer.as_ref()?;
+    if let Some(arn) = auth
+        .iam
+        .as_ref()
+        .and_then(|i| i.user_arn.clone())
+        .filter(|a| !a.is_empty())
+    {
+        return Some(arn);
+    }
+    let claims = &auth.jwt.as_ref()?.claims;
+    claims
+        .get("email")
+        .or_else(|| claims.get("sub"))
+        .filter(|v| !v.is_empty())
+        .cloned()
+}
+
+pub fn to_api_request(req: &Request) -> ApiRequest {
+    ApiRequest {
+        method: req.method().as_str().to_string(),
+        path: req.raw_http_path().to_string(),
+        query: req
+            .query_string_parameters_ref()
+            .map(|q| {
+                q.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        body: req.body().to_vec(),
+        identity: identity(req),
+    }
+}
+
+pub fn to_response(r: ApiResponse) -> Response<Body> {
+    let mut b = Response::builder().status(r.status);
+    for (k, v) in &r.headers {
+        b = b.header(k, v);
+    }
+    b.body(Body::from(r.body))
+        .unwrap_or_else(|_| Response::new(Body::Empty))
+}
+
+impl Api {
+    /// Configuration from the function's environment: TABLE_NAME,
+    /// STATE_MACHINE_ARN; one shared SDK config for every client.
+    pub async fn from_env() -> Result<Self, String> {
+        let settings = Settings::from_env()?;
+        let state_machine_arn = std::env::var("STATE_MACHINE_ARN")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or("STATE_MACHINE_ARN is not set: it must name the deployment state machine")?;
+        let config = aws_config::load_from_env().await;
+        Ok(Self::from_config(
+            &config,
+            settings,
+            state_machine_arn,
+            None,
+        ))
+    }
+
+    pub fn from_config(
+        config: &aws_config::SdkConfig,
+        settings: Settings,
+        state_machine_arn: String,
+        poll_seconds: Option<u64>,
+    ) -> Self {
+        Self {
+            store: Arc::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(config),
+                settings.table_name.clone(),
+            )),
+            executions: Arc::new(SfnExecutions {
+                client: aws_sdk_sfn::Client::new(config),
+                state_machine_arn: state_machine_arn.clone(),
+            }),
+            ec2: Ec2::new(aws_sdk_ec2::Client::new(config)),
+            asg: AutoScaling::new(aws_sdk_autoscaling::Client::new(config)),
+            clock: Arc::new(SystemClock),
+            settings: ApiSettings {
+                state_machine_arn,
+                region: settings.region,
+                poll_seconds,
+            },
+        }
+    }
+}
+
+/// The whole main() of the api function.
+pub async fn serve() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let api = Api::from_env().await?;
+    let api = &api;
+    lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
+        Ok::<_, std::convert::Infallible>(to_response(api.handle(to_api_request(&req)).await))
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(authorizer: serde_json::Value) -> Request {
+        let e = serde_json::json!({
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": "/environments/prod/deployments",
+            "rawQueryString": "limit=5",
+            "headers": {"content-type": "application/json"},
+            "queryStringParameters": {"limit": "5"},
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "api", "domainName": "x", "domainPrefix": "x",
+                "http": {"method": "POST", "path": "/environments/prod/deployments", "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4", "userAgent": "t"},
+                "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "27/Nov/2026:09:00:00 +0000", "timeEpoch": 0,
+                "authorizer": authorizer
+            },
+            "body": "{\"lockInstances\":true}",
+            "isBase64Encoded": false
+        });
+        lambda_http::request::from_str(&e.to_string()).unwrap()
+    }
+
+    #[test]
+    fn identity_is_the_iam_caller_or_the_jwt_email_then_sub() {
+        let iam = event(
+            serde_json::json!({"iam": {"userArn": "arn:aws:iam::1:user/alice", "accountId": "1"}}),
+        );
+        assert_eq!(identity(&iam).as_deref(), Some("arn:aws:iam::1:user/alice"));
+        let jwt = event(
+            serde_json::json!({"jwt": {"claims": {"email": "bob@example.com", "sub": "abc"}, "scopes": null}}),
+        );
+        assert_eq!(identity(&jwt).as_deref(), Some("bob@example.com"));
+        let sub = event(serde_json::json!({"jwt": {"claims": {"sub": "abc"}, "scopes": null}}));
+        assert_eq!(identity(&sub).as_deref(), Some("abc"));
+        let none = event(serde_json::json!({}));
+        assert_eq!(identity(&none), None);
+    }
+
+    #[test]
+    fn requests_convert_with_path_query_and_body() {
+        let r = to_api_request(&event(serde_json::json!({"iam": {"userArn": "arn:x"}})));
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("POST", "/environments/prod/deployments")
+        );
+        assert_eq!(r.query, vec![("limit".to_string(), "5".to_string())]);
+        assert_eq!(r.body, br#"{"lockInstances":true}"#);
+    }
+}

@@ -1,0 +1,552 @@
+//! The Deployments HTTP API: one framework-free router (`Api::handle`) served
+//! by the api Lambda (lambda_http, API Gateway payload v2) and, on loopback,
+//! by the sandbox. Routes are listed once in [`ROUTES`], which the router
+//! dispatches on and the OpenAPI test compares with `infra/openapi.yaml`.
+
+mod input;
+#[cfg(feature = "http")]
+pub mod lambda;
+mod view;
+
+pub use input::{valid_email, EnvironmentInput, StartInput};
+pub use view::{DeploymentView, Problem};
+
+use crate::aws::{AutoScaling, Ec2};
+use crate::deps::Clock;
+use crate::domain::{
+    valid_deployment_id, valid_environment_id, Deployment, DeploymentError, DeploymentStatus,
+    StepName,
+};
+use crate::error::StepError;
+use crate::store::{LockOutcome, Outcome, Store, StoreError};
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::json;
+use std::sync::Arc;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Every route: (method, path template). The router matches these; the spec test compares them.
+pub const ROUTES: [(&str, &str); 6] = [
+    ("GET", "/environments"),
+    ("GET", "/environments/{env}"),
+    ("PUT", "/environments/{env}"),
+    ("POST", "/environments/{env}/deployments"),
+    ("GET", "/environments/{env}/deployments"),
+    ("GET", "/environments/{env}/deployments/{id}"),
+];
+
+/// A request as the router needs it, whatever served it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApiRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The authenticated caller (IAM ARN, or JWT email/sub); never from the body.
+    pub identity: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ApiResponse {
+    fn json<T: Serialize>(status: u16, body: &T) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(body).unwrap_or_default(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json_body(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Starts Step Functions executions (a capability, so handlers test without AWS).
+#[async_trait]
+pub trait Executions: Send + Sync {
+    /// Starts the execution `name` with `input`; returns its ARN.
+    async fn start(&self, name: &str, input: &str) -> Result<String, StepError>;
+}
+
+pub struct SfnExecutions {
+    pub client: aws_sdk_sfn::Client,
+    pub state_machine_arn: String,
+}
+
+#[async_trait]
+impl Executions for SfnExecutions {
+    async fn start(&self, name: &str, input: &str) -> Result<String, StepError> {
+        self.client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(name)
+            .input(input)
+            .send()
+            .await
+            .map(|o| o.execution_arn().to_string())
+            .map_err(|e| crate::error::classify_sdk_error("StartExecution", &e))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ApiSettings {
+    pub state_machine_arn: String,
+    pub region: String,
+    /// Base poll interval put in execution inputs (None: the steps' default).
+    pub poll_seconds: Option<u64>,
+}
+
+pub struct Api {
+    pub store: Arc<dyn Store>,
+    pub executions: Arc<dyn Executions>,
+    pub ec2: Ec2,
+    pub asg: AutoScaling,
+    pub clock: Arc<dyn Clock>,
+    pub settings: ApiSettings,
+}
+
+type ApiResult<T> = std::result::Result<T, Problem>;
+
+fn store_err(e: StoreError) -> Problem {
+    match e {
+        StoreError::InvalidToken => {
+            Problem::bad_request("nextToken is not a token this API issued for this environment")
+        }
+        StoreError::Transient(m) => {
+            Problem::new(503, "Service unavailable", &format!("try again: {m}"))
+        }
+        other => Problem::new(500, "Internal error", &other.to_string()),
+    }
+}
+
+fn step_err(e: StepError) -> Problem {
+    if e.is_retryable() {
+        Problem::new(503, "Service unavailable", e.message())
+    } else {
+        Problem::new(502, "AWS error", e.message())
+    }
+}
+
+/// Matches `path` against a template; returns the `{…}` segments in order.
+fn matches(template: &str, path: &str) -> Option<Vec<String>> {
+    let t: Vec<&str> = template.trim_matches('/').split('/').collect();
+    let p: Vec<&str> = path
+        .trim_end_matches('/')
+        .trim_start_matches('/')
+        .split('/')
+        .collect();
+    if t.len() != p.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (a, b) in t.iter().zip(&p) {
+        if a.starts_with('{') {
+            if b.is_empty() {
+                return None;
+            }
+            params.push(percent_decode(b)?);
+        } else if a != b {
+            return None;
+        }
+    }
+    Some(params)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl Api {
+    /// Routes one request; every error is an `application/problem+json` answer.
+    pub async fn handle(&self, req: ApiRequest) -> ApiResponse {
+        match self.route(&req).await {
+            Ok(r) => r,
+            Err(p) => p.response(),
+        }
+    }
+
+    async fn route(&self, req: &ApiRequest) -> ApiResult<ApiResponse> {
+        let mut path_known = false;
+        for (i, (method, template)) in ROUTES.iter().enumerate() {
+            let Some(params) = matches(template, &req.path) else {
+                continue;
+            };
+            path_known = true;
+            if *method != req.method {
+                continue;
+            }
+            // Authentication first: nothing is read or written for an anonymous caller.
+            let owner = req
+                .identity
+                .clone()
+                .filter(|i| !i.trim().is_empty())
+                .ok_or_else(|| {
+                    Problem::new(
+                        401,
+                        "Unauthorized",
+                        "the request carries no authenticated identity",
+                    )
+                })?;
+            if let Some(env) = params.first() {
+                if !valid_environment_id(env) {
+                    return Err(Problem::bad_request(&format!(
+                        "environment id '{}' must match [a-z0-9-]{{1,64}}",
+                        crate::domain::truncate(env, 80)
+                    )));
+                }
+            }
+            if req.body.len() > MAX_BODY {
+                return Err(Problem::new(
+                    413,
+                    "Payload too large",
+                    &format!("the body exceeds {MAX_BODY} bytes"),
+                ));
+            }
+            let query = Query::new(&req.query, allowed_query(i))?;
+            return match i {
+                0 => self.list_environments().await,
+                1 => self.get_environment(&params[0]).await,
+                2 => self.put_environment(&params[0], &req.body).await,
+                3 => self.start(&params[0], &owner, &req.body).await,
+                4 => self.history(&params[0], &query).await,
+                _ => self.details(&params[0], &params[1]).await,
+            };
+        }
+        Err(if path_known {
+            Problem::new(
+                405,
+                "Method not allowed",
+                &format!("{} is not allowed on {}", req.method, req.path),
+            )
+        } else {
+            Problem::new(
+                404,
+                "Not found",
+                &format!("no route for {}", crate::domain::truncate(&req.path, 200)),
+            )
+        })
+    }
+
+    async fn list_environments(&self) -> ApiResult<ApiResponse> {
+        let items = self.store.list_environments().await.map_err(store_err)?;
+        Ok(ApiResponse::json(200, &json!({ "items": items })))
+    }
+
+    async fn environment(&self, env: &str) -> ApiResult<crate::domain::Environment> {
+        self.store
+            .environment(env)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| {
+                Problem::new(
+                    404,
+                    "Not found",
+                    &format!("environment '{env}' is not registered"),
+                )
+            })
+    }
+
+    async fn get_environment(&self, env: &str) -> ApiResult<ApiResponse> {
+        Ok(ApiResponse::json(200, &self.environment(env).await?))
+    }
+
+    async fn put_environment(&self, env: &str, body: &[u8]) -> ApiResult<ApiResponse> {
+        let input: EnvironmentInput = input::parse(body)?;
+        input.check()?;
+        self.check_resources(&input).await?;
+        let existed = self
+            .store
+            .environment(env)
+            .await
+            .map_err(store_err)?
+            .is_some();
+        let environment = input.into_environment(env);
+        self.store
+            .put_environment(&environment)
+            .await
+            .map_err(store_err)?;
+        Ok(ApiResponse::json(
+            if existed { 200 } else { 201 },
+            &environment,
+        ))
+    }
+
+    /// The preparation server, the launch template and every group exist,
+    /// and every group uses that launch template.
+    async fn check_resources(&self, input: &EnvironmentInput) -> ApiResult<()> {
+        let unprocessable = |d: String| Problem::new(422, "Unprocessable environment", &d);
+        match self
+            .ec2
+            .instance(&input.preparation_server_id)
+            .await
+            .map_err(step_err)?
+        {
+            None => {
+                return Err(unprocessable(format!(
+                    "preparation server {} not found",
+                    input.preparation_server_id
+                )))
+            }
+            Some(i) if matches!(i.state.as_str(), "terminated" | "shutting-down") => {
+                return Err(unprocessable(format!(
+                    "preparation server {} is {}",
+                    i.id, i.state
+                )))
+            }
+            Some(_) => {}
+        }
+        if self
+            .ec2
+            .launch_template(&input.launch_template_id)
+            .await
+            .map_err(step_err)?
+            .is_none()
+        {
+            return Err(unprocessable(format!(
+                "launch template {} not found",
+                input.launch_template_id
+            )));
+        }
+        let groups = self
+            .asg
+            .groups(&input.auto_scaling_groups)
+            .await
+            .map_err(step_err)?;
+        for name in &input.auto_scaling_groups {
+            let g = groups
+                .iter()
+                .find(|g| &g.name == name)
+                .ok_or_else(|| unprocessable(format!("Auto Scaling group {name} not found")))?;
+            if g.launch_template_id.as_deref() != Some(input.launch_template_id.as_str()) {
+                return Err(unprocessable(format!(
+                    "Auto Scaling group {name} uses launch template {}, not {}",
+                    g.launch_template_id.as_deref().unwrap_or("none"),
+                    input.launch_template_id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn start(&self, env_id: &str, owner: &str, body: &[u8]) -> ApiResult<ApiResponse> {
+        let input: StartInput = if body.iter().all(u8::is_ascii_whitespace) {
+            StartInput::default()
+        } else {
+            input::parse(body)?
+        };
+        input.check()?;
+        let env = self.environment(env_id).await?;
+        let id = crate::domain::new_deployment_id();
+        let now = self.clock.now();
+        // The lock is taken here, atomically, so concurrent starts get 409
+        // rather than a second execution; Initial validation finds it ours.
+        match self
+            .store
+            .acquire_lock(env_id, &id, now)
+            .await
+            .map_err(store_err)?
+        {
+            LockOutcome::Acquired => {}
+            LockOutcome::HeldBy(other) => {
+                return Err(Problem::new(
+                    409,
+                    "Environment busy",
+                    &format!("deployment {other} is running on environment '{env_id}'"),
+                )
+                .with("runningDeploymentId", json!(other)))
+            }
+        }
+        let options = input.options().resolve(&env.defaults);
+        let mut dep = Deployment::new_running(
+            id.clone(),
+            env_id.into(),
+            owner.into(),
+            options.clone(),
+            now,
+        );
+        dep.execution_arn = Some(self.execution_arn(&id));
+        if let Err(e) = self.store.create_deployment(&dep).await {
+            let _ = self.store.release_lock(env_id, &id).await;
+            return Err(store_err(e));
+        }
+        let mut exec_input = json!({
+            "deploymentId": id,
+            "environmentId": env_id,
+            "owner": owner,
+            "options": options,
+        });
+        if let Some(p) = self.settings.poll_seconds {
+            exec_input["pollSeconds"] = json!(p);
+        }
+        match self.executions.start(&id, &exec_input.to_string()).await {
+            Ok(arn) => dep.execution_arn = Some(arn),
+            Err(e) => {
+                // Nothing runs: the record says why and the environment is free again.
+                let outcome = Outcome {
+                    status: DeploymentStatus::Failed,
+                    ended_at: now,
+                    duration_ms: 0,
+                    generated_version: None,
+                    error: Some(DeploymentError {
+                        step: None,
+                        name: "StartFailed".into(),
+                        message: e.message().into(),
+                    }),
+                };
+                let _ = self.store.finish(env_id, &id, &outcome).await;
+                let _ = self.store.release_lock(env_id, &id).await;
+                return Err(step_err(e));
+            }
+        }
+        let view = DeploymentView::new(&dep, &self.settings.region, false);
+        let mut res = ApiResponse::json(202, &view);
+        res.headers.push((
+            "location".into(),
+            format!("/environments/{env_id}/deployments/{id}"),
+        ));
+        Ok(res)
+    }
+
+    fn execution_arn(&self, id: &str) -> String {
+        format!(
+            "{}:{id}",
+            self.settings
+                .state_machine_arn
+                .replacen(":stateMachine:", ":execution:", 1)
+        )
+    }
+
+    async fn history(&self, env: &str, q: &Query) -> ApiResult<ApiResponse> {
+        let limit = match q.get("limit") {
+            None => 20,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=100).contains(l))
+                .ok_or_else(|| Problem::bad_request("limit must be an integer from 1 to 100"))?,
+        };
+        let status = q
+            .get("status")
+            .map(|s| {
+                serde_json::from_value::<DeploymentStatus>(json!(s)).map_err(|_| {
+                    Problem::bad_request("status must be one of Scheduled, Running, Succeeded, Failed, RolledBack, Cancelled")
+                })
+            })
+            .transpose()?;
+        let token = q.get("nextToken");
+        self.environment(env).await?;
+        let page = self
+            .store
+            .history(env, limit, token, status)
+            .await
+            .map_err(store_err)?;
+        let items: Vec<DeploymentView> = page
+            .items
+            .iter()
+            .map(|d| DeploymentView::new(d, &self.settings.region, false))
+            .collect();
+        Ok(ApiResponse::json(
+            200,
+            &json!({ "items": items, "nextToken": page.next_token }),
+        ))
+    }
+
+    async fn details(&self, env: &str, id: &str) -> ApiResult<ApiResponse> {
+        if !valid_deployment_id(id) {
+            return Err(Problem::bad_request(&format!(
+                "deployment id '{}' is not a ULID",
+                crate::domain::truncate(id, 80)
+            )));
+        }
+        let dep = self
+            .store
+            .deployment(env, id)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| {
+                Problem::new(
+                    404,
+                    "Not found",
+                    &format!("deployment {id} not found in environment '{env}'"),
+                )
+            })?;
+        Ok(ApiResponse::json(
+            200,
+            &DeploymentView::new(&dep, &self.settings.region, true),
+        ))
+    }
+}
+
+/// Query parameters: each allowed at most once, unknown ones refused.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn new(raw: &[(String, String)], allowed: &[&str]) -> ApiResult<Self> {
+        for (i, (k, _)) in raw.iter().enumerate() {
+            if !allowed.contains(&k.as_str()) {
+                return Err(Problem::bad_request(&format!(
+                    "unknown query parameter '{}'",
+                    crate::domain::truncate(k, 40)
+                )));
+            }
+            if raw[..i].iter().any(|(k2, _)| k2 == k) {
+                return Err(Problem::bad_request(&format!(
+                    "query parameter '{k}' is repeated"
+                )));
+            }
+        }
+        Ok(Self(raw.to_vec()))
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn allowed_query(route: usize) -> &'static [&'static str] {
+    match route {
+        4 => &["limit", "nextToken", "status"],
+        _ => &[],
+    }
+}
+
+/// Step names as the API shows them (the console names).
+pub fn step_names() -> Vec<&'static str> {
+    StepName::ALL.iter().map(|s| s.as_str()).collect()
+}
+
+#[cfg(test)]
+mod spec;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! The Deployments API on loopback: the same router as the api Lambda
+//! (`Api::handle`), with a fixed local identity in place of API Gateway's
+//! authorizer. `GET /_sandbox/dynamodb-calls` returns the DynamoDB calls the
+//! API has made, per operation (tests check "one Query per history page").
+
+use autosky_core::api::{Api, ApiRequest};
+use autosky_core::deps::Settings;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_types::config_bag::ConfigBag;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+
+/// The identity of every local API call (`AUTOSKY_LOCAL_IDENTITY` overrides it).
+pub const LOCAL_IDENTITY: &str = "local:developer";
+
+/// Counts SDK calls per operation name.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl CallCounter {
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_execution(
+        &self,
+        ctx: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use aws_sdk_dynamodb::operation as op;
+        // The operation, told by its input type (the metadata in the config
+        // bag is not readable from this hook).
+        let input = ctx.input();
+        let name = if input.downcast_ref::<op::query::QueryInput>().is_some() {
+            "Query"
+        } else if input.downcast_ref::<op::scan::ScanInput>().is_some() {
+            "Scan"
+        } else if input.downcast_ref::<op::get_item::GetItemInput>().is_some() {
+            "GetItem"
+        } else if input.downcast_ref::<op::put_item::PutItemInput>().is_some() {
+            "PutItem"
+        } else if input
+            .downcast_ref::<op::update_item::UpdateItemInput>()
+            .is_some()
+        {
+            "UpdateItem"
+        } else if input
+            .downcast_ref::<op::delete_item::DeleteItemInput>()
+            .is_some()
+        {
+            "DeleteItem"
+        } else {
+            "Other"
+        };
+        if let Ok(mut calls) = self.0.lock() {
+            *calls.entry(name.to_string()).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Starts the API on `port`; returns its URL.
+pub async fn start(
+    port: u16,
+    config: &aws_config::SdkConfig,
+    state_machine_arn: String,
+) -> Result<String, String> {
+    let settings = Settings::from_env()?;
+    let counter = CallCounter::default();
+    let mut api = Api::from_config(config, settings.clone(), state_machine_arn, Some(1));
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(config)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    api.store = Arc::new(autosky_core::store::DynamoStore::new(
+        ddb,
+        settings.table_name,
+    ));
+    let identity =
+        std::env::var("AUTOSKY_LOCAL_IDENTITY").unwrap_or_else(|_| LOCAL_IDENTITY.into());
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("API port {port}: {e}"))?;
+    let api = Arc::new(api);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (api, identity, counter) = (api.clone(), identity.clone(), counter.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (api, identity, counter) =
+                            (api.clone(), identity.clone(), counter.clone());
+                        async move { Ok::<_, hyper::Error>(serve(&api, &identity, &counter, req).await) }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(format!("http://127.0.0.1:{port}"))
+}
+
+async fn serve(
+    api: &Api,
+    identity: &str,
+    counter: &CallCounter,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    if parts.uri.path() == "/_sandbox/dynamodb-calls" {
+        let body = serde_json::to_vec(&counter.snapshot()).unwrap_or_default();
+        return hyper::Response::new(Full::new(Bytes::from(body)));
+    }
+    // Read at most one byte past the limit: the router answers 413 for more.
+    let limited = http_body_util::Limited::new(body, autosky_core::api::MAX_BODY + 1);
+    let body = match limited.collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(_) => vec![b' '; autosky_core::api::MAX_BODY + 1],
+    };
+    let query = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let res = api
+        .handle(ApiRequest {
+            method: parts.method.as_str().to_string(),
+            path: parts.uri.path().to_string(),
+            query,
+            body,
+            identity: Some(identity.to_string()),
+        })
+        .await;
+    let mut b = hyper::Response::builder().status(res.status);
+    for (k, v) in &res.headers {
+        b = b.header(k, v);
+    }
+    b.body(Full::new(Bytes::from(res.body)))
+        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn counts_calls_per_operation() {
+        let counter = CallCounter::default();
+        let config = crate::sdk_config("http://127.0.0.1:9");
+        let ddb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&config)
+                .interceptor(counter.clone())
+                .retry_config(aws_config::retry::RetryConfig::disabled())
+                .build(),
+        );
+        let _ = ddb.query().table_name("t").send().await;
+        assert_eq!(
+            counter.snapshot().get("Query"),
+            Some(&1),
+            "{:?}",
+            counter.snapshot()
+        );
+    }
+}

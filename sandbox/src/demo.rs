@@ -1,0 +1,143 @@
+//! `autosky-sandbox demo`: seeds a demo environment and runs one deployment
+//! end to end, printing each step as it finishes, then the result: version,
+//! AMI, the group's instances on it, and the e-mail that was sent.
+
+use crate::harness;
+use crate::seed;
+use crate::Clients;
+use autosky_core::domain::{human_duration, EnvironmentDefaults, StepStatus};
+use autosky_core::store::Store;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+pub async fn run(c: &Clients) -> Result<(), String> {
+    let started = Instant::now();
+    let env_id = "demo";
+    println!("Seeding scaling environment '{env_id}': a preparation server, a launch template, an Auto Scaling group with 2 instances");
+    let seeded = seed::environment(
+        c,
+        env_id,
+        2,
+        EnvironmentDefaults {
+            notification_emails: vec!["ops@demo.example.com".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let env = &seeded.environment;
+    let group = &env.auto_scaling_groups[0];
+    let before = seed::group_instance_images(c, group).await?;
+    println!(
+        "  preparation server {}, launch template {}, group {} ({} instances on {})\n",
+        env.preparation_server_id,
+        env.launch_template_id,
+        group,
+        before.len(),
+        seed::BASE_IMAGE
+    );
+
+    let id = harness::start_deployment(
+        c,
+        env_id,
+        json!({"lockInstances": true, "stopPreparationServer": true, "notificationEmails": ["you@demo.example.com"]}),
+    )
+    .await?;
+    println!(
+        "Deployment {id} started (execution {})",
+        harness::execution_arn(c, &id)
+    );
+
+    let mut printed = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let record = loop {
+        let d = c
+            .store
+            .deployment(env_id, &id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(d) = &d {
+            while printed < d.steps.len()
+                && matches!(
+                    d.steps[printed].status,
+                    StepStatus::Succeeded | StepStatus::Failed | StepStatus::NotApplicable
+                )
+            {
+                let s = &d.steps[printed];
+                let mark = match s.status {
+                    StepStatus::Succeeded => "✔",
+                    StepStatus::Failed => "✘",
+                    _ => "–",
+                };
+                println!(
+                    "{mark} {:<26} {:<14} {}",
+                    s.name.as_str(),
+                    s.status.as_str(),
+                    s.duration_ms.map(human_duration).unwrap_or_default()
+                );
+                for a in &s.actions {
+                    println!("      {}  {}", a.at.format("%H:%M:%S%.3f"), a.message);
+                }
+                printed += 1;
+            }
+            if d.status.is_terminal() && printed == d.steps.len() {
+                break d.clone();
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("deployment {id} did not finish in 120 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let execution = harness::wait_execution(c, &id, Duration::from_secs(30)).await?;
+
+    println!(
+        "\nDeployment {}: {} in {} (execution {execution})",
+        id,
+        record.status,
+        record.duration_ms.map(human_duration).unwrap_or_default()
+    );
+    if let Some(v) = &record.generated_version {
+        println!(
+            "Generated version: launch template {} version {}, image {}",
+            v.launch_template_id, v.launch_template_version, v.image_id
+        );
+    }
+    if let Some(e) = &record.error {
+        println!("Error: {} in {:?}: {}", e.name, e.step, e.message);
+    }
+    println!("Group {group} instances now:");
+    for (instance, image) in seed::group_instance_images(c, group).await? {
+        println!("  {instance}  {image}");
+    }
+    for mail in harness::emails(c).await? {
+        let text = |k: &str| {
+            mail.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let to: Vec<&str> = mail["to"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        println!("\nNotification e-mail (captured by the emulator):");
+        println!("  From:    {}", text("from"));
+        println!("  To:      {}", to.join(", "));
+        println!("  Subject: {}", text("subject"));
+        for line in text("textBody").lines() {
+            println!("  | {line}");
+        }
+    }
+    println!(
+        "\nState transitions: {}",
+        harness::state_transitions(c, &id).await?
+    );
+    println!(
+        "Demo wall time (after the sandbox was up): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if record.status.as_str() != "Succeeded" {
+        return Err(format!("the demo deployment ended {}", record.status));
+    }
+    Ok(())
+}

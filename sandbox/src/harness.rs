@@ -1,0 +1,192 @@
+//! Test support: runs `autosky-sandbox up` as a child process (its own
+//! emulator, bridge and workers), reads its endpoints, and offers the calls
+//! end-to-end tests and the demo share: start a deployment, wait for its end,
+//! read the captured e-mails, choose a refresh outcome.
+
+use crate::{Clients, Endpoints};
+use autosky_core::domain::Deployment;
+use autosky_core::store::Store;
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+pub const READY: &str = "SANDBOX_READY ";
+
+/// A sandbox child process. Plain std (no async runtime owns it), so tests
+/// running on many runtimes can share one.
+pub struct SandboxProcess {
+    child: std::process::Child,
+    pub endpoints: Endpoints,
+}
+
+impl SandboxProcess {
+    /// Starts `bin up --ready-line`; the child exits when our end of its stdin
+    /// closes (when this process ends, however it ends), so it never outlives us.
+    pub fn spawn(bin: &str) -> Result<Self, String> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(bin)
+            .args(["up", "--ready-line", "--refresh-phase-ms", "300"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {bin}: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the ready line, then keeps draining so the child never blocks.
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let (false, Some(json)) = (sent, line.strip_prefix(READY)) {
+                    sent = tx.send(json.to_string()).is_ok();
+                }
+            }
+        });
+        let json = rx
+            .recv_timeout(Duration::from_secs(180))
+            .map_err(|_| "sandbox not ready after 180 s (or it exited)".to_string())?;
+        let endpoints = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+        Ok(Self { child, endpoints })
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts an execution named by a new deployment id; returns the id.
+pub async fn start_deployment(c: &Clients, env_id: &str, options: Value) -> Result<String, String> {
+    let id = autosky_core::domain::new_deployment_id();
+    let input = json!({
+        "deploymentId": id,
+        "environmentId": env_id,
+        "owner": "tester@example.com",
+        "options": options,
+        "pollSeconds": 1,
+    });
+    c.sfn
+        .start_execution()
+        .state_machine_arn(&c.endpoints.state_machine_arn)
+        .name(&id)
+        .input(input.to_string())
+        .send()
+        .await
+        .map_err(|e| format!("StartExecution: {e:?}"))?;
+    Ok(id)
+}
+
+pub fn execution_arn(c: &Clients, id: &str) -> String {
+    format!(
+        "{}:{id}",
+        c.endpoints
+            .state_machine_arn
+            .replacen(":stateMachine:", ":execution:", 1)
+    )
+}
+
+/// Waits until the execution has ended; returns its status.
+pub async fn wait_execution(c: &Clients, id: &str, limit: Duration) -> Result<String, String> {
+    let arn = execution_arn(c, id);
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = c
+            .sfn
+            .describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+            .map_err(|e| format!("DescribeExecution: {e:?}"))?;
+        let status = out.status().as_str().to_string();
+        if status != "RUNNING" {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("execution {id} still RUNNING after {limit:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for the execution to end, then returns the deployment record.
+pub async fn finished(
+    c: &Clients,
+    env_id: &str,
+    id: &str,
+) -> Result<(String, Option<Deployment>), String> {
+    let status = wait_execution(c, id, Duration::from_secs(120)).await?;
+    let record = c
+        .store
+        .deployment(env_id, id)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((status, record))
+}
+
+/// Number of states entered in the execution (its state transitions).
+pub async fn state_transitions(c: &Clients, id: &str) -> Result<usize, String> {
+    let mut count = 0;
+    let mut token = None;
+    loop {
+        let out = c
+            .sfn
+            .get_execution_history()
+            .execution_arn(execution_arn(c, id))
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| format!("GetExecutionHistory: {e:?}"))?;
+        count += out
+            .events()
+            .iter()
+            .filter(|e| e.r#type().as_str().ends_with("StateEntered"))
+            .count();
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(count);
+        }
+    }
+}
+
+/// E-mails captured by the emulator.
+pub async fn emails(c: &Clients) -> Result<Vec<Value>, String> {
+    let (status, body) =
+        crate::http::get(&format!("{}/_fakecloud/ses/emails", c.endpoints.emulator)).await?;
+    if status != 200 {
+        return Err(format!("emails: HTTP {status}"));
+    }
+    let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    Ok(match v {
+        Value::Array(a) => a,
+        Value::Object(mut o) => match o.remove("emails") {
+            Some(Value::Array(a)) => a,
+            _ => vec![],
+        },
+        _ => vec![],
+    })
+}
+
+/// Makes the group's next instance refresh end with `outcome`.
+pub async fn set_refresh_outcome(c: &Clients, group: &str, outcome: &str) -> Result<(), String> {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("group", group)
+        .append_pair("outcome", outcome)
+        .finish();
+    let req = hyper::Request::post(format!(
+        "{}/_sandbox/refresh-outcome",
+        c.endpoints.autoscaling
+    ))
+    .header("content-type", "application/x-www-form-urlencoded")
+    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+    .map_err(|e| e.to_string())?;
+    match crate::http::send(req).await? {
+        (200, _, _) => Ok(()),
+        (s, _, b) => Err(format!(
+            "refresh-outcome: HTTP {s}: {}",
+            String::from_utf8_lossy(&b)
+        )),
+    }
+}

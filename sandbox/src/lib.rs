@@ -1,0 +1,167 @@
+//! The local sandbox: the real step code and the real state machine on a
+//! local AWS emulator. `autosky-sandbox up` starts fakecloud, the Auto Scaling
+//! bridge, provisions the stack and runs the activity workers; `demo` also
+//! seeds an environment and runs one deployment. Tests drive the same binary
+//! through [`harness`].
+
+pub mod api_server;
+pub mod bridge;
+pub mod demo;
+pub mod emulator;
+pub mod harness;
+pub mod http;
+pub mod provision;
+pub mod seed;
+pub mod workers;
+
+use autosky_core::store::DynamoStore;
+use std::time::Duration;
+
+/// Where everything listens once the sandbox is up.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoints {
+    pub api: String,
+    pub emulator: String,
+    pub autoscaling: String,
+    pub state_machine_arn: String,
+    pub table: String,
+    pub sender: String,
+}
+
+/// SDK clients aimed at the sandbox (Auto Scaling through the bridge).
+#[derive(Clone)]
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub asg: aws_sdk_autoscaling::Client,
+    pub ddb: aws_sdk_dynamodb::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub ses: aws_sdk_ses::Client,
+    pub store: DynamoStore,
+    pub endpoints: Endpoints,
+}
+
+pub fn sdk_config(emulator: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(emulator)
+        .credentials_provider(aws_sdk_ec2::config::SharedCredentialsProvider::new(
+            aws_sdk_ec2::config::Credentials::new("test", "test", None, None, "sandbox"),
+        ))
+        .build()
+}
+
+impl Clients {
+    pub fn new(endpoints: &Endpoints) -> Self {
+        let config = sdk_config(&endpoints.emulator);
+        let asg_conf = aws_sdk_autoscaling::config::Builder::from(&config)
+            .endpoint_url(&endpoints.autoscaling)
+            .build();
+        let ddb = aws_sdk_dynamodb::Client::new(&config);
+        Self {
+            ec2: aws_sdk_ec2::Client::new(&config),
+            asg: aws_sdk_autoscaling::Client::from_conf(asg_conf),
+            store: DynamoStore::new(ddb.clone(), endpoints.table.clone()),
+            ddb,
+            sfn: aws_sdk_sfn::Client::new(&config),
+            ses: aws_sdk_ses::Client::new(&config),
+            endpoints: endpoints.clone(),
+        }
+    }
+}
+
+/// Ports chosen before anything starts, so the process environment (which
+/// the workers read exactly as a Lambda would) can be set up front.
+pub struct Ports {
+    pub emulator: u16,
+    pub bridge: u16,
+    pub api: u16,
+}
+
+impl Ports {
+    pub fn pick() -> Result<Self, String> {
+        // Held together while picking, so the three ports differ.
+        let listeners = (0..3)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .map_err(|e| format!("no free loopback port: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let port = |i: usize| {
+            listeners[i]
+                .local_addr()
+                .map(|a| a.port())
+                .map_err(|e| e.to_string())
+        };
+        Ok(Self {
+            emulator: port(0)?,
+            bridge: port(1)?,
+            api: port(2)?,
+        })
+    }
+
+    /// The Lambda-style environment of the workers. Call before starting any
+    /// thread: environment variables are process-wide.
+    pub fn export_env(&self) {
+        let vars = [
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.emulator),
+            ),
+            (
+                "AWS_ENDPOINT_URL_AUTO_SCALING",
+                format!("http://127.0.0.1:{}", self.bridge),
+            ),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("TABLE_NAME", provision::TABLE.into()),
+            ("SENDER_EMAIL", provision::SENDER.into()),
+        ];
+        for (k, v) in vars {
+            // SAFETY (edition 2024 wording): called from main before any thread exists.
+            std::env::set_var(k, v);
+        }
+    }
+}
+
+/// A running sandbox (in this process).
+pub struct Sandbox {
+    pub emulator: emulator::Emulator,
+    pub endpoints: Endpoints,
+}
+
+impl Sandbox {
+    /// Starts everything; `Ports::export_env` must have run first.
+    pub async fn start(ports: &Ports, refresh_phase: Duration) -> Result<Self, String> {
+        let emulator = emulator::Emulator::start(ports.emulator).await?;
+        let config = aws_config::load_from_env().await;
+        let autoscaling =
+            bridge::start(ports.bridge, emulator.url(), &config, refresh_phase).await?;
+        let stack = provision::provision(&config).await?;
+        let api = api_server::start(ports.api, &config, stack.state_machine_arn.clone()).await?;
+        let deps = autosky_core::Deps::from_env().await?;
+        workers::spawn(
+            std::sync::Arc::new(deps),
+            aws_sdk_sfn::Client::new(&config),
+            stack.activities,
+        );
+        let endpoints = Endpoints {
+            api,
+            emulator: emulator.url(),
+            autoscaling,
+            state_machine_arn: stack.state_machine_arn,
+            table: provision::TABLE.into(),
+            sender: provision::SENDER.into(),
+        };
+        Ok(Self {
+            emulator,
+            endpoints,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.emulator.stop().await;
+    }
+}

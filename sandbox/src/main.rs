@@ -1,0 +1,102 @@
+//! `autosky-sandbox`: the Autosky pipeline on a local AWS emulator.
+//!   up [--ready-line] [--refresh-phase-ms N]   start and keep running (Ctrl-C stops)
+//!   demo                                       one deployment end to end, then stop
+
+use autosky_sandbox::{demo, harness, Clients, Ports, Sandbox};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage: autosky-sandbox up [--ready-line] [--refresh-phase-ms N] | demo";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first().cloned() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let ready_line = args.iter().any(|a| a == "--ready-line");
+    let phase_ms = args
+        .iter()
+        .position(|a| a == "--refresh-phase-ms")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    if !matches!(command.as_str(), "up" | "demo") {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    let ports = match Ports::pick() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("sandbox: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Before the runtime starts any thread: the workers read this environment
+    // exactly as a Lambda function reads its configuration.
+    ports.export_env();
+    if std::env::var_os("RUST_LOG").is_some() {
+        lambda_runtime::tracing::init_default_subscriber();
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sandbox: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        let t0 = Instant::now();
+        eprintln!("sandbox: starting the local AWS emulator (fakecloud), the Auto Scaling bridge and the step workers");
+        let sandbox = Sandbox::start(&ports, Duration::from_millis(phase_ms)).await?;
+        let e = sandbox.endpoints.clone();
+        eprintln!("sandbox: up in {:.1} s", t0.elapsed().as_secs_f64());
+        let result = match command.as_str() {
+            "demo" => demo::run(&Clients::new(&e)).await,
+            _ => {
+                println!("API: {}", e.api);
+                println!("Emulator: {}", e.emulator);
+                println!("Auto Scaling bridge: {}", e.autoscaling);
+                println!("State machine: {}", e.state_machine_arn);
+                println!("Table: {}", e.table);
+                if ready_line {
+                    println!("{}{}", harness::READY, serde_json::to_string(&e).unwrap_or_default());
+                }
+                wait_for_stop(ready_line).await;
+                Ok(())
+            }
+        };
+        sandbox.stop().await;
+        result
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sandbox: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C, SIGTERM, or (for a parent process) our stdin closing.
+async fn wait_for_stop(watch_stdin: bool) {
+    use tokio::io::AsyncReadExt;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let stdin_closed = async {
+        if watch_stdin {
+            let mut buf = [0u8; 64];
+            let mut stdin = tokio::io::stdin();
+            while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {},
+        _ = stdin_closed => {},
+    }
+}

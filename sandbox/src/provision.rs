@@ -1,0 +1,136 @@
+//! Provisions the stack in the emulator from the project's own definitions:
+//! the table, the SES sender identity, one activity per step, and the state
+//! machine from `infra/statemachine/deployment.asl.json` — the same file SAM
+//! deploys, with the Task resources substituted by the activity ARNs.
+
+use autosky_core::steps::Step;
+use std::collections::BTreeMap;
+
+/// The ASL file, read at build time (one definition, never a copy).
+pub const DEFINITION: &str = include_str!("../../infra/statemachine/deployment.asl.json");
+pub const STATE_MACHINE: &str = "autosky-deployment";
+pub const TABLE: &str = "autosky-deployments";
+pub const SENDER: &str = "deployments@autosky.local";
+
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub state_machine_arn: String,
+    pub activities: Vec<(Step, String)>,
+}
+
+/// Replaces every `${Key}` with its value; a placeholder without a value is an error.
+pub fn substitute(definition: &str, values: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(definition.len());
+    let mut rest = definition;
+    while let Some(start) = rest.find("${") {
+        let end = rest[start..]
+            .find('}')
+            .ok_or("unterminated ${ in the definition")?
+            + start;
+        let key = &rest[start + 2..end];
+        let value = values
+            .get(key)
+            .ok_or_else(|| format!("no substitution for ${{{key}}}"))?;
+        out.push_str(&rest[..start]);
+        out.push_str(value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+pub async fn provision(config: &aws_config::SdkConfig) -> Result<Stack, String> {
+    let ddb = aws_sdk_dynamodb::Client::new(config);
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("static")
+    };
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .expect("static")
+    };
+    ddb.create_table()
+        .table_name(TABLE)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("PK"))
+        .attribute_definitions(attr("SK"))
+        .key_schema(key("PK", KeyType::Hash))
+        .key_schema(key("SK", KeyType::Range))
+        .send()
+        .await
+        .map_err(|e| format!("CreateTable: {e:?}"))?;
+
+    aws_sdk_ses::Client::new(config)
+        .verify_email_identity()
+        .email_address(SENDER)
+        .send()
+        .await
+        .map_err(|e| format!("VerifyEmailIdentity: {e:?}"))?;
+
+    let sfn = aws_sdk_sfn::Client::new(config);
+    let mut activities = Vec::new();
+    let mut values = BTreeMap::new();
+    for step in Step::ALL {
+        let arn = sfn
+            .create_activity()
+            .name(format!("autosky-{}", step.function()))
+            .send()
+            .await
+            .map_err(|e| format!("CreateActivity: {e:?}"))?
+            .activity_arn()
+            .to_string();
+        values.insert(step.substitution_key().to_string(), arn.clone());
+        activities.push((step, arn));
+    }
+    let definition = substitute(DEFINITION, &values)?;
+    let state_machine_arn = sfn
+        .create_state_machine()
+        .name(STATE_MACHINE)
+        .definition(definition)
+        .role_arn("arn:aws:iam::000000000000:role/autosky-sandbox")
+        .r#type(aws_sdk_sfn::types::StateMachineType::Standard)
+        .send()
+        .await
+        .map_err(|e| format!("CreateStateMachine: {e:?}"))?
+        .state_machine_arn()
+        .to_string();
+    Ok(Stack {
+        state_machine_arn,
+        activities,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_placeholder_of_the_definition_gets_an_activity() {
+        let values: BTreeMap<String, String> = Step::ALL
+            .iter()
+            .map(|s| {
+                (
+                    s.substitution_key().to_string(),
+                    format!("arn:activity:{}", s.function()),
+                )
+            })
+            .collect();
+        let out = substitute(DEFINITION, &values).unwrap();
+        assert!(!out.contains("${"));
+        assert!(out.contains("\"Resource\": \"arn:activity:create-image\""));
+        let mut missing = values.clone();
+        missing.remove("FinalizeFunctionArn");
+        assert!(substitute(DEFINITION, &missing)
+            .unwrap_err()
+            .contains("FinalizeFunctionArn"));
+    }
+}

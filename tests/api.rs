@@ -1,0 +1,290 @@
+//! The Deployments API end to end: the router served on loopback by the
+//! sandbox, over the real store, state machine and workers.
+
+use autosky_core::domain::{new_deployment_id, Deployment, DeploymentOptions, EnvironmentDefaults};
+use autosky_core::store::Store;
+use autosky_sandbox::harness::SandboxProcess;
+use autosky_sandbox::{http, seed, Clients, Endpoints};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn sandbox() -> &'static Endpoints {
+    static SANDBOX: OnceLock<SandboxProcess> = OnceLock::new();
+    &SANDBOX
+        .get_or_init(|| {
+            SandboxProcess::spawn(env!("CARGO_BIN_EXE_autosky-sandbox")).expect("sandbox starts")
+        })
+        .endpoints
+}
+
+async fn call(method: &str, path: &str, body: Option<&str>) -> (u16, hyper::HeaderMap, Value) {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", sandbox().api))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from(
+            body.unwrap_or("").to_string(),
+        )))
+        .unwrap();
+    let (status, headers, body) = http::send(req).await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+async fn dynamodb_calls() -> BTreeMap<String, u64> {
+    let (_, body) = http::get(&format!("{}/_sandbox/dynamodb-calls", sandbox().api))
+        .await
+        .unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Seeds the resources, then registers the environment through the API.
+async fn register(c: &Clients, env: &str) -> seed::Seeded {
+    let seeded = seed::environment(c, &format!("{env}-res"), 1, EnvironmentDefaults::default())
+        .await
+        .unwrap();
+    let e = &seeded.environment;
+    let body = json!({
+        "preparationServerId": e.preparation_server_id,
+        "autoScalingGroups": e.auto_scaling_groups,
+        "launchTemplateId": e.launch_template_id,
+        "defaults": {"notificationEmails": ["ops@example.com"], "retention": 3},
+    });
+    let (status, _, b) = call(
+        "PUT",
+        &format!("/environments/{env}"),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{b}");
+    seeded
+}
+
+async fn wait_terminal(env: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, _, d) = call(
+            "GET",
+            &format!("/environments/{env}/deployments/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{d}");
+        if !matches!(d["status"].as_str(), Some("Running") | Some("Scheduled")) {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deployment {id} still running: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_then_details_until_succeeded() {
+    let c = Clients::new(sandbox());
+    register(&c, "api-start").await;
+    let (status, headers, started) = call(
+        "POST",
+        "/environments/api-start/deployments",
+        Some(r#"{"lockInstances":true,"notificationEmails":["dev@api.example.com"]}"#),
+    )
+    .await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["deploymentId"].as_str().unwrap().to_string();
+    assert_eq!(
+        headers.get("location").unwrap(),
+        &format!("/environments/api-start/deployments/{id}")
+    );
+    assert!(started["executionArn"].as_str().unwrap().ends_with(&id));
+    let d = wait_terminal("api-start", &id).await;
+    assert_eq!(d["status"], "Succeeded", "{d}");
+    assert_eq!(d["owner"], "local:developer");
+    assert!(
+        d["modelVersion"].is_i64() && d["endedAt"].is_string() && d["durationMs"].is_i64(),
+        "{d}"
+    );
+    for s in d["steps"].as_array().unwrap() {
+        assert!(
+            s["actions"].as_array().is_some_and(|a| !a.is_empty()),
+            "{s}"
+        );
+    }
+    assert!(d["consoleUrl"].as_str().unwrap().contains(&id));
+    let (_, _, page) = call("GET", "/environments/api-start/deployments", None).await;
+    assert_eq!(page["items"][0]["deploymentId"], id.as_str());
+    assert_eq!(page["items"][0]["generatedVersion"], d["generatedVersion"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_environment_answers_409() {
+    let c = Clients::new(sandbox());
+    register(&c, "api-busy").await;
+    let (s1, _, first) = call("POST", "/environments/api-busy/deployments", Some("{}")).await;
+    assert_eq!(s1, 202, "{first}");
+    let (s2, headers, busy) = call("POST", "/environments/api-busy/deployments", Some("{}")).await;
+    assert_eq!(s2, 409, "{busy}");
+    assert_eq!(
+        headers.get("content-type").unwrap(),
+        "application/problem+json"
+    );
+    assert_eq!(busy["runningDeploymentId"], first["deploymentId"]);
+    let id = first["deploymentId"].as_str().unwrap();
+    assert_eq!(wait_terminal("api-busy", id).await["status"], "Succeeded");
+    // Free again afterwards.
+    let (s3, _, third) = call("POST", "/environments/api-busy/deployments", Some("{}")).await;
+    assert_eq!(s3, 202, "{third}");
+    wait_terminal("api-busy", third["deploymentId"].as_str().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_pages_over_250_deployments_one_query_each() {
+    let c = Clients::new(sandbox());
+    let env = "api-pages";
+    let seeded = seed::environment(&c, env, 0, EnvironmentDefaults::default())
+        .await
+        .unwrap();
+    let _ = seeded;
+    let mut created = Vec::new();
+    for _ in 0..250 {
+        let d = Deployment::new_running(
+            new_deployment_id(),
+            env.into(),
+            "seed".into(),
+            DeploymentOptions::default(),
+            chrono::Utc::now(),
+        );
+        c.store.create_deployment(&d).await.unwrap();
+        created.push(d.deployment_id);
+    }
+    created.sort();
+    created.reverse();
+    let before = dynamodb_calls().await;
+    let (mut seen, mut pages, mut token) = (Vec::new(), 0u64, None::<String>);
+    loop {
+        let path = match &token {
+            Some(t) => format!("/environments/{env}/deployments?limit=20&nextToken={t}"),
+            None => format!("/environments/{env}/deployments?limit=20"),
+        };
+        let (status, _, page) = call("GET", &path, None).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["deploymentId"].as_str().unwrap().to_string()),
+        );
+        match page["nextToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    let after = dynamodb_calls().await;
+    let queries =
+        after.get("Query").copied().unwrap_or(0) - before.get("Query").copied().unwrap_or(0);
+    assert_eq!(pages, 13);
+    assert_eq!(seen.len(), 250);
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        250,
+        "no duplicate"
+    );
+    assert_eq!(seen, created, "newest first, no gap");
+    // Other tests share this sandbox; their history reads would only add to
+    // the count, and none runs concurrently with more Query calls than pages.
+    assert!(
+        queries >= pages && queries <= pages + 4,
+        "{queries} Query calls for {pages} pages"
+    );
+    assert_eq!(after.get("Scan"), None, "never a Scan");
+    println!("history: {pages} pages, {queries} Query calls");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_inputs_get_the_right_4xx_and_change_nothing() {
+    let c = Clients::new(sandbox());
+    let env = "api-bad";
+    let seeded = register(&c, env).await;
+    let e = &seeded.environment;
+    // What the requests could touch: the environment's config, its lock and
+    // its deployments, and the listing of environments.
+    let snapshot = |c: Clients| async move {
+        (
+            c.store.environment(env).await.unwrap(),
+            c.store.lock_holder(env).await.unwrap(),
+            c.store.history(env, 100, None, None).await.unwrap().items,
+            c.store.environment("api-bad-new").await.unwrap(),
+        )
+    };
+    let before = snapshot(c.clone()).await;
+    let many: Vec<String> = (0..21).map(|i| format!("u{i}@example.com")).collect();
+    let good_env = json!({"preparationServerId": e.preparation_server_id, "autoScalingGroups": e.auto_scaling_groups, "launchTemplateId": e.launch_template_id});
+    let mut missing_group = good_env.clone();
+    missing_group["autoScalingGroups"] = json!(["no-such-group"]);
+    let mut missing_server = good_env.clone();
+    missing_server["preparationServerId"] = json!("i-0000000000000dead");
+    let deps = format!("/environments/{env}/deployments");
+    let cases: Vec<(&str, String, Option<String>, u16)> = vec![
+        ("POST", "/environments/API-BAD/deployments".into(), Some("{}".into()), 400),
+        ("POST", "/environments/api_bad/deployments".into(), Some("{}".into()), 400),
+        ("POST", format!("/environments/{}/deployments", "a".repeat(65)), Some("{}".into()), 400),
+        ("POST", deps.clone(), Some("{".into()), 400),
+        ("POST", deps.clone(), Some("[]".into()), 400),
+        ("POST", deps.clone(), Some(r#"{"owner":"mallory"}"#.into()), 400),
+        ("POST", deps.clone(), Some(r#"{"lockInstances":1}"#.into()), 400),
+        ("POST", deps.clone(), Some(r#"{"notificationEmails":"a@example.com"}"#.into()), 400),
+        ("POST", deps.clone(), Some(r#"{"notificationEmails":["not-an-address"]}"#.into()), 400),
+        ("POST", deps.clone(), Some(json!({"notificationEmails": ["a@example.com\r\nBcc: x@example.com"]}).to_string()), 400),
+        ("POST", deps.clone(), Some(json!({"notificationEmails": [format!("{}@example.com", "a".repeat(65))]}).to_string()), 400),
+        ("POST", deps.clone(), Some(json!({"notificationEmails": many}).to_string()), 400),
+        ("POST", deps.clone(), Some(format!(r#"{{"pad":"{}"}}"#, "x".repeat(17 * 1024))), 413),
+        ("POST", "/environments/api-nowhere/deployments".into(), Some("{}".into()), 404),
+        ("GET", format!("{deps}?limit=0"), None, 400),
+        ("GET", format!("{deps}?limit=101"), None, 400),
+        ("GET", format!("{deps}?limit=abc"), None, 400),
+        ("GET", format!("{deps}?nextToken=dGFtcGVyZWQ"), None, 400),
+        ("GET", format!("{deps}?status=Done"), None, 400),
+        ("GET", format!("{deps}?order=asc"), None, 400),
+        ("GET", format!("{deps}/not-a-ulid"), None, 400),
+        ("GET", format!("{deps}/{}", new_deployment_id()), None, 404),
+        ("DELETE", format!("/environments/{env}"), None, 405),
+        ("GET", "/admin".into(), None, 404),
+        ("PUT", "/environments/api-bad-new".into(), Some(r#"{"preparationServerId":"i-0123456789abcdef0"}"#.into()), 400),
+        ("PUT", "/environments/api-bad-new".into(), Some(json!({"preparationServerId": "server", "autoScalingGroups": ["g"], "launchTemplateId": "lt-0123456789abcdef0"}).to_string()), 400),
+        ("PUT", "/environments/api-bad-new".into(), Some(missing_group.to_string()), 422),
+        ("PUT", "/environments/api-bad-new".into(), Some(missing_server.to_string()), 422),
+        ("PUT", format!("/environments/{env}"), Some(json!({"preparationServerId": e.preparation_server_id, "autoScalingGroups": e.auto_scaling_groups, "launchTemplateId": e.launch_template_id, "defaults": {"retention": 1}}).to_string()), 400),
+    ];
+    assert!(cases.len() >= 25);
+    for (method, path, body, expected) in &cases {
+        let (status, headers, problem) = call(method, path, body.as_deref()).await;
+        assert_eq!(status, *expected, "{method} {path}: {problem}");
+        assert_eq!(
+            headers.get("content-type").unwrap(),
+            "application/problem+json",
+            "{method} {path}"
+        );
+        assert_eq!(problem["status"], *expected);
+        assert!(
+            problem["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{problem}"
+        );
+    }
+    assert_eq!(
+        snapshot(c.clone()).await,
+        before,
+        "the environment's items are unchanged"
+    );
+    assert!(c.store.environment("api-bad-new").await.unwrap().is_none());
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+    println!("bad inputs: {} requests, all refused", cases.len());
+}

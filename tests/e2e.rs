@@ -1,0 +1,475 @@
+//! End-to-end: the real step code and the real state machine in the sandbox
+//! (fakecloud + the Auto Scaling bridge + activity workers), one sandbox
+//! process shared by all tests, each test on its own environment ids.
+
+use autosky_core::domain::{DeploymentStatus, EnvironmentDefaults, StepName, StepStatus};
+use autosky_core::store::Store;
+use autosky_sandbox::harness::{self, SandboxProcess};
+use autosky_sandbox::{seed, Clients, Endpoints};
+use serde_json::json;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn sandbox() -> &'static Endpoints {
+    static SANDBOX: OnceLock<SandboxProcess> = OnceLock::new();
+    &SANDBOX
+        .get_or_init(|| {
+            SandboxProcess::spawn(env!("CARGO_BIN_EXE_autosky-sandbox")).expect("sandbox starts")
+        })
+        .endpoints
+}
+
+fn clients() -> Clients {
+    Clients::new(sandbox())
+}
+
+fn defaults() -> EnvironmentDefaults {
+    EnvironmentDefaults {
+        notification_emails: vec!["ops@example.com".into()],
+        ..Default::default()
+    }
+}
+
+async fn image_tags(c: &Clients, image: &str) -> Vec<(String, String)> {
+    let out = c
+        .ec2
+        .describe_images()
+        .image_ids(image)
+        .send()
+        .await
+        .unwrap();
+    out.images()
+        .first()
+        .map(|i| {
+            i.tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().into(),
+                        t.value().unwrap_or_default().into(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn server_state(c: &Clients, id: &str) -> String {
+    let out = c
+        .ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    out.reservations()[0].instances()[0]
+        .state()
+        .unwrap()
+        .name()
+        .unwrap()
+        .as_str()
+        .to_string()
+}
+
+async fn suspended(c: &Clients, group: &str) -> Vec<String> {
+    let out = c
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .unwrap();
+    let mut v: Vec<String> = out.auto_scaling_groups()[0]
+        .suspended_processes()
+        .iter()
+        .filter_map(|p| p.process_name().map(str::to_string))
+        .collect();
+    v.sort();
+    v
+}
+
+async fn emails_to(c: &Clients, address: &str) -> Vec<serde_json::Value> {
+    harness::emails(c)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.to_string().contains(address))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_deployment_produces_a_new_version_and_cleans_up() {
+    let c = clients();
+    let env = "e2e-full";
+    let seeded = seed::environment(
+        &c,
+        env,
+        2,
+        EnvironmentDefaults {
+            retention: 3,
+            ..defaults()
+        },
+    )
+    .await
+    .unwrap();
+    let e = &seeded.environment;
+    let group = &e.auto_scaling_groups[0];
+    // Versions 2..6 exist; the group uses version 2 (in use, must survive retention).
+    for n in 2..=6 {
+        c.ec2
+            .create_launch_template_version()
+            .launch_template_id(&e.launch_template_id)
+            .source_version("1")
+            .version_description(format!("v{n}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    c.asg
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(group)
+        .launch_template(
+            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                .launch_template_id(&e.launch_template_id)
+                .version("2")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let id = harness::start_deployment(
+        &c,
+        env,
+        json!({"notificationEmails": ["dev@full.example.com"]}),
+    )
+    .await
+    .unwrap();
+    let (status, record) = harness::finished(&c, env, &id).await.unwrap();
+    let d = record.expect("deployment record");
+    assert_eq!(status, "SUCCEEDED", "{d:#?}");
+    assert_eq!(d.status, DeploymentStatus::Succeeded);
+    let statuses: Vec<_> = d.steps.iter().map(|s| (s.name, s.status)).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (StepName::InitialValidation, StepStatus::Succeeded),
+            (StepName::StopPreparationServer, StepStatus::NotApplicable),
+            (StepName::CreateImage, StepStatus::Succeeded),
+            (StepName::CreateModels, StepStatus::Succeeded),
+            (StepName::ReplaceInstances, StepStatus::Succeeded),
+            (StepName::Finalization, StepStatus::Succeeded),
+        ]
+    );
+    for s in &d.steps {
+        assert!(
+            s.started_at.is_some() && s.ended_at.is_some() && s.duration_ms.is_some(),
+            "{s:?}"
+        );
+        assert!(!s.actions.is_empty(), "{s:?}");
+    }
+    assert_eq!(d.owner, "tester@example.com");
+    assert!(d.ended_at.is_some() && d.duration_ms.is_some());
+    assert!(
+        d.execution_arn.as_deref().is_some_and(|a| a.ends_with(&id)),
+        "{:?}",
+        d.execution_arn
+    );
+
+    // The AMI, tagged.
+    let v = d.generated_version.clone().expect("generated version");
+    let tags = image_tags(&c, &v.image_id).await;
+    assert!(
+        tags.contains(&("autosky:deployment-id".into(), id.clone())),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&("autosky:environment".into(), env.into())),
+        "{tags:?}"
+    );
+    assert!(
+        tags.iter()
+            .any(|(k, v)| k == "Name" && v.starts_with("e2e-full-")),
+        "{tags:?}"
+    );
+
+    // Models: new default 7, backup 1 (the previous default), 3 and 4 removed, 2 kept (was in use).
+    let t = c
+        .ec2
+        .describe_launch_templates()
+        .launch_template_ids(&e.launch_template_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(t.launch_templates()[0].default_version_number(), Some(7));
+    assert_eq!(v.launch_template_version, 7);
+    assert_eq!(d.runtime.backup_version, Some(1));
+    let versions = c
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&e.launch_template_id)
+        .send()
+        .await
+        .unwrap();
+    let mut numbers: Vec<i64> = versions
+        .launch_template_versions()
+        .iter()
+        .filter_map(|v| v.version_number())
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers, vec![1, 2, 5, 6, 7]);
+
+    // Every instance of the group runs the new AMI.
+    let images = seed::group_instance_images(&c, group).await.unwrap();
+    assert_eq!(images.len(), 2);
+    assert!(
+        images.iter().all(|(_, image)| image == &v.image_id),
+        "{images:?}"
+    );
+
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+
+    // The e-mail: both recipients, status, step table.
+    let mails = emails_to(&c, "dev@full.example.com").await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let text = mails[0].to_string();
+    assert!(text.contains("ops@example.com"), "{text}");
+    assert!(
+        text.contains("Succeeded") && text.contains("version 7"),
+        "{text}"
+    );
+    for s in StepName::ALL {
+        assert!(text.contains(s.as_str()), "{text}");
+    }
+
+    // History shows it.
+    let page = c.store.history(env, 10, None, None).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].deployment_id, id);
+
+    let transitions = harness::state_transitions(&c, &id).await.unwrap();
+    println!("state transitions for a full deployment: {transitions}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_preparation_server_and_lock_instances_restore_the_prior_state() {
+    let c = clients();
+    let env = "e2e-options";
+    let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
+    let e = &seeded.environment;
+    let group = e.auto_scaling_groups[0].clone();
+    // Someone already suspended AlarmNotification: it must stay suspended after.
+    c.asg
+        .suspend_processes()
+        .auto_scaling_group_name(&group)
+        .scaling_processes("AlarmNotification")
+        .send()
+        .await
+        .unwrap();
+
+    let id = harness::start_deployment(
+        &c,
+        env,
+        json!({"lockInstances": true, "stopPreparationServer": true}),
+    )
+    .await
+    .unwrap();
+    // While it runs, the fleet-changing processes are suspended.
+    let mut seen_locked = false;
+    for _ in 0..300 {
+        if suspended(&c, &group).await == ["AZRebalance", "AlarmNotification", "ScheduledActions"] {
+            seen_locked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, record) = harness::finished(&c, env, &id).await.unwrap();
+    let d = record.unwrap();
+    assert_eq!(status, "SUCCEEDED", "{d:#?}");
+    assert!(
+        seen_locked,
+        "processes were never seen suspended during the deployment"
+    );
+    assert_eq!(suspended(&c, &group).await, ["AlarmNotification"]);
+
+    let stop = d.step(StepName::StopPreparationServer);
+    assert_eq!(stop.status, StepStatus::Succeeded);
+    assert_eq!(d.runtime.prior_server_state.as_deref(), Some("running"));
+    assert!(
+        stop.ended_at.unwrap() <= d.step(StepName::CreateImage).started_at.unwrap(),
+        "stopped before imaging"
+    );
+    assert_eq!(server_state(&c, &e.preparation_server_id).await, "running");
+    let fin: Vec<_> = d
+        .step(StepName::Finalization)
+        .actions
+        .iter()
+        .map(|a| a.message.clone())
+        .collect();
+    assert!(
+        fin.iter()
+            .any(|m| m == &format!("Resumed AZRebalance, ScheduledActions on group {group}")),
+        "{fin:?}"
+    );
+    assert!(
+        fin.iter()
+            .any(|m| m.starts_with("Started preparation server")),
+        "{fin:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_refresh_fails_cleans_up_and_notifies() {
+    let c = clients();
+    let env = "e2e-refresh-fails";
+    let seeded = seed::environment(&c, env, 2, defaults()).await.unwrap();
+    let e = &seeded.environment;
+    harness::set_refresh_outcome(&c, &e.auto_scaling_groups[0], "Failed")
+        .await
+        .unwrap();
+    let id = harness::start_deployment(
+        &c,
+        env,
+        json!({"lockInstances": true, "notificationEmails": ["dev@fails.example.com"]}),
+    )
+    .await
+    .unwrap();
+    let (status, record) = harness::finished(&c, env, &id).await.unwrap();
+    let d = record.unwrap();
+    assert_eq!(status, "FAILED");
+    assert_eq!(d.status, DeploymentStatus::Failed);
+    let err = d.error.clone().unwrap();
+    assert_eq!(
+        (err.step, err.name.as_str()),
+        (Some(StepName::ReplaceInstances), "RefreshFailed")
+    );
+    assert!(err.message.contains("health checks"), "{err:?}");
+    assert_eq!(
+        d.step(StepName::ReplaceInstances).status,
+        StepStatus::Failed
+    );
+    // Cleanup: backup model is the default again, processes resumed, lock released.
+    let t = c
+        .ec2
+        .describe_launch_templates()
+        .launch_template_ids(&e.launch_template_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        t.launch_templates()[0].default_version_number(),
+        d.runtime.backup_version
+    );
+    assert!(suspended(&c, &e.auto_scaling_groups[0]).await.is_empty());
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+    let mails = emails_to(&c, "dev@fails.example.com").await;
+    assert_eq!(mails.len(), 1);
+    assert!(
+        mails[0].to_string().contains("Failed") && mails[0].to_string().contains("RefreshFailed"),
+        "{}",
+        mails[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolled_back_refresh_ends_rolled_back() {
+    let c = clients();
+    let env = "e2e-rollback";
+    let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
+    harness::set_refresh_outcome(
+        &c,
+        &seeded.environment.auto_scaling_groups[0],
+        "RollbackSuccessful",
+    )
+    .await
+    .unwrap();
+    let id = harness::start_deployment(&c, env, json!({})).await.unwrap();
+    let (status, record) = harness::finished(&c, env, &id).await.unwrap();
+    let d = record.unwrap();
+    assert_eq!(status, "FAILED");
+    assert_eq!(d.status, DeploymentStatus::RolledBack);
+    assert_eq!(d.error.unwrap().name, "RefreshRolledBack");
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_environment_fails_validation_and_creates_nothing() {
+    let c = clients();
+    let env = "e2e-nowhere";
+    let id = harness::start_deployment(&c, env, json!({})).await.unwrap();
+    let (status, record) = harness::finished(&c, env, &id).await.unwrap();
+    assert_eq!(status, "FAILED");
+    assert!(record.is_none(), "no record for an unknown environment");
+    assert!(c
+        .store
+        .history(env, 10, None, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+    let history = c
+        .sfn
+        .get_execution_history()
+        .execution_arn(harness::execution_arn(&c, &id))
+        .send()
+        .await
+        .unwrap();
+    // Debug output redacts causes: read the failed activity's cause itself.
+    let text: String = history
+        .events()
+        .iter()
+        .filter_map(|e| {
+            e.activity_failed_event_details()
+                .and_then(|d| d.cause())
+                .or_else(|| e.task_failed_event_details().and_then(|d| d.cause()))
+        })
+        .collect();
+    assert!(
+        text.contains("environment 'e2e-nowhere' is not registered"),
+        "{text}"
+    );
+    let images = c
+        .ec2
+        .describe_images()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:autosky:deployment-id")
+                .values(&id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        images.images().is_empty(),
+        "no image for a refused deployment"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_deployments_at_once_one_runs_the_other_is_refused() {
+    let c = clients();
+    let env = "e2e-busy";
+    seed::environment(&c, env, 1, defaults()).await.unwrap();
+    let first = harness::start_deployment(&c, env, json!({})).await.unwrap();
+    // Wait until the first holds the lock, then start the second.
+    for _ in 0..200 {
+        if c.store.lock_holder(env).await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let second = harness::start_deployment(&c, env, json!({})).await.unwrap();
+    let (s2, r2) = harness::finished(&c, env, &second).await.unwrap();
+    let (s1, r1) = harness::finished(&c, env, &first).await.unwrap();
+    assert_eq!(s1, "SUCCEEDED", "{r1:#?}");
+    assert_eq!(s2, "FAILED");
+    let refused = r2.unwrap();
+    assert_eq!(refused.status, DeploymentStatus::Failed);
+    let err = refused.error.unwrap();
+    assert_eq!(err.name, "EnvironmentLocked");
+    assert!(err.message.contains(&first), "{err:?}");
+    assert_eq!(r1.unwrap().status, DeploymentStatus::Succeeded);
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+}
