@@ -2,14 +2,15 @@
 #   make test     every check: format, clippy, unit, contract and end-to-end tests, infrastructure lint
 #   make demo     one deployment end to end in the local sandbox
 #   make sandbox  the sandbox left running (prints its endpoints; Ctrl-C stops it)
-#   make build    the six Lambda bootstraps (cargo lambda, release) and their sizes
+#   make build    the Lambda bootstraps (cargo lambda, release) and their sizes
+#   make bench-api  API latency and DynamoDB calls per request against the sandbox
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := test
 
 CARGO ?= cargo
 
-.PHONY: test fmt-check clippy tests lint-infra emulator demo sandbox build
+.PHONY: test fmt-check clippy tests lint-infra emulator demo sandbox build bench-api
 
 test: fmt-check clippy lint-infra emulator tests
 	@echo "make test: all checks passed"
@@ -39,3 +40,8 @@ sandbox: emulator
 
 build:
 	scripts/build-lambdas.sh
+
+# API latency (p50/p99) and DynamoDB calls per request, in-process against the
+# sandbox (dev build, like the tests: the figures are upper bounds).
+bench-api: emulator
+	$(CARGO) run -q -p autosky-sandbox -- bench-api

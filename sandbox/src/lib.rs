@@ -5,6 +5,7 @@
 //! through [`harness`].
 
 pub mod api_server;
+pub mod bench;
 pub mod bridge;
 pub mod demo;
 pub mod emulator;

@@ -1,12 +1,14 @@
 //! `autosky-sandbox`: the Autosky pipeline on a local AWS emulator.
 //!   up [--ready-line] [--refresh-phase-ms N]   start and keep running (Ctrl-C stops)
 //!   demo                                       one deployment end to end, then stop
+//!   bench-api                                  API latency and DynamoDB calls per request
 
 use autosky_sandbox::{demo, harness, Clients, Ports, Sandbox};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: autosky-sandbox up [--ready-line] [--refresh-phase-ms N] | demo";
+const USAGE: &str =
+    "usage: autosky-sandbox up [--ready-line] [--refresh-phase-ms N] | demo | bench-api";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,7 +23,7 @@ fn main() -> ExitCode {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
-    if !matches!(command.as_str(), "up" | "demo") {
+    if !matches!(command.as_str(), "up" | "demo" | "bench-api") {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         eprintln!("sandbox: up in {:.1} s", t0.elapsed().as_secs_f64());
         let result = match command.as_str() {
             "demo" => demo::run(&Clients::new(&e)).await,
+            "bench-api" => autosky_sandbox::bench::api(&Clients::new(&e)).await,
             _ => {
                 println!("API: {}", e.api);
                 println!("Emulator: {}", e.emulator);

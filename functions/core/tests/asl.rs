@@ -195,3 +195,47 @@ fn template_defines_each_substituted_function_from_its_crate() {
             .exists());
     }
 }
+
+/// Every API route is an event of the api function and a path of the HTTP
+/// API with a `security` requirement (an event without it would be an open
+/// route), and nothing else is.
+#[test]
+fn template_routes_match_the_router_and_are_all_protected() {
+    use autosky_core::api::ROUTES;
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let t: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let resources = &t["Resources"];
+    let f = &resources["ApiFunction"];
+    assert_eq!(f["Metadata"]["BuildProperties"]["Binary"], "api");
+    let mut events = BTreeSet::new();
+    for (_, e) in f["Properties"]["Events"].as_mapping().unwrap() {
+        assert_eq!(e["Type"], "HttpApi");
+        assert_eq!(e["Properties"]["PayloadFormatVersion"], "2.0");
+        events.insert((
+            e["Properties"]["Method"].as_str().unwrap().to_uppercase(),
+            e["Properties"]["Path"].as_str().unwrap().to_string(),
+        ));
+    }
+    let router: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(events, router, "api function events");
+    let mut secured = BTreeSet::new();
+    for (path, item) in resources["DeploymentsApi"]["Properties"]["DefinitionBody"]["paths"]
+        .as_mapping()
+        .unwrap()
+    {
+        for (method, op) in item.as_mapping().unwrap() {
+            assert!(
+                !op["security"].is_null(),
+                "{method:?} {path:?} has no security requirement"
+            );
+            secured.insert((
+                method.as_str().unwrap().to_uppercase(),
+                path.as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    assert_eq!(secured, router, "HTTP API paths with security");
+}
