@@ -288,3 +288,71 @@ async fn bad_inputs_get_the_right_4xx_and_change_nothing() {
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
     println!("bad inputs: {} requests, all refused", cases.len());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_ends_cancelled_and_leaves_the_environment_clean() {
+    let c = Clients::new(sandbox());
+    let seeded = register(&c, "api-cancel").await;
+    let e = &seeded.environment;
+    let (status, _, started) = call(
+        "POST",
+        "/environments/api-cancel/deployments",
+        Some(r#"{"lockInstances":true,"stopPreparationServer":true}"#),
+    )
+    .await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["deploymentId"].as_str().unwrap().to_string();
+    let path = format!("/environments/api-cancel/deployments/{id}");
+    // Cancel once the work is under way (the image is being made or later).
+    for _ in 0..200 {
+        let (_, _, d) = call("GET", &path, None).await;
+        if d["steps"][2]["status"] != "Pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _, flagged) = call("POST", &format!("{path}/cancel"), None).await;
+    assert_eq!(status, 202, "{flagged}");
+    assert_eq!(flagged["cancelledBy"], "local:developer");
+    let d = wait_terminal("api-cancel", &id).await;
+    assert_eq!(d["status"], "Cancelled", "{d}");
+    assert_eq!(d["error"]["name"], "Cancelled");
+    assert_eq!(d["error"]["message"], "cancelled by local:developer");
+    // Clean: unlocked, nothing suspended, server running, default = the previous one.
+    assert_eq!(c.store.lock_holder("api-cancel").await.unwrap(), None);
+    let g = c
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(&e.auto_scaling_groups[0])
+        .send()
+        .await
+        .unwrap();
+    assert!(g.auto_scaling_groups()[0].suspended_processes().is_empty());
+    let i = c
+        .ec2
+        .describe_instances()
+        .instance_ids(&e.preparation_server_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        i.reservations()[0].instances()[0]
+            .state()
+            .unwrap()
+            .name()
+            .unwrap()
+            .as_str(),
+        "running"
+    );
+    let t = c
+        .ec2
+        .describe_launch_templates()
+        .launch_template_ids(&e.launch_template_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(t.launch_templates()[0].default_version_number(), Some(1));
+    // Cancelling again is refused: it is no longer running.
+    let (status, _, _) = call("POST", &format!("{path}/cancel"), None).await;
+    assert_eq!(status, 409);
+}

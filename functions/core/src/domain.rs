@@ -339,6 +339,11 @@ pub struct Deployment {
     pub generated_version: Option<GeneratedVersion>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<DeploymentError>,
+    /// Set by the API's cancel; every step checks it and stops with `Cancelled`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_requested: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<String>,
     #[serde(default)]
     pub runtime: Runtime,
 }
@@ -370,6 +375,8 @@ impl Deployment {
                 .collect(),
             generated_version: None,
             error: None,
+            cancel_requested: false,
+            cancelled_by: None,
             runtime: Runtime::default(),
         }
     }

@@ -32,11 +32,13 @@ pub enum StepError {
     InvalidState(String),
     /// Bad step input or configuration.
     BadInput(String),
+    /// An operator cancelled the deployment: Finalization ends it Cancelled.
+    Cancelled(String),
 }
 
 impl StepError {
     /// Every stable name the code can return, for the ASL coverage test.
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 14] = [
         "Retryable",
         "ValidationFailed",
         "EnvironmentLocked",
@@ -50,6 +52,7 @@ impl StepError {
         "AwsError",
         "InvalidState",
         "BadInput",
+        "Cancelled",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -67,6 +70,7 @@ impl StepError {
             Self::AwsError(_) => "AwsError",
             Self::InvalidState(_) => "InvalidState",
             Self::BadInput(_) => "BadInput",
+            Self::Cancelled(_) => "Cancelled",
         }
     }
 
@@ -84,7 +88,8 @@ impl StepError {
             | Self::RefreshRolledBack(m)
             | Self::AwsError(m)
             | Self::InvalidState(m)
-            | Self::BadInput(m) => m,
+            | Self::BadInput(m)
+            | Self::Cancelled(m) => m,
         }
     }
 
@@ -191,6 +196,7 @@ mod tests {
             StepError::AwsError(String::new()),
             StepError::InvalidState(String::new()),
             StepError::BadInput(String::new()),
+            StepError::Cancelled(String::new()),
         ];
         let names: Vec<_> = all.iter().map(|e| e.name()).collect();
         assert_eq!(names, StepError::NAMES.to_vec());

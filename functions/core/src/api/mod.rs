@@ -28,13 +28,14 @@ use std::sync::Arc;
 pub const MAX_BODY: usize = 16 * 1024;
 
 /// Every route: (method, path template). The router matches these; the spec test compares them.
-pub const ROUTES: [(&str, &str); 6] = [
+pub const ROUTES: [(&str, &str); 7] = [
     ("GET", "/environments"),
     ("GET", "/environments/{env}"),
     ("PUT", "/environments/{env}"),
     ("POST", "/environments/{env}/deployments"),
     ("GET", "/environments/{env}/deployments"),
     ("GET", "/environments/{env}/deployments/{id}"),
+    ("POST", "/environments/{env}/deployments/{id}/cancel"),
 ];
 
 /// A request as the router needs it, whatever served it.
@@ -237,7 +238,8 @@ impl Api {
                 2 => self.put_environment(&params[0], &req.body).await,
                 3 => self.start(&params[0], &owner, &req.body).await,
                 4 => self.history(&params[0], &query).await,
-                _ => self.details(&params[0], &params[1]).await,
+                5 => self.details(&params[0], &params[1]).await,
+                _ => self.cancel(&params[0], &params[1], &owner).await,
             };
         }
         Err(if path_known {
@@ -479,15 +481,14 @@ impl Api {
         ))
     }
 
-    async fn details(&self, env: &str, id: &str) -> ApiResult<ApiResponse> {
+    async fn deployment(&self, env: &str, id: &str) -> ApiResult<Deployment> {
         if !valid_deployment_id(id) {
             return Err(Problem::bad_request(&format!(
                 "deployment id '{}' is not a ULID",
                 crate::domain::truncate(id, 80)
             )));
         }
-        let dep = self
-            .store
+        self.store
             .deployment(env, id)
             .await
             .map_err(store_err)?
@@ -497,9 +498,37 @@ impl Api {
                     "Not found",
                     &format!("deployment {id} not found in environment '{env}'"),
                 )
-            })?;
+            })
+    }
+
+    async fn details(&self, env: &str, id: &str) -> ApiResult<ApiResponse> {
+        let dep = self.deployment(env, id).await?;
         Ok(ApiResponse::json(
             200,
+            &DeploymentView::new(&dep, &self.settings.region, true),
+        ))
+    }
+
+    /// Flags a running deployment: the next step (at most one poll interval
+    /// away) stops with `Cancelled`, and Finalization cleans up and ends it Cancelled.
+    async fn cancel(&self, env: &str, id: &str, by: &str) -> ApiResult<ApiResponse> {
+        let dep = self.deployment(env, id).await?;
+        if dep.status != DeploymentStatus::Running
+            || !self
+                .store
+                .request_cancel(env, id, by)
+                .await
+                .map_err(store_err)?
+        {
+            return Err(Problem::new(
+                409,
+                "Not running",
+                &format!("deployment {id} is {}, not Running", dep.status),
+            ));
+        }
+        let dep = self.deployment(env, id).await?;
+        Ok(ApiResponse::json(
+            202,
             &DeploymentView::new(&dep, &self.settings.region, true),
         ))
     }

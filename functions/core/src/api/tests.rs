@@ -665,3 +665,81 @@ async fn environments_are_listed_and_read() {
     let r = call(&w.api, req("GET", "/environments/prod-web", "")).await;
     assert_eq!(r.json_body()["launchTemplateId"], LT);
 }
+
+#[tokio::test]
+async fn cancel_flags_a_running_deployment_and_refuses_an_ended_one() {
+    let w = world().await;
+    let d = Deployment::new_running(
+        crate::domain::new_deployment_id(),
+        ENV.into(),
+        ME.into(),
+        Default::default(),
+        chrono::Utc::now(),
+    );
+    w.store.create_deployment(&d).await.unwrap();
+    let path = format!(
+        "/environments/prod-web/deployments/{}/cancel",
+        d.deployment_id
+    );
+    let r = call(&w.api, req("POST", &path, "")).await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json_body()["cancelledBy"], ME);
+    let stored = w
+        .store
+        .deployment(ENV, &d.deployment_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.cancel_requested);
+
+    let outcome = crate::store::Outcome {
+        status: DeploymentStatus::Succeeded,
+        ended_at: chrono::Utc::now(),
+        duration_ms: 1,
+        generated_version: None,
+        error: None,
+    };
+    let done = Deployment::new_running(
+        crate::domain::new_deployment_id(),
+        ENV.into(),
+        ME.into(),
+        Default::default(),
+        chrono::Utc::now(),
+    );
+    w.store.create_deployment(&done).await.unwrap();
+    w.store
+        .finish(ENV, &done.deployment_id, &outcome)
+        .await
+        .unwrap();
+    let r = call(
+        &w.api,
+        req(
+            "POST",
+            &format!(
+                "/environments/prod-web/deployments/{}/cancel",
+                done.deployment_id
+            ),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert!(
+        !w.store
+            .deployment(ENV, &done.deployment_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel_requested
+    );
+    let r = call(
+        &w.api,
+        req(
+            "POST",
+            "/environments/prod-web/deployments/01JABCDEFGHJKMNPQRSTVWXYZ9/cancel",
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+}

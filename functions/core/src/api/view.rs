@@ -52,6 +52,9 @@ pub struct DeploymentView {
     pub execution_arn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub console_url: Option<String>,
+    /// Who asked to cancel it, once someone has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<String>,
     pub steps: Vec<StepView>,
 }
 
@@ -85,6 +88,7 @@ impl DeploymentView {
                 .execution_arn
                 .as_deref()
                 .map(|a| crate::email::console_url(region, a)),
+            cancelled_by: d.cancelled_by.clone(),
             steps: d.steps.iter().map(step).collect(),
         }
     }

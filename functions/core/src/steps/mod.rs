@@ -168,6 +168,7 @@ impl<'a> Journal<'a> {
                 dep.deployment_id, dep.status
             )));
         }
+        check_cancel(&dep)?;
         Ok(Journal { deps, step, dep })
     }
 
@@ -286,6 +287,17 @@ impl<'a> Journal<'a> {
                 ))
             })
     }
+}
+
+/// A step never starts work on a deployment an operator cancelled.
+pub(crate) fn check_cancel(dep: &Deployment) -> Result<(), StepError> {
+    if dep.cancel_requested {
+        return Err(StepError::Cancelled(format!(
+            "cancelled by {}",
+            dep.cancelled_by.as_deref().unwrap_or("an operator")
+        )));
+    }
+    Ok(())
 }
 
 /// Which step a binary or worker runs.
@@ -422,5 +434,58 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(i.check().unwrap_err().name(), "BadInput");
+    }
+}
+
+#[cfg(test)]
+mod cancel_tests {
+    use super::testkit::{input, Fixture};
+    use super::*;
+    use crate::domain::DeploymentOptions;
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn a_cancelled_deployment_stops_at_the_next_step_without_aws_calls() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        f.store
+            .request_cancel(testkit::ENV, testkit::DEP, "bob")
+            .await
+            .unwrap();
+        // No rules: any AWS call would fail the test with a different error.
+        let deps = f.deps(&[], &[], &[]);
+        for step in [
+            Step::StopPreparationServer,
+            Step::CreateImage,
+            Step::CreateModels,
+            Step::ReplaceInstances,
+        ] {
+            let err = run(step, &deps, serde_json::to_value(input()).unwrap())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err,
+                StepError::Cancelled("cancelled by bob".into()),
+                "{step:?}"
+            );
+        }
+        let v = ValidateEvent {
+            state: input(),
+            execution_arn: None,
+        };
+        assert_eq!(
+            run(Step::Validate, &deps, serde_json::to_value(v).unwrap())
+                .await
+                .unwrap_err()
+                .name(),
+            "Cancelled"
+        );
+    }
+
+    #[test]
+    fn cancelled_ends_cancelled() {
+        assert_eq!(
+            finalize::status_for(Some("Cancelled")),
+            crate::domain::DeploymentStatus::Cancelled
+        );
     }
 }

@@ -74,6 +74,7 @@ pub async fn run(deps: &Deps, event: ValidateEvent) -> Result<Poll, StepError> {
             .await?;
     }
 
+    super::check_cancel(&dep)?;
     let mut j = Journal::from_record(deps, dep, StepName::InitialValidation);
     j.start().await?;
 

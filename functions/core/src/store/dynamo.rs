@@ -317,6 +317,27 @@ impl Store for DynamoStore {
         .await
     }
 
+    async fn request_cancel(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        self.update_deployment(
+            environment_id,
+            deployment_id,
+            "SET cancelRequested = :t, cancelledBy = :by",
+            &[("#st", "status")],
+            vec![
+                (":t", AttributeValue::Bool(true)),
+                (":by", s(by)),
+                (":running", s(DeploymentStatus::Running.as_str())),
+            ],
+            "#st = :running",
+        )
+        .await
+    }
+
     async fn set_execution_arn(
         &self,
         environment_id: &str,

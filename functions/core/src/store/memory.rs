@@ -143,6 +143,27 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn request_cancel(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|i| {
+            match i
+                .deployments
+                .get_mut(&(environment_id.into(), deployment_id.into()))
+            {
+                Some(d) if d.status == DeploymentStatus::Running => {
+                    d.cancel_requested = true;
+                    d.cancelled_by = Some(by.into());
+                    true
+                }
+                _ => false,
+            }
+        }))
+    }
+
     async fn set_execution_arn(
         &self,
         environment_id: &str,

@@ -102,6 +102,13 @@ pub trait Store: Send + Sync {
         deployment_id: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Flags a Running deployment as cancelled by `by`; false when it is not Running.
+    async fn request_cancel(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        by: &str,
+    ) -> Result<bool, StoreError>;
     async fn set_execution_arn(
         &self,
         environment_id: &str,
