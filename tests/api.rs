@@ -356,3 +356,72 @@ async fn cancel_ends_cancelled_and_leaves_the_environment_clean() {
     let (status, _, _) = call("POST", &format!("{path}/cancel"), None).await;
     assert_eq!(status, 409);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_simultaneous_starts_one_environment_one_runs() {
+    let c = Clients::new(sandbox());
+    register(&c, "api-race").await;
+    let starts: Vec<_> = (0..20)
+        .map(|_| {
+            tokio::spawn(async {
+                call("POST", "/environments/api-race/deployments", Some("{}")).await
+            })
+        })
+        .collect();
+    let mut started = Vec::new();
+    let mut busy = 0;
+    for s in starts {
+        let (status, _, body) = s.await.unwrap();
+        match status {
+            202 => started.push(body["deploymentId"].as_str().unwrap().to_string()),
+            409 => busy += 1,
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((started.len(), busy), (1, 19));
+    assert_eq!(
+        wait_terminal("api-race", &started[0]).await["status"],
+        "Succeeded"
+    );
+    let (_, _, page) = call("GET", "/environments/api-race/deployments", None).await;
+    assert_eq!(
+        page["items"].as_array().unwrap().len(),
+        1,
+        "refused starts leave no record"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_environments_deploy_at_once() {
+    let c = Clients::new(sandbox());
+    let envs: Vec<String> = (0..20).map(|i| format!("api-fleet-{i}")).collect();
+    for e in &envs {
+        register(&c, e).await;
+    }
+    let starts: Vec<_> = envs
+        .iter()
+        .cloned()
+        .map(|e| {
+            tokio::spawn(async move {
+                (
+                    call(
+                        "POST",
+                        &format!("/environments/{e}/deployments"),
+                        Some("{}"),
+                    )
+                    .await,
+                    e,
+                )
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for s in starts {
+        let ((status, _, body), env) = s.await.unwrap();
+        assert_eq!(status, 202, "{env}: {body}");
+        ids.push((env, body["deploymentId"].as_str().unwrap().to_string()));
+    }
+    for (env, id) in &ids {
+        assert_eq!(wait_terminal(env, id).await["status"], "Succeeded", "{env}");
+    }
+}
