@@ -473,3 +473,100 @@ async fn two_deployments_at_once_one_runs_the_other_is_refused() {
     assert_eq!(r1.unwrap().status, DeploymentStatus::Succeeded);
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
 }
+
+/// fakecloud emits no EventBridge events for Step Functions, so the safety
+/// net's handler is invoked here with the real event shape, built from the
+/// stopped execution.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net() {
+    let c = clients();
+    let env = "e2e-aborted";
+    let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
+    let e = &seeded.environment;
+    let id = harness::start_deployment(
+        &c,
+        env,
+        json!({"lockInstances": true, "stopPreparationServer": true}),
+    )
+    .await
+    .unwrap();
+    // Stop it once the server is stopped and the processes suspended.
+    for _ in 0..400 {
+        let d = c.store.deployment(env, &id).await.unwrap();
+        if d.is_some_and(|d| {
+            d.step(StepName::StopPreparationServer).status == StepStatus::Succeeded
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let arn = harness::execution_arn(&c, &id);
+    c.sfn
+        .stop_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        harness::wait_execution(&c, &id, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        "ABORTED"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await; // let an in-flight task end
+    assert_eq!(
+        c.store.lock_holder(env).await.unwrap().as_deref(),
+        Some(id.as_str()),
+        "left locked by the stop"
+    );
+
+    let exec = c
+        .sfn
+        .describe_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let event = json!({
+        "version": "0",
+        "id": "test",
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": "123456789012",
+        "time": chrono::Utc::now().to_rfc3339(),
+        "region": "us-east-1",
+        "resources": [arn],
+        "detail": {
+            "executionArn": arn,
+            "stateMachineArn": c.endpoints.state_machine_arn,
+            "name": id,
+            "status": exec.status().as_str(),
+            "input": exec.input(),
+            "output": null, "error": null, "cause": null
+        }
+    });
+    let deps = harness::deps(&c);
+    let out = autosky_core::steps::run(autosky_core::steps::Step::Finalize, &deps, event.clone())
+        .await
+        .unwrap();
+    assert_eq!(out["status"], "Cancelled");
+    let d = c.store.deployment(env, &id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeploymentStatus::Cancelled);
+    assert!(d.ended_at.is_some());
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+    assert!(suspended(&c, &e.auto_scaling_groups[0]).await.is_empty());
+    assert_eq!(server_state(&c, &e.preparation_server_id).await, "running");
+    // A second delivery of the event changes nothing.
+    autosky_core::steps::run(autosky_core::steps::Step::Finalize, &deps, event)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.store
+            .deployment(env, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .ended_at,
+        d.ended_at
+    );
+}

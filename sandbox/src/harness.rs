@@ -190,3 +190,23 @@ pub async fn set_refresh_outcome(c: &Clients, group: &str, outcome: &str) -> Res
         )),
     }
 }
+
+/// The steps' dependencies aimed at the sandbox (as its workers have them),
+/// for tests that invoke a handler directly with an event the emulator
+/// cannot emit.
+pub fn deps(c: &Clients) -> autosky_core::Deps {
+    use autosky_core::aws::{AutoScaling, Ec2, Mailer};
+    use autosky_core::deps::{Settings, SystemClock};
+    autosky_core::Deps {
+        store: std::sync::Arc::new(c.store.clone()),
+        ec2: Ec2::new(c.ec2.clone()),
+        asg: AutoScaling::new(c.asg.clone()),
+        mailer: Mailer::new(c.ses.clone()),
+        clock: std::sync::Arc::new(SystemClock),
+        settings: Settings {
+            table_name: c.endpoints.table.clone(),
+            sender_email: Some(c.endpoints.sender.clone()),
+            region: "us-east-1".into(),
+        },
+    }
+}

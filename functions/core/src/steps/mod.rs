@@ -2,6 +2,7 @@
 //! records a step's progress in the store, and the dispatcher the Lambda
 //! binaries and the sandbox's activity workers both call.
 
+pub mod cleanup;
 pub mod create_image;
 pub mod create_models;
 pub mod finalize;
@@ -382,6 +383,12 @@ pub async fn run(
         Step::ReplaceInstances => replace_instances::run(deps, parse(payload)?)
             .await
             .and_then(|o| json(&o)),
+        // The safety net's EventBridge event also comes to the finalize function.
+        Step::Finalize if cleanup::is_status_change(&payload) => {
+            cleanup::run(deps, parse(payload)?)
+                .await
+                .and_then(|o| json(&o))
+        }
         Step::Finalize => finalize::run(deps, parse(payload)?)
             .await
             .and_then(|o| json(&o)),
