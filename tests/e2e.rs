@@ -570,3 +570,122 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
         d.ended_at
     );
 }
+
+/// Every step invoked twice with the same input (a Step Functions retry, a
+/// duplicate delivery) has the effect of once: one suspension, one AMI, one
+/// model version, one refresh, one e-mail.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_step_twice_has_the_effect_of_once() {
+    use autosky_core::steps::{run, Step};
+    let c = clients();
+    let env = "e2e-twice";
+    let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
+    let e = &seeded.environment;
+    let group = &e.auto_scaling_groups[0];
+    let deps = harness::deps(&c);
+    let id = autosky_core::domain::new_deployment_id();
+    let state = json!({
+        "deploymentId": id, "environmentId": env, "owner": "twice@example.com",
+        "options": {"lockInstances": true, "stopPreparationServer": true, "notificationEmails": ["twice@example.com"]},
+        "pollSeconds": 1
+    });
+    let validate = json!({"state": state, "executionArn": "arn:aws:states:us-east-1:123456789012:execution:sm:x"});
+    let calls_before = bridge_calls(&c).await;
+    for _ in 0..2 {
+        run(Step::Validate, &deps, validate.clone()).await.unwrap();
+    }
+    let key = format!("SuspendProcesses {group}");
+    let suspends = bridge_calls(&c).await.get(&key).copied().unwrap_or(0)
+        - calls_before.get(&key).copied().unwrap_or(0);
+    assert_eq!(suspends, 1, "one SuspendProcesses");
+    // The waiting steps: twice per round until done.
+    for step in [Step::StopPreparationServer, Step::CreateImage] {
+        let mut done = false;
+        for _ in 0..20 {
+            let a = run(step, &deps, state.clone()).await.unwrap();
+            let b = run(step, &deps, state.clone()).await.unwrap();
+            if a["done"] == true && b["done"] == true {
+                done = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(done, "{step:?} never done");
+    }
+    let images = c
+        .ec2
+        .describe_images()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:autosky:deployment-id")
+                .values(&id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(images.images().len(), 1, "one AMI");
+    for _ in 0..2 {
+        run(Step::CreateModels, &deps, state.clone()).await.unwrap();
+    }
+    let versions = c
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&e.launch_template_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        versions.launch_template_versions().len(),
+        2,
+        "one new model version"
+    );
+    let mut done = false;
+    for _ in 0..40 {
+        let a = run(Step::ReplaceInstances, &deps, state.clone())
+            .await
+            .unwrap();
+        let b = run(Step::ReplaceInstances, &deps, state.clone())
+            .await
+            .unwrap();
+        if a["done"] == true && b["done"] == true {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(done, "refresh never done");
+    let refreshes = c
+        .asg
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refreshes.instance_refreshes().len(),
+        1,
+        "one instance refresh"
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            run(Step::Finalize, &deps, state.clone()).await.unwrap()["status"],
+            "Succeeded"
+        );
+    }
+    assert_eq!(
+        emails_to(&c, "twice@example.com").await.len(),
+        1,
+        "one e-mail"
+    );
+    assert!(suspended(&c, group).await.is_empty());
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+}
+
+async fn bridge_calls(c: &Clients) -> std::collections::BTreeMap<String, u64> {
+    let (_, body) =
+        autosky_sandbox::http::get(&format!("{}/_sandbox/calls", c.endpoints.autoscaling))
+            .await
+            .unwrap();
+    serde_json::from_slice(&body).unwrap()
+}

@@ -11,7 +11,8 @@
 //!   (`InstanceRefreshInProgress`);
 //! - `POST /_sandbox/refresh-outcome` (form `group`, `outcome` = Successful |
 //!   Failed | RollbackSuccessful) makes a group's next refresh end that way;
-//! - `GET /_sandbox/calls` returns the number of calls per Auto Scaling action.
+//! - `GET /_sandbox/calls` returns the number of calls per Auto Scaling action
+//!   (`Action`) and per action and group (`Action group`).
 
 use crate::http;
 use autosky_core::email::escape_html as esc;
@@ -170,7 +171,14 @@ impl Bridge {
         }
         let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
         let action = form.get("Action").cloned().unwrap_or_default();
-        *self.lock().calls.entry(action.clone()).or_default() += 1;
+        {
+            // Per action, and per action and group (tests share one sandbox).
+            let mut st = self.lock();
+            *st.calls.entry(action.clone()).or_default() += 1;
+            if let Some(g) = form.get("AutoScalingGroupName") {
+                *st.calls.entry(format!("{action} {g}")).or_default() += 1;
+            }
+        }
         match action.as_str() {
             "SuspendProcesses" | "ResumeProcesses" => self.processes(&action, &form).await,
             "StartInstanceRefresh" => self.start_refresh(&form).await,

@@ -411,6 +411,35 @@ pub fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
+/// Masks e-mail addresses for logs (`ops@example.com` → `o***@example.com`):
+/// addresses never reach CloudWatch, though the deployment record keeps them.
+pub fn mask_emails(s: &str) -> String {
+    let is_sep = |c: char| c.is_whitespace() || "<>()[],;:\"'".contains(c);
+    let mut out = String::with_capacity(s.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        match token.split_once('@') {
+            Some((local, domain)) if !local.is_empty() && domain.contains('.') => {
+                out.push_str(&local.chars().take(1).collect::<String>());
+                out.push_str("***@");
+                out.push_str(domain);
+            }
+            _ => out.push_str(token),
+        }
+        token.clear();
+    };
+    for c in s.chars() {
+        if is_sep(c) {
+            flush(&mut token, &mut out);
+            out.push(c);
+        } else {
+            token.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
+}
+
 /// Milliseconds between two instants (never negative).
 pub fn millis_between(start: DateTime<Utc>, end: DateTime<Utc>) -> i64 {
     (end - start).num_milliseconds().max(0)
@@ -473,6 +502,15 @@ mod tests {
             d.recipients(Some(&env)),
             vec!["A@x.io", "b@x.io", "ops@x.io"]
         );
+    }
+
+    #[test]
+    fn logs_never_show_a_whole_address() {
+        assert_eq!(
+            mask_emails("rejected: ops@example.com, <dev@x.io> and 'me@y.org'"),
+            "rejected: o***@example.com, <d***@x.io> and 'm***@y.org'"
+        );
+        assert_eq!(mask_emails("no address @ here"), "no address @ here");
     }
 
     #[test]

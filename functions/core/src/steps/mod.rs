@@ -225,7 +225,7 @@ impl<'a> Journal<'a> {
             return Ok(());
         }
         let at = self.deps.clock.now();
-        tracing::info!(step = %self.step, deployment = %self.dep.deployment_id, %message, "action");
+        tracing::info!(step = %self.step, deployment = %self.dep.deployment_id, message = %crate::domain::mask_emails(&message), "action");
         self.record().actions.push(Action { at, message });
         self.save().await
     }
@@ -394,7 +394,7 @@ pub async fn run(
             .and_then(|o| json(&o)),
     };
     if let Err(e) = &result {
-        tracing::warn!(error = e.name(), message = e.message(), "step failed");
+        tracing::warn!(error = e.name(), message = %crate::domain::mask_emails(e.message()), "step failed");
     }
     result
 }
