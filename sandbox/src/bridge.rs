@@ -1,4 +1,4 @@
-//! Test support — the Auto Scaling bridge. fakecloud lacks SuspendProcesses,
+//! Test support — the Auto Scaling bridge and fault-injecting gateway. fakecloud lacks SuspendProcesses,
 //! ResumeProcesses and the instance refresh actions; our code reaches Auto
 //! Scaling through this bridge (`AWS_ENDPOINT_URL_AUTO_SCALING`), which serves
 //! those actions itself and forwards every other request to the emulator:
@@ -11,6 +11,13 @@
 //!   (`InstanceRefreshInProgress`);
 //! - `POST /_sandbox/refresh-outcome` (form `group`, `outcome` = Successful |
 //!   Failed | RollbackSuccessful) makes a group's next refresh end that way;
+//! - it also stands in front of the emulator for every other service (the
+//!   workers' `AWS_ENDPOINT_URL`), forwarding, counting calls per
+//!   `service:Action`, and injecting faults: `POST /_sandbox/faults` with
+//!   `{"service": "ec2", "action": "CreateImage", "nth": 1, "error":
+//!   "Throttling" | "ServerError" | "AccessDenied"}` makes the nth call of that
+//!   action from now answer that error, in the service's protocol;
+//!   `GET /_sandbox/faults` lists them with whether they fired;
 //! - `GET /_sandbox/calls` returns the number of calls per Auto Scaling action
 //!   (`Action`) and per action and group (`Action group`).
 
@@ -59,6 +66,102 @@ struct State {
     refreshes: HashMap<String, Vec<Refresh>>,
     outcomes: HashMap<String, String>,
     calls: BTreeMap<String, u64>,
+    faults: Vec<Fault>,
+}
+
+/// "Make the `nth` call of `service`:`action` from now fail with `error`."
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Fault {
+    pub service: String,
+    pub action: String,
+    #[serde(default = "one")]
+    pub nth: u32,
+    /// Throttling, ServerError or AccessDenied.
+    pub error: String,
+    #[serde(default)]
+    pub seen: u32,
+    #[serde(default)]
+    pub fired: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Fault {
+    fn hit(&mut self, service: &str, action: &str) -> Option<String> {
+        if self.fired || self.service != service || self.action != action {
+            return None;
+        }
+        self.seen += 1;
+        (self.seen == self.nth).then(|| {
+            self.fired = true;
+            self.error.clone()
+        })
+    }
+}
+
+/// The service a request is for, from its SigV4 credential scope
+/// (`Credential=AKID/date/region/SERVICE/aws4_request`).
+fn service_of(headers: &hyper::HeaderMap) -> String {
+    headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// An injected error, in the protocol and with the codes the service uses.
+fn fault_response(service: &str, action: &str, kind: &str) -> Response<Full<Bytes>> {
+    let message = format!("Sandbox fault injected into {service}:{action}");
+    match service {
+        "dynamodb" | "states" => {
+            let (status, code) = match kind {
+                "Throttling" => (400, "ThrottlingException"),
+                "ServerError" => (500, "InternalServerError"),
+                _ => (400, "AccessDeniedException"),
+            };
+            let prefix = if service == "dynamodb" {
+                "com.amazonaws.dynamodb.v20120810#"
+            } else {
+                ""
+            };
+            Response::builder()
+                .status(status)
+                .header("content-type", "application/x-amz-json-1.0")
+                .header("x-amzn-errortype", code)
+                .body(Full::new(Bytes::from(
+                    serde_json::json!({"__type": format!("{prefix}{code}"), "message": message})
+                        .to_string(),
+                )))
+                .expect("static response parts")
+        }
+        "ec2" => {
+            let (status, code) = match kind {
+                "Throttling" => (503, "RequestLimitExceeded"),
+                "ServerError" => (500, "InternalError"),
+                _ => (403, "UnauthorizedOperation"),
+            };
+            xml(
+                status,
+                format!(
+                    "<Response><Errors><Error><Code>{code}</Code><Message>{}</Message></Error></Errors><RequestID>{}</RequestID></Response>",
+                    esc(&message),
+                    request_id()
+                ),
+            )
+        }
+        _ => {
+            let (status, code) = match kind {
+                "Throttling" => (400, "Throttling"),
+                "ServerError" => (500, "InternalFailure"),
+                _ => (403, "AccessDenied"),
+            };
+            error(status, code, &message)
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -169,15 +272,36 @@ impl Bridge {
         if let Some(control) = path.strip_prefix("/_sandbox/") {
             return self.control(control, &body);
         }
-        let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-        let action = form.get("Action").cloned().unwrap_or_default();
-        {
-            // Per action, and per action and group (tests share one sandbox).
+        let service = service_of(&parts.headers);
+        // JSON protocols (DynamoDB, Step Functions) name the action in X-Amz-Target,
+        // query protocols (EC2, Auto Scaling, SES) in the form body.
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .map(|t| t.rsplit('.').next().unwrap_or(t).to_string());
+        let form: HashMap<String, String> = match target {
+            Some(_) => HashMap::new(),
+            None => form_urlencoded::parse(&body).into_owned().collect(),
+        };
+        let action = target.unwrap_or_else(|| form.get("Action").cloned().unwrap_or_default());
+        let fault = {
+            // Per action, per service and action, and per Auto Scaling action and group.
             let mut st = self.lock();
-            *st.calls.entry(action.clone()).or_default() += 1;
-            if let Some(g) = form.get("AutoScalingGroupName") {
-                *st.calls.entry(format!("{action} {g}")).or_default() += 1;
+            *st.calls.entry(format!("{service}:{action}")).or_default() += 1;
+            if service == "autoscaling" {
+                *st.calls.entry(action.clone()).or_default() += 1;
+                if let Some(g) = form.get("AutoScalingGroupName") {
+                    *st.calls.entry(format!("{action} {g}")).or_default() += 1;
+                }
             }
+            st.faults.iter_mut().find_map(|f| f.hit(&service, &action))
+        };
+        if let Some(kind) = fault {
+            return fault_response(&service, &action, &kind);
+        }
+        if service != "autoscaling" {
+            return self.forward(parts, body).await;
         }
         match action.as_str() {
             "SuspendProcesses" | "ResumeProcesses" => self.processes(&action, &form).await,
@@ -212,6 +336,20 @@ impl Bridge {
                 }
                 self.lock().outcomes.insert(group.clone(), outcome.clone());
                 xml(200, "<ok/>".into())
+            }
+            "faults" if !body.is_empty() => match serde_json::from_slice::<Fault>(body) {
+                Ok(f) if ["Throttling", "ServerError", "AccessDenied"].contains(&f.error.as_str()) && f.nth > 0 => {
+                    self.lock().faults.push(Fault { seen: 0, fired: false, ..f });
+                    xml(200, "<ok/>".into())
+                }
+                _ => error(400, "ValidationError", "fault: {service, action, nth >= 1, error: Throttling|ServerError|AccessDenied}"),
+            },
+            "faults" => {
+                let faults = serde_json::to_string(&self.lock().faults).unwrap_or_default();
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(faults)))
+                    .expect("static response parts")
             }
             "calls" => {
                 let calls = serde_json::to_string(&self.lock().calls).unwrap_or_default();
@@ -252,8 +390,15 @@ impl Bridge {
         match http::send(req).await {
             Ok((status, headers, body)) => {
                 let mut res = Response::builder().status(status);
-                if let Some(ct) = headers.get(hyper::header::CONTENT_TYPE) {
-                    res = res.header(hyper::header::CONTENT_TYPE, ct);
+                // All but hop-by-hop headers: JSON protocols carry the error
+                // type in x-amzn-errortype.
+                for (k, v) in headers.iter().filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "connection" | "transfer-encoding" | "content-length" | "keep-alive"
+                    )
+                }) {
+                    res = res.header(k, v);
                 }
                 res.body(Full::new(body)).expect("copied response parts")
             }

@@ -106,9 +106,11 @@ impl Ports {
     /// thread: environment variables are process-wide.
     pub fn export_env(&self) {
         let vars = [
+            // Every service through the gateway (the Auto Scaling bridge), which
+            // forwards to the emulator and can inject faults.
             (
                 "AWS_ENDPOINT_URL",
-                format!("http://127.0.0.1:{}", self.emulator),
+                format!("http://127.0.0.1:{}", self.bridge),
             ),
             (
                 "AWS_ENDPOINT_URL_AUTO_SCALING",
@@ -141,7 +143,13 @@ impl Sandbox {
         let autoscaling =
             bridge::start(ports.bridge, emulator.url(), &config, refresh_phase).await?;
         let stack = provision::provision(&config).await?;
-        let api = api_server::start(ports.api, &config, stack.state_machine_arn.clone()).await?;
+        // The API talks to the emulator directly: injected faults hit the steps only.
+        let api = api_server::start(
+            ports.api,
+            &sdk_config(&emulator.url()),
+            stack.state_machine_arn.clone(),
+        )
+        .await?;
         let deps = autosky_core::Deps::from_env().await?;
         workers::spawn(
             std::sync::Arc::new(deps),

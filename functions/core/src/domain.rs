@@ -313,6 +313,8 @@ pub struct Runtime {
     /// Set (before sending) when the notification e-mail has been claimed, so a
     /// retried Finalization never sends twice.
     pub notified: bool,
+    /// Finalization runs that found a cleanup action failing.
+    pub cleanup_attempts: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

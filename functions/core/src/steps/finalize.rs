@@ -21,6 +21,121 @@ pub struct FinalOutput {
     pub generated_version: Option<GeneratedVersion>,
 }
 
+/// Finalization attempts (each retried by Step Functions) before a cleanup
+/// action that keeps failing is left on record instead.
+pub const MAX_CLEANUP_ATTEMPTS: u32 = 3;
+
+/// Restores the environment: cancels our refresh and restores the backup
+/// model (when the deployment did not succeed), resumes what we suspended,
+/// restarts the preparation server if we stopped it. Returns what failed.
+async fn cleanup(
+    deps: &Deps,
+    j: &mut Journal<'_>,
+    env: Option<&crate::domain::Environment>,
+    rt: &crate::domain::Runtime,
+    status: DeploymentStatus,
+) -> Result<Vec<String>, StepError> {
+    let mut problems = Vec::new();
+    let mut note = |what: String, e: StepError| problems.push(format!("{what}: {}", e.message()));
+
+    if status != DeploymentStatus::Succeeded {
+        // Stop our refreshes first so nothing keeps replacing instances.
+        for group in rt.refreshes.keys() {
+            let active = match deps.asg.refreshes(group).await {
+                Ok(list) => list.into_iter().any(|r| r.is_active()),
+                Err(e) => {
+                    note(format!("describe the refresh on {group}"), e);
+                    continue;
+                }
+            };
+            if active {
+                match deps.asg.cancel_refresh(group).await {
+                    Ok(true) => {
+                        j.action(format!("Cancelled the instance refresh on group {group}"))
+                            .await?
+                    }
+                    Ok(false) => {}
+                    Err(e) => note(format!("cancel the refresh on {group}"), e),
+                }
+            }
+        }
+        // Never leave the new version as default without a recorded backup:
+        // on failure the backup becomes the default again.
+        if let (Some(env), Some(main), Some(backup)) = (env, rt.main_version, rt.backup_version) {
+            match deps.ec2.launch_template(&env.launch_template_id).await {
+                Ok(Some(t)) if t.default_version == main && main != backup => {
+                    match deps
+                        .ec2
+                        .set_default_version(&env.launch_template_id, backup)
+                        .await
+                    {
+                        Ok(()) => {
+                            j.action(format!(
+                                "Restored backup model: version {backup} is the default again"
+                            ))
+                            .await?
+                        }
+                        Err(e) => note(format!("restore version {backup} as default"), e),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => note("read the launch template".into(), e),
+            }
+        }
+    }
+
+    for (group, processes) in &rt.suspended_by_us {
+        if processes.is_empty() {
+            continue;
+        }
+        match deps.asg.resume(group, processes).await {
+            Ok(()) => {
+                j.action(format!("Resumed {} on group {group}", processes.join(", ")))
+                    .await?
+            }
+            Err(e) => note(format!("resume {} on {group}", processes.join(", ")), e),
+        }
+    }
+
+    if rt.server_stopped_by_us
+        && matches!(
+            rt.prior_server_state.as_deref(),
+            Some("running") | Some("pending")
+        )
+    {
+        if let Some(env) = env {
+            let server = &env.preparation_server_id;
+            match deps.ec2.instance(server).await.map(|i| i.map(|i| i.state)) {
+                Ok(Some(s)) if s == "stopped" => match deps.ec2.start_instance(server).await {
+                    Ok(()) => {
+                        j.action(format!("Started preparation server {server} again"))
+                            .await?
+                    }
+                    Err(e) => note(format!("start preparation server {server}"), e),
+                },
+                // Started by an earlier attempt of this step (or by someone else).
+                Ok(Some(s)) if s == "running" || s == "pending" => {
+                    j.action(format!("Preparation server {server} is {s}"))
+                        .await?
+                }
+                Ok(Some(s)) if s == "stopping" => note(
+                    format!("start preparation server {server}"),
+                    StepError::Retryable("it is still stopping".into()),
+                ),
+                Ok(other) => {
+                    j.action(format!(
+                        "Preparation server {server} could not be started again (state {})",
+                        other.as_deref().unwrap_or("unknown")
+                    ))
+                    .await?
+                }
+                Err(e) => note(format!("read preparation server {server}"), e),
+            }
+        }
+    }
+    Ok(problems)
+}
+
 /// The status a caught error name leads to.
 pub fn status_for(error: Option<&str>) -> DeploymentStatus {
     match error {
@@ -56,100 +171,53 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<FinalOutput, StepError
     let mut j = Journal::from_record(deps, dep, StepName::Finalization);
     j.start().await?;
 
-    // The step that was running when the error was caught is the failed one.
+    // The failed step: the one running when the error was caught, or, when
+    // it failed before it could even record its start, the first not yet run.
     let mut failed_step = None;
     if let Some(err) = &input.error {
-        let message = err.message();
-        for name in StepName::ALL
+        let steps = StepName::ALL
             .into_iter()
-            .filter(|s| *s != StepName::Finalization)
-        {
-            if j.dep.step(name).status == StepStatus::Running {
-                failed_step = Some(name);
-                let mut other = Journal::from_record(deps, j.dep.clone(), name);
-                other
-                    .action(format!("Failed: {}: {message}", err.error))
-                    .await?;
-                other.end(StepStatus::Failed).await?;
-                j.dep.steps[name.index()] = other.dep.steps[name.index()].clone();
-            }
+            .filter(|s| *s != StepName::Finalization);
+        let running = steps
+            .clone()
+            .find(|s| j.dep.step(*s).status == StepStatus::Running);
+        let name = running.or_else(|| {
+            steps
+                .clone()
+                .find(|s| j.dep.step(*s).status == StepStatus::Pending)
+        });
+        if let Some(name) = name {
+            failed_step = Some(name);
+            let mut other = Journal::from_record(deps, j.dep.clone(), name);
+            other
+                .action(format!("Failed: {}: {}", err.error, err.message()))
+                .await?;
+            other.end(StepStatus::Failed).await?;
+            j.dep.steps[name.index()] = other.dep.steps[name.index()].clone();
         }
     }
 
     let env = deps.store.environment(&j.dep.environment_id).await?;
     let rt = j.dep.runtime.clone();
 
-    if status != DeploymentStatus::Succeeded {
-        // Stop our refreshes first so nothing keeps replacing instances.
-        for group in rt.refreshes.keys() {
-            let active = deps
-                .asg
-                .refreshes(group)
-                .await?
-                .into_iter()
-                .any(|r| r.is_active());
-            if active && deps.asg.cancel_refresh(group).await? {
-                j.action(format!("Cancelled the instance refresh on group {group}"))
-                    .await?;
-            }
+    // Every cleanup action is attempted even when another fails; a failed one
+    // is recorded, and the whole Finalization is retried (idempotently) a few
+    // times before it gives up and finishes with the problem on record.
+    let problems = cleanup(deps, &mut j, env.as_ref(), &rt, status).await?;
+    if !problems.is_empty() {
+        if j.dep.runtime.cleanup_attempts < MAX_CLEANUP_ATTEMPTS {
+            j.dep.runtime.cleanup_attempts += 1;
+            j.save_runtime().await?;
+            return Err(StepError::Retryable(format!(
+                "cleanup incomplete, retrying: {}",
+                problems.join("; ")
+            )));
         }
-        // Never leave the new version as default without a recorded backup:
-        // on failure the backup becomes the default again.
-        if let (Some(env), Some(main), Some(backup)) = (&env, rt.main_version, rt.backup_version) {
-            if let Some(t) = deps.ec2.launch_template(&env.launch_template_id).await? {
-                if t.default_version == main && main != backup {
-                    deps.ec2
-                        .set_default_version(&env.launch_template_id, backup)
-                        .await?;
-                    j.action(format!(
-                        "Restored backup model: version {backup} is the default again"
-                    ))
-                    .await?;
-                }
-            }
-        }
-    }
-
-    for (group, processes) in &rt.suspended_by_us {
-        if processes.is_empty() {
-            continue;
-        }
-        deps.asg.resume(group, processes).await?;
-        j.action(format!("Resumed {} on group {group}", processes.join(", ")))
-            .await?;
-    }
-
-    if rt.server_stopped_by_us
-        && matches!(
-            rt.prior_server_state.as_deref(),
-            Some("running") | Some("pending")
-        )
-    {
-        if let Some(env) = &env {
-            let server = &env.preparation_server_id;
-            match deps.ec2.instance(server).await?.map(|i| i.state) {
-                Some(s) if s == "stopped" => {
-                    deps.ec2.start_instance(server).await?;
-                    j.action(format!("Started preparation server {server} again")).await?;
-                }
-                // Started by an earlier attempt of this step (or by someone else).
-                Some(s) if s == "running" || s == "pending" => {
-                    j.action(format!("Preparation server {server} is {s}")).await?;
-                }
-                Some(s) if s == "stopping" => {
-                    return Err(StepError::Retryable(format!(
-                        "preparation server {server} is still stopping; it will be started when stopped"
-                    )))
-                }
-                other => {
-                    j.action(format!(
-                        "Preparation server {server} could not be started again (state {})",
-                        other.as_deref().unwrap_or("unknown")
-                    ))
-                    .await?;
-                }
-            }
-        }
+        j.action(format!(
+            "Cleanup incomplete after {MAX_CLEANUP_ATTEMPTS} attempts: {}",
+            problems.join("; ")
+        ))
+        .await?;
     }
 
     if deps
@@ -449,6 +517,47 @@ mod tests {
             .actions
             .iter()
             .any(|a| a.message == "Failed: RefreshFailed: instance refresh r-1 Failed: unhealthy"));
+        assert_eq!(f.store.lock_holder(ENV).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_failing_cleanup_is_retried_then_left_on_record() {
+        let f = fixture().await;
+        let w = world(true, RECIPIENTS);
+        let denied = mock!(Asg::resume_processes).then_error(|| {
+            aws_sdk_autoscaling::operation::resume_processes::ResumeProcessesError::generic(
+                aws_sdk_autoscaling::error::ErrorMetadata::builder()
+                    .code("AccessDenied")
+                    .message("not allowed")
+                    .build(),
+            )
+        });
+        let deps = f.deps(
+            &[&w.instances, &w.start, &w.template, &w.restore],
+            &[&denied, &w.refreshes, &w.cancel],
+            &[&w.send],
+        );
+        for _ in 0..MAX_CLEANUP_ATTEMPTS {
+            let err = run(&deps, input()).await.unwrap_err();
+            assert_eq!(err.name(), "Retryable");
+            assert!(err.message().contains("resume AZRebalance, ScheduledActions on web-asg: ResumeProcesses: AccessDenied"), "{err}");
+            assert_eq!(
+                f.store.lock_holder(ENV).await.unwrap().as_deref(),
+                Some(DEP),
+                "held while cleanup is retried"
+            );
+        }
+        // (The mocked server always reads "stopped", so each attempt starts it.)
+        assert_eq!(w.start.num_calls() as u32, MAX_CLEANUP_ATTEMPTS);
+        let out = run(&deps, input()).await.unwrap();
+        assert_eq!(out.status, DeploymentStatus::Succeeded);
+        assert_eq!(denied.num_calls() as u32, MAX_CLEANUP_ATTEMPTS + 1);
+        let d = f.deployment().await;
+        assert!(d
+            .step(StepName::Finalization)
+            .actions
+            .iter()
+            .any(|a| a.message.starts_with("Cleanup incomplete after 3 attempts")));
         assert_eq!(f.store.lock_holder(ENV).await.unwrap(), None);
     }
 
