@@ -3,21 +3,15 @@
 
 use autosky_core::domain::{new_deployment_id, Deployment, DeploymentOptions, EnvironmentDefaults};
 use autosky_core::store::Store;
-use autosky_sandbox::harness::SandboxProcess;
+use autosky_sandbox::harness;
 use autosky_sandbox::{http, seed, Clients, Endpoints};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 fn sandbox() -> &'static Endpoints {
-    static SANDBOX: OnceLock<SandboxProcess> = OnceLock::new();
-    &SANDBOX
-        .get_or_init(|| {
-            SandboxProcess::spawn(env!("CARGO_BIN_EXE_autosky-sandbox")).expect("sandbox starts")
-        })
-        .endpoints
+    harness::shared(env!("CARGO_BIN_EXE_autosky-sandbox"))
 }
 
 async fn call(method: &str, path: &str, body: Option<&str>) -> (u16, hyper::HeaderMap, Value) {

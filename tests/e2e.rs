@@ -4,19 +4,13 @@
 
 use autosky_core::domain::{DeploymentStatus, EnvironmentDefaults, StepName, StepStatus};
 use autosky_core::store::Store;
-use autosky_sandbox::harness::{self, SandboxProcess};
+use autosky_sandbox::harness;
 use autosky_sandbox::{seed, Clients, Endpoints};
 use serde_json::json;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 fn sandbox() -> &'static Endpoints {
-    static SANDBOX: OnceLock<SandboxProcess> = OnceLock::new();
-    &SANDBOX
-        .get_or_init(|| {
-            SandboxProcess::spawn(env!("CARGO_BIN_EXE_autosky-sandbox")).expect("sandbox starts")
-        })
-        .endpoints
+    harness::shared(env!("CARGO_BIN_EXE_autosky-sandbox"))
 }
 
 fn clients() -> Clients {

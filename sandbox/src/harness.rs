@@ -58,6 +58,14 @@ impl SandboxProcess {
     }
 }
 
+/// The sandbox shared by the tests of one test binary (started on first use).
+pub fn shared(bin: &str) -> &'static Endpoints {
+    static SANDBOX: std::sync::OnceLock<SandboxProcess> = std::sync::OnceLock::new();
+    &SANDBOX
+        .get_or_init(|| SandboxProcess::spawn(bin).expect("sandbox starts"))
+        .endpoints
+}
+
 /// Starts an execution named by a new deployment id; returns the id.
 pub async fn start_deployment(c: &Clients, env_id: &str, options: Value) -> Result<String, String> {
     let id = autosky_core::domain::new_deployment_id();
@@ -80,12 +88,7 @@ pub async fn start_deployment(c: &Clients, env_id: &str, options: Value) -> Resu
 }
 
 pub fn execution_arn(c: &Clients, id: &str) -> String {
-    format!(
-        "{}:{id}",
-        c.endpoints
-            .state_machine_arn
-            .replacen(":stateMachine:", ":execution:", 1)
-    )
+    autosky_core::domain::execution_arn(&c.endpoints.state_machine_arn, id)
 }
 
 /// Waits until the execution has ended; returns its status.

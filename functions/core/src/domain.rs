@@ -408,6 +408,14 @@ impl Deployment {
     }
 }
 
+/// The ARN of the execution named `deployment_id` of a state machine.
+pub fn execution_arn(state_machine_arn: &str, deployment_id: &str) -> String {
+    format!(
+        "{}:{deployment_id}",
+        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
+    )
+}
+
 /// At most `max` characters of untrusted text, for error messages.
 pub fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()

@@ -438,12 +438,7 @@ impl Api {
     }
 
     fn execution_arn(&self, id: &str) -> String {
-        format!(
-            "{}:{id}",
-            self.settings
-                .state_machine_arn
-                .replacen(":stateMachine:", ":execution:", 1)
-        )
+        crate::domain::execution_arn(&self.settings.state_machine_arn, id)
     }
 
     async fn history(&self, env: &str, q: &Query) -> ApiResult<ApiResponse> {
