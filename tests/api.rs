@@ -314,38 +314,17 @@ async fn cancel_ends_cancelled_and_leaves_the_environment_clean() {
     assert_eq!(d["error"]["message"], "cancelled by local:developer");
     // Clean: unlocked, nothing suspended, server running, default = the previous one.
     assert_eq!(c.store.lock_holder("api-cancel").await.unwrap(), None);
-    let g = c
-        .asg
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&e.auto_scaling_groups[0])
-        .send()
+    assert!(harness::suspended_processes(&c, &e.auto_scaling_groups[0])
         .await
-        .unwrap();
-    assert!(g.auto_scaling_groups()[0].suspended_processes().is_empty());
-    let i = c
-        .ec2
-        .describe_instances()
-        .instance_ids(&e.preparation_server_id)
-        .send()
-        .await
-        .unwrap();
+        .is_empty());
     assert_eq!(
-        i.reservations()[0].instances()[0]
-            .state()
-            .unwrap()
-            .name()
-            .unwrap()
-            .as_str(),
+        harness::instance_state(&c, &e.preparation_server_id).await,
         "running"
     );
-    let t = c
-        .ec2
-        .describe_launch_templates()
-        .launch_template_ids(&e.launch_template_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(t.launch_templates()[0].default_version_number(), Some(1));
+    assert_eq!(
+        harness::default_version(&c, &e.launch_template_id).await,
+        Some(1)
+    );
     // Cancelling again is refused: it is no longer running.
     let (status, _, _) = call("POST", &format!("{path}/cancel"), None).await;
     assert_eq!(status, 409);

@@ -48,40 +48,6 @@ async fn image_tags(c: &Clients, image: &str) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-async fn server_state(c: &Clients, id: &str) -> String {
-    let out = c
-        .ec2
-        .describe_instances()
-        .instance_ids(id)
-        .send()
-        .await
-        .unwrap();
-    out.reservations()[0].instances()[0]
-        .state()
-        .unwrap()
-        .name()
-        .unwrap()
-        .as_str()
-        .to_string()
-}
-
-async fn suspended(c: &Clients, group: &str) -> Vec<String> {
-    let out = c
-        .asg
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(group)
-        .send()
-        .await
-        .unwrap();
-    let mut v: Vec<String> = out.auto_scaling_groups()[0]
-        .suspended_processes()
-        .iter()
-        .filter_map(|p| p.process_name().map(str::to_string))
-        .collect();
-    v.sort();
-    v
-}
-
 async fn emails_to(c: &Clients, address: &str) -> Vec<serde_json::Value> {
     harness::emails(c)
         .await
@@ -188,14 +154,10 @@ async fn full_deployment_produces_a_new_version_and_cleans_up() {
     );
 
     // Models: new default 7, backup 1 (the previous default), 3 and 4 removed, 2 kept (was in use).
-    let t = c
-        .ec2
-        .describe_launch_templates()
-        .launch_template_ids(&e.launch_template_id)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(t.launch_templates()[0].default_version_number(), Some(7));
+    assert_eq!(
+        harness::default_version(&c, &e.launch_template_id).await,
+        Some(7)
+    );
     assert_eq!(v.launch_template_version, 7);
     assert_eq!(d.runtime.backup_version, Some(1));
     let versions = c
@@ -271,7 +233,9 @@ async fn stop_preparation_server_and_lock_instances_restore_the_prior_state() {
     // While it runs, the fleet-changing processes are suspended.
     let mut seen_locked = false;
     for _ in 0..300 {
-        if suspended(&c, &group).await == ["AZRebalance", "AlarmNotification", "ScheduledActions"] {
+        if harness::suspended_processes(&c, &group).await
+            == ["AZRebalance", "AlarmNotification", "ScheduledActions"]
+        {
             seen_locked = true;
             break;
         }
@@ -284,7 +248,10 @@ async fn stop_preparation_server_and_lock_instances_restore_the_prior_state() {
         seen_locked,
         "processes were never seen suspended during the deployment"
     );
-    assert_eq!(suspended(&c, &group).await, ["AlarmNotification"]);
+    assert_eq!(
+        harness::suspended_processes(&c, &group).await,
+        ["AlarmNotification"]
+    );
 
     let stop = d.step(StepName::StopPreparationServer);
     assert_eq!(stop.status, StepStatus::Succeeded);
@@ -293,7 +260,10 @@ async fn stop_preparation_server_and_lock_instances_restore_the_prior_state() {
         stop.ended_at.unwrap() <= d.step(StepName::CreateImage).started_at.unwrap(),
         "stopped before imaging"
     );
-    assert_eq!(server_state(&c, &e.preparation_server_id).await, "running");
+    assert_eq!(
+        harness::instance_state(&c, &e.preparation_server_id).await,
+        "running"
+    );
     let fin: Vec<_> = d
         .step(StepName::Finalization)
         .actions
@@ -343,18 +313,13 @@ async fn a_failed_refresh_fails_cleans_up_and_notifies() {
         StepStatus::Failed
     );
     // Cleanup: backup model is the default again, processes resumed, lock released.
-    let t = c
-        .ec2
-        .describe_launch_templates()
-        .launch_template_ids(&e.launch_template_id)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        t.launch_templates()[0].default_version_number(),
+        harness::default_version(&c, &e.launch_template_id).await,
         d.runtime.backup_version
     );
-    assert!(suspended(&c, &e.auto_scaling_groups[0]).await.is_empty());
+    assert!(harness::suspended_processes(&c, &e.auto_scaling_groups[0])
+        .await
+        .is_empty());
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
     let mails = emails_to(&c, "dev@fails.example.com").await;
     assert_eq!(mails.len(), 1);
@@ -548,8 +513,13 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
     assert_eq!(d.status, DeploymentStatus::Cancelled);
     assert!(d.ended_at.is_some());
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
-    assert!(suspended(&c, &e.auto_scaling_groups[0]).await.is_empty());
-    assert_eq!(server_state(&c, &e.preparation_server_id).await, "running");
+    assert!(harness::suspended_processes(&c, &e.auto_scaling_groups[0])
+        .await
+        .is_empty());
+    assert_eq!(
+        harness::instance_state(&c, &e.preparation_server_id).await,
+        "running"
+    );
     // A second delivery of the event changes nothing.
     autosky_core::steps::run(autosky_core::steps::Step::Finalize, &deps, event)
         .await
@@ -672,7 +642,7 @@ async fn every_step_twice_has_the_effect_of_once() {
         1,
         "one e-mail"
     );
-    assert!(suspended(&c, group).await.is_empty());
+    assert!(harness::suspended_processes(&c, group).await.is_empty());
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
 }
 

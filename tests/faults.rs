@@ -109,46 +109,15 @@ async fn invariants(
     {
         bad.push("lock held".into());
     }
-    let g = c
-        .asg
-        .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&e.auto_scaling_groups[0])
-        .send()
-        .await
-        .unwrap();
-    let suspended: Vec<&str> = g.auto_scaling_groups()[0]
-        .suspended_processes()
-        .iter()
-        .filter_map(|p| p.process_name())
-        .collect();
+    let suspended = harness::suspended_processes(c, &e.auto_scaling_groups[0]).await;
     if suspended != ["AlarmNotification"] {
         bad.push(format!("suspended {suspended:?}"));
     }
-    let i = c
-        .ec2
-        .describe_instances()
-        .instance_ids(&e.preparation_server_id)
-        .send()
-        .await
-        .unwrap();
-    let state = i.reservations()[0].instances()[0]
-        .state()
-        .unwrap()
-        .name()
-        .unwrap()
-        .as_str()
-        .to_string();
+    let state = harness::instance_state(c, &e.preparation_server_id).await;
     if state != "running" {
         bad.push(format!("server {state}"));
     }
-    let t = c
-        .ec2
-        .describe_launch_templates()
-        .launch_template_ids(&e.launch_template_id)
-        .send()
-        .await
-        .unwrap();
-    let default = t.launch_templates()[0].default_version_number();
+    let default = harness::default_version(c, &e.launch_template_id).await;
     let new_with_backup = d.runtime.backup_version.is_some() && default == d.runtime.main_version;
     if default != Some(1) && !new_with_backup {
         bad.push(format!("default version {default:?} without backup"));

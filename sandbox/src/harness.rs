@@ -213,3 +213,56 @@ pub fn deps(c: &Clients) -> autosky_core::Deps {
         },
     }
 }
+
+/// The group's suspended processes, sorted.
+pub async fn suspended_processes(c: &Clients, group: &str) -> Vec<String> {
+    let out = c
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .expect("DescribeAutoScalingGroups");
+    let mut v: Vec<String> = out
+        .auto_scaling_groups()
+        .iter()
+        .flat_map(|g| g.suspended_processes())
+        .filter_map(|p| p.process_name().map(str::to_string))
+        .collect();
+    v.sort();
+    v
+}
+
+/// An instance's state name (`running`, `stopped`, …).
+pub async fn instance_state(c: &Clients, id: &str) -> String {
+    let out = c
+        .ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .expect("DescribeInstances");
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| {
+            i.state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// The launch template's default version number.
+pub async fn default_version(c: &Clients, launch_template_id: &str) -> Option<i64> {
+    let out = c
+        .ec2
+        .describe_launch_templates()
+        .launch_template_ids(launch_template_id)
+        .send()
+        .await
+        .expect("DescribeLaunchTemplates");
+    out.launch_templates()
+        .first()
+        .and_then(|t| t.default_version_number())
+}
