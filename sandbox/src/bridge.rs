@@ -387,7 +387,7 @@ impl Bridge {
         let Ok(req) = req.body(Full::new(body)) else {
             return error(500, "InternalFailure", "bridge could not build the request");
         };
-        match http::send(req).await {
+        match http::send_with(http::pooled(), req).await {
             Ok((status, headers, body)) => {
                 let mut res = Response::builder().status(status);
                 // All but hop-by-hop headers: JSON protocols carry the error
