@@ -388,22 +388,8 @@ async fn an_unknown_environment_fails_validation_and_creates_nothing() {
         text.contains("environment 'e2e-nowhere' is not registered"),
         "{text}"
     );
-    let images = c
-        .ec2
-        .describe_images()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:autosky:deployment-id")
-                .values(&id)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        images.images().is_empty(),
-        "no image for a refused deployment"
-    );
+    let images = harness::deployment_images(&c, &id).await;
+    assert!(images.is_empty(), "no image for a refused deployment");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -576,19 +562,8 @@ async fn every_step_twice_has_the_effect_of_once() {
         }
         assert!(done, "{step:?} never done");
     }
-    let images = c
-        .ec2
-        .describe_images()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:autosky:deployment-id")
-                .values(&id)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(images.images().len(), 1, "one AMI");
+    let images = harness::deployment_images(&c, &id).await;
+    assert_eq!(images.len(), 1, "one AMI");
     for _ in 0..2 {
         run(Step::CreateModels, &deps, state.clone()).await.unwrap();
     }

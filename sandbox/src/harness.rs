@@ -266,3 +266,20 @@ pub async fn default_version(c: &Clients, launch_template_id: &str) -> Option<i6
         .first()
         .and_then(|t| t.default_version_number())
 }
+
+/// The images tagged with this deployment id.
+pub async fn deployment_images(c: &Clients, deployment_id: &str) -> Vec<aws_sdk_ec2::types::Image> {
+    c.ec2
+        .describe_images()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:autosky:deployment-id")
+                .values(deployment_id)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeImages")
+        .images()
+        .to_vec()
+}
