@@ -68,6 +68,8 @@ pub struct EnvironmentDefaults {
     pub image_timeout_seconds: u64,
     pub stop_timeout_seconds: u64,
     pub refresh_timeout_seconds: u64,
+    /// Also e-mail when a deployment starts (not only when it ends).
+    pub notify_on_start: bool,
 }
 
 impl Default for EnvironmentDefaults {
@@ -82,6 +84,7 @@ impl Default for EnvironmentDefaults {
             image_timeout_seconds: 3600,
             stop_timeout_seconds: 900,
             refresh_timeout_seconds: 7200,
+            notify_on_start: false,
         }
     }
 }
@@ -106,6 +109,9 @@ pub struct DeploymentOptions {
     pub stop_preparation_server: bool,
     #[serde(default)]
     pub notification_emails: Vec<String>,
+    /// E-mail the recipients when the deployment starts, too.
+    #[serde(default)]
+    pub notify_on_start: bool,
 }
 
 /// Options as requested; missing values fall back to the environment defaults.
@@ -118,6 +124,8 @@ pub struct RequestedOptions {
     pub stop_preparation_server: Option<bool>,
     #[serde(default)]
     pub notification_emails: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_on_start: Option<bool>,
 }
 
 impl RequestedOptions {
@@ -128,6 +136,7 @@ impl RequestedOptions {
                 .stop_preparation_server
                 .unwrap_or(defaults.stop_preparation_server),
             notification_emails: self.notification_emails.clone().unwrap_or_default(),
+            notify_on_start: self.notify_on_start.unwrap_or(defaults.notify_on_start),
         }
     }
 }
@@ -315,6 +324,32 @@ pub struct Runtime {
     pub notified: bool,
     /// Finalization runs that found a cleanup action failing.
     pub cleanup_attempts: u32,
+    /// Set (before sending) when the "started" e-mail has been claimed.
+    pub notified_start: bool,
+}
+
+/// Where and when a scheduled deployment runs: the operator's local time and
+/// zone (what EventBridge Scheduler is given) and the schedule's name and group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleInfo {
+    /// Local date-time, `yyyy-mm-ddThh:mm:ss`, in `timezone`.
+    pub at: String,
+    /// IANA time zone name.
+    pub timezone: String,
+    pub schedule_name: String,
+    pub schedule_group: String,
+}
+
+/// An execution that found the deployment already handled and ended without
+/// touching anything (duplicate delivery, fired after cancel, stale start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IgnoredRun {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
+    pub at: DateTime<Utc>,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -328,6 +363,8 @@ pub struct Deployment {
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_for: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -346,6 +383,8 @@ pub struct Deployment {
     pub cancel_requested: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_runs: Vec<IgnoredRun>,
     #[serde(default)]
     pub runtime: Runtime,
 }
@@ -367,6 +406,7 @@ impl Deployment {
             options,
             created_at: now,
             scheduled_for: None,
+            schedule: None,
             started_at: Some(now),
             ended_at: None,
             duration_ms: None,
@@ -379,8 +419,27 @@ impl Deployment {
             error: None,
             cancel_requested: false,
             cancelled_by: None,
+            ignored_runs: Vec::new(),
             runtime: Runtime::default(),
         }
+    }
+
+    /// A deployment that EventBridge Scheduler starts at `scheduled_for`.
+    pub fn new_scheduled(
+        deployment_id: String,
+        environment_id: String,
+        owner: String,
+        options: DeploymentOptions,
+        now: DateTime<Utc>,
+        scheduled_for: DateTime<Utc>,
+        schedule: ScheduleInfo,
+    ) -> Self {
+        let mut d = Self::new_running(deployment_id, environment_id, owner, options, now);
+        d.status = DeploymentStatus::Scheduled;
+        d.started_at = None;
+        d.scheduled_for = Some(scheduled_for);
+        d.schedule = Some(schedule);
+        d
     }
 
     pub fn step(&self, name: StepName) -> &StepRecord {

@@ -36,10 +36,40 @@ pub fn render(dep: &Deployment, console: Option<&str>) -> Email {
         .generated_version
         .as_ref()
         .map(|v| format!("version {}", v.launch_template_version))
-        .unwrap_or_else(|| "no new version".into());
+        .unwrap_or_else(|| {
+            if dep.status.is_terminal() {
+                "no new version".into()
+            } else {
+                "new version pending".into()
+            }
+        });
+    // Scheduled: when, in the operator's zone and in UTC.
+    let scheduled = match (&dep.schedule, dep.scheduled_for) {
+        (Some(s), Some(utc)) => Some(format!(
+            "{} {} ({})",
+            s.at.replace('T', " "),
+            s.timezone,
+            utc.format("%Y-%m-%d %H:%M:%S UTC")
+        )),
+        (None, Some(utc)) => Some(utc.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+        _ => None,
+    };
+    let status_text = match dep.status {
+        crate::domain::DeploymentStatus::Running => "Started".to_string(),
+        crate::domain::DeploymentStatus::Scheduled => format!(
+            "Scheduled for {}",
+            dep.schedule
+                .as_ref()
+                .map(|s| format!("{} {}", s.at.replace('T', " "), s.timezone))
+                .unwrap_or_default()
+        ),
+        other => other.to_string(),
+    };
     let subject = one_line(&format!(
         "[Autosky] {}: deployment {} ({})",
-        dep.environment_id, dep.status, version
+        dep.environment_id,
+        status_text.trim_end(),
+        version
     ));
     let fmt_time = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
@@ -63,9 +93,14 @@ pub fn render(dep: &Deployment, console: Option<&str>) -> Email {
     let mut text = String::new();
     text.push_str(&format!(
         "Deployment {} of {}: {}\n\n",
-        dep.deployment_id, dep.environment_id, dep.status
+        dep.deployment_id,
+        dep.environment_id,
+        status_text.trim_end()
     ));
     text.push_str(&format!("Owner:    {}\n", one_line(&dep.owner)));
+    if let Some(when) = &scheduled {
+        text.push_str(&format!("Scheduled: {}\n", one_line(when)));
+    }
     text.push_str(&format!("Version:  {model}\n"));
     text.push_str(&format!("Started:  {}\n", fmt_time(dep.started_at)));
     text.push_str(&format!("Ended:    {}\n", fmt_time(dep.ended_at)));
@@ -127,14 +162,18 @@ pub fn render(dep: &Deployment, console: Option<&str>) -> Email {
         .unwrap_or_default();
     let html = format!(
         "<!doctype html><html><body><h1>{env}: deployment {status}</h1>\
-         <table><tr><th>Deployment</th><td>{id}</td></tr><tr><th>Owner</th><td>{owner}</td></tr>\
+         <table><tr><th>Deployment</th><td>{id}</td></tr><tr><th>Owner</th><td>{owner}</td></tr>{scheduled_row}\
          <tr><th>Version</th><td>{model}</td></tr><tr><th>Started</th><td>{start}</td></tr>\
          <tr><th>Ended</th><td>{end}</td></tr><tr><th>Duration</th><td>{duration}</td></tr></table>\
          <h2>Steps</h2><table><tr><th>Step</th><th>Status</th><th>Time</th></tr>{rows}</table>{error_html}{link}</body></html>",
         env = escape_html(&dep.environment_id),
-        status = escape_html(dep.status.as_str()),
+        status = escape_html(status_text.trim_end()),
         id = escape_html(&dep.deployment_id),
         owner = escape_html(&dep.owner),
+        scheduled_row = scheduled
+            .as_deref()
+            .map(|w| format!("<tr><th>Scheduled</th><td>{}</td></tr>", escape_html(w)))
+            .unwrap_or_default(),
         model = escape_html(&model),
         start = escape_html(&fmt_time(dep.started_at)),
         end = escape_html(&fmt_time(dep.ended_at)),
@@ -176,5 +215,34 @@ mod tests {
         assert!(!e.text.contains("\r\nBcc"));
         assert!(e.subject.contains("prod") && e.subject.contains("Failed"));
         assert!(e.text.contains("Error in Create image: ImageFailed"));
+    }
+
+    #[test]
+    fn a_schedule_confirmation_names_the_time_in_its_zone_and_in_utc() {
+        let t: chrono::DateTime<chrono::Utc> = "2026-12-01T13:30:00Z".parse().unwrap();
+        let d = Deployment::new_scheduled(
+            crate::domain::new_deployment_id(),
+            "prod".into(),
+            "ops@example.com".into(),
+            DeploymentOptions::default(),
+            chrono::Utc::now(),
+            t,
+            crate::domain::ScheduleInfo {
+                at: "2026-12-01T14:30:00".into(),
+                timezone: "Europe/Paris".into(),
+                schedule_name: "x".into(),
+                schedule_group: "g".into(),
+            },
+        );
+        let e = render(&d, None);
+        assert_eq!(
+            e.subject,
+            "[Autosky] prod: deployment Scheduled for 2026-12-01 14:30:00 Europe/Paris (new version pending)"
+        );
+        assert!(e
+            .text
+            .contains("Scheduled: 2026-12-01 14:30:00 Europe/Paris (2026-12-01 13:30:00 UTC)"));
+        assert!(e.html.contains("<th>Scheduled</th>"));
+        assert!(e.text.contains("Initial validation"));
     }
 }

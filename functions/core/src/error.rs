@@ -34,11 +34,15 @@ pub enum StepError {
     BadInput(String),
     /// An operator cancelled the deployment: Finalization ends it Cancelled.
     Cancelled(String),
+    /// This execution does not own the deployment (a second delivery of a
+    /// schedule, a schedule that fired after being cancelled, a stale start):
+    /// it ends without touching anything — never through Finalization.
+    AlreadyHandled(String),
 }
 
 impl StepError {
     /// Every stable name the code can return, for the ASL coverage test.
-    pub const NAMES: [&'static str; 14] = [
+    pub const NAMES: [&'static str; 15] = [
         "Retryable",
         "ValidationFailed",
         "EnvironmentLocked",
@@ -53,6 +57,7 @@ impl StepError {
         "InvalidState",
         "BadInput",
         "Cancelled",
+        "AlreadyHandled",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -71,6 +76,7 @@ impl StepError {
             Self::InvalidState(_) => "InvalidState",
             Self::BadInput(_) => "BadInput",
             Self::Cancelled(_) => "Cancelled",
+            Self::AlreadyHandled(_) => "AlreadyHandled",
         }
     }
 
@@ -89,7 +95,8 @@ impl StepError {
             | Self::AwsError(m)
             | Self::InvalidState(m)
             | Self::BadInput(m)
-            | Self::Cancelled(m) => m,
+            | Self::Cancelled(m)
+            | Self::AlreadyHandled(m) => m,
         }
     }
 
@@ -197,6 +204,7 @@ mod tests {
             StepError::InvalidState(String::new()),
             StepError::BadInput(String::new()),
             StepError::Cancelled(String::new()),
+            StepError::AlreadyHandled(String::new()),
         ];
         let names: Vec<_> = all.iter().map(|e| e.name()).collect();
         assert_eq!(names, StepError::NAMES.to_vec());

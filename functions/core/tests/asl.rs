@@ -64,7 +64,8 @@ fn every_task_is_a_step_under_its_console_name() {
 #[test]
 fn every_error_name_is_retried_or_caught_into_finalization() {
     let asl = asl();
-    for (name, state) in states(&asl).iter().filter(|(_, s)| s["Type"] == "Task") {
+    let all = states(&asl);
+    for (name, state) in all.iter().filter(|(_, s)| s["Type"] == "Task") {
         let retried: BTreeSet<String> = error_lists(state, "Retry")
             .into_iter()
             .flat_map(|(n, _)| n)
@@ -86,7 +87,25 @@ fn every_error_name_is_retried_or_caught_into_finalization() {
         if name == "Finalization" {
             continue;
         }
-        for err in StepError::NAMES.iter().filter(|n| **n != "Retryable") {
+        // AlreadyHandled (only Initial validation returns it) means "not this
+        // execution's deployment": it must end the execution, never reach Finalization.
+        let handled = catches
+            .iter()
+            .find(|(names, _)| names.iter().any(|n| n == "AlreadyHandled"));
+        if name == "Initial validation" {
+            let next = handled.and_then(|(_, n)| n.clone()).unwrap_or_default();
+            assert_eq!(
+                all[next.as_str()]["Type"],
+                "Succeed",
+                "Initial validation must catch AlreadyHandled into a Succeed state"
+            );
+        } else {
+            assert!(handled.is_none(), "{name} catches AlreadyHandled");
+        }
+        for err in StepError::NAMES
+            .iter()
+            .filter(|n| !matches!(**n, "Retryable" | "AlreadyHandled"))
+        {
             assert!(
                 !retried.contains(*err),
                 "{name} retries the permanent error {err}"
@@ -99,11 +118,14 @@ fn every_error_name_is_retried_or_caught_into_finalization() {
                 "{name} does not catch {err} into Finalization by name"
             );
         }
-        for (_, next) in &catches {
+        for (names, next) in &catches {
+            if names.iter().any(|n| n == "AlreadyHandled") {
+                continue;
+            }
             assert_eq!(
                 next.as_deref(),
                 Some("Finalization"),
-                "{name}: every Catch goes to Finalization"
+                "{name}: every other Catch goes to Finalization"
             );
         }
         assert!(

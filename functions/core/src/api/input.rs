@@ -65,6 +65,7 @@ pub struct StartInput {
     pub lock_instances: Option<bool>,
     pub stop_preparation_server: Option<bool>,
     pub notification_emails: Option<Vec<String>>,
+    pub notify_on_start: Option<bool>,
 }
 
 impl StartInput {
@@ -80,8 +81,49 @@ impl StartInput {
             lock_instances: self.lock_instances,
             stop_preparation_server: self.stop_preparation_server,
             notification_emails: self.notification_emails.clone(),
+            notify_on_start: self.notify_on_start,
         }
     }
+}
+
+/// `POST /environments/{env}/schedules`: when, plus the deployment options.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduleInput {
+    /// Local date-time in `timezone`: `yyyy-mm-ddThh:mm[:ss]`, no offset.
+    pub at: Option<String>,
+    /// IANA time zone name; UTC when absent.
+    pub timezone: Option<String>,
+    pub lock_instances: Option<bool>,
+    pub stop_preparation_server: Option<bool>,
+    pub notification_emails: Option<Vec<String>>,
+    pub notify_on_start: Option<bool>,
+}
+
+impl ScheduleInput {
+    pub fn check(&self) -> Result<(), Problem> {
+        check_emails(
+            "notificationEmails",
+            self.notification_emails.as_deref().unwrap_or_default(),
+        )
+    }
+
+    pub fn options(&self) -> RequestedOptions {
+        RequestedOptions {
+            lock_instances: self.lock_instances,
+            stop_preparation_server: self.stop_preparation_server,
+            notification_emails: self.notification_emails.clone(),
+            notify_on_start: self.notify_on_start,
+        }
+    }
+}
+
+/// `PATCH /environments/{env}/schedules/{id}`: a new time (and zone).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RescheduleInput {
+    pub at: Option<String>,
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -99,6 +141,7 @@ pub struct DefaultsInput {
     pub lock_instances: Option<bool>,
     pub stop_preparation_server: Option<bool>,
     pub notification_emails: Option<Vec<String>>,
+    pub notify_on_start: Option<bool>,
     pub retention: Option<u32>,
     pub replace_instances: Option<bool>,
     pub refresh_preferences: Option<RefreshInput>,
@@ -243,6 +286,7 @@ impl EnvironmentInput {
                 refresh_timeout_seconds: d
                     .refresh_timeout_seconds
                     .unwrap_or(base.refresh_timeout_seconds),
+                notify_on_start: d.notify_on_start.unwrap_or(base.notify_on_start),
             },
         }
     }

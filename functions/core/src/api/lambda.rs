@@ -2,8 +2,8 @@
 //! from the request context — the IAM caller ARN, or the JWT's `email`
 //! (else `sub`) claim — never from the request itself.
 
-use super::{Api, ApiRequest, ApiResponse, ApiSettings, SfnExecutions};
-use crate::aws::{AutoScaling, Ec2};
+use super::{Api, ApiRequest, ApiResponse, ApiSettings, ScheduleSettings, SfnExecutions};
+use crate::aws::{AutoScaling, Ec2, Mailer, Scheduler};
 use crate::deps::{Settings, SystemClock};
 use crate::store::DynamoStore;
 use lambda_http::request::RequestContext;
@@ -60,20 +60,19 @@ pub fn to_response(r: ApiResponse) -> Response<Body> {
 
 impl Api {
     /// Configuration from the function's environment: TABLE_NAME,
-    /// STATE_MACHINE_ARN; one shared SDK config for every client.
+    /// STATE_MACHINE_ARN, SENDER_EMAIL, SCHEDULE_GROUP, SCHEDULER_ROLE_ARN,
+    /// SCHEDULE_DLQ_ARN, SCHEDULE_MIN_LEAD_SECONDS; one shared SDK config.
     pub async fn from_env() -> Result<Self, String> {
         let settings = Settings::from_env()?;
+        let schedules = ScheduleSettings::from_lookup(|k| std::env::var(k).ok())?;
         let state_machine_arn = std::env::var("STATE_MACHINE_ARN")
             .ok()
             .filter(|v| !v.is_empty())
             .ok_or("STATE_MACHINE_ARN is not set: it must name the deployment state machine")?;
         let config = aws_config::load_from_env().await;
-        Ok(Self::from_config(
-            &config,
-            settings,
-            state_machine_arn,
-            None,
-        ))
+        let mut api = Self::from_config(&config, settings, state_machine_arn, None);
+        api.settings.schedules = schedules;
+        Ok(api)
     }
 
     pub fn from_config(
@@ -93,11 +92,15 @@ impl Api {
             }),
             ec2: Ec2::new(aws_sdk_ec2::Client::new(config)),
             asg: AutoScaling::new(aws_sdk_autoscaling::Client::new(config)),
+            scheduler: Scheduler::new(aws_sdk_scheduler::Client::new(config)),
+            mailer: Mailer::new(aws_sdk_ses::Client::new(config)),
             clock: Arc::new(SystemClock),
             settings: ApiSettings {
                 state_machine_arn,
                 region: settings.region,
                 poll_seconds,
+                sender_email: settings.sender_email,
+                schedules: ScheduleSettings::default(),
             },
         }
     }

@@ -6,12 +6,13 @@
 mod input;
 #[cfg(feature = "http")]
 pub mod lambda;
+mod schedules;
 mod view;
 
-pub use input::{valid_email, EnvironmentInput, StartInput};
+pub use input::{valid_email, EnvironmentInput, RescheduleInput, ScheduleInput, StartInput};
 pub use view::{DeploymentView, Problem};
 
-use crate::aws::{AutoScaling, Ec2};
+use crate::aws::{AutoScaling, Ec2, Mailer, Scheduler};
 use crate::deps::Clock;
 use crate::domain::{
     valid_deployment_id, valid_environment_id, Deployment, DeploymentError, DeploymentStatus,
@@ -28,7 +29,7 @@ use std::sync::Arc;
 pub const MAX_BODY: usize = 16 * 1024;
 
 /// Every route: (method, path template). The router matches these; the spec test compares them.
-pub const ROUTES: [(&str, &str); 7] = [
+pub const ROUTES: [(&str, &str); 10] = [
     ("GET", "/environments"),
     ("GET", "/environments/{env}"),
     ("PUT", "/environments/{env}"),
@@ -36,6 +37,9 @@ pub const ROUTES: [(&str, &str); 7] = [
     ("GET", "/environments/{env}/deployments"),
     ("GET", "/environments/{env}/deployments/{id}"),
     ("POST", "/environments/{env}/deployments/{id}/cancel"),
+    ("POST", "/environments/{env}/schedules"),
+    ("PATCH", "/environments/{env}/schedules/{id}"),
+    ("DELETE", "/environments/{env}/schedules/{id}"),
 ];
 
 /// A request as the router needs it, whatever served it.
@@ -110,6 +114,56 @@ pub struct ApiSettings {
     pub region: String,
     /// Base poll interval put in execution inputs (None: the steps' default).
     pub poll_seconds: Option<u64>,
+    /// SES sender of the schedule confirmation and cancellation e-mails.
+    pub sender_email: Option<String>,
+    pub schedules: ScheduleSettings,
+}
+
+/// Where scheduled deployments' schedules go and how they start the state machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleSettings {
+    /// The project's EventBridge Scheduler schedule group (`SCHEDULE_GROUP`).
+    pub group: String,
+    /// The role Scheduler assumes to start the state machine (`SCHEDULER_ROLE_ARN`).
+    pub role_arn: String,
+    /// The schedules' dead-letter queue (`SCHEDULE_DLQ_ARN`).
+    pub dead_letter_arn: Option<String>,
+    /// `SCHEDULE_MIN_LEAD_SECONDS` (default 60).
+    pub min_lead_seconds: i64,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self {
+            group: "autosky".into(),
+            role_arn: String::new(),
+            dead_letter_arn: None,
+            min_lead_seconds: crate::schedule::DEFAULT_MIN_LEAD_SECONDS,
+        }
+    }
+}
+
+impl ScheduleSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let min_lead_seconds = match get("SCHEDULE_MIN_LEAD_SECONDS") {
+            None => crate::schedule::DEFAULT_MIN_LEAD_SECONDS,
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (0..=86_400).contains(n))
+                .ok_or("SCHEDULE_MIN_LEAD_SECONDS must be a number of seconds from 0 to 86400")?,
+        };
+        Ok(Self {
+            group: get("SCHEDULE_GROUP")
+                .ok_or("SCHEDULE_GROUP is not set: it must name the EventBridge Scheduler group")?,
+            role_arn: get("SCHEDULER_ROLE_ARN").ok_or(
+                "SCHEDULER_ROLE_ARN is not set: it must name the role Scheduler uses to start the state machine",
+            )?,
+            dead_letter_arn: get("SCHEDULE_DLQ_ARN"),
+            min_lead_seconds,
+        })
+    }
 }
 
 pub struct Api {
@@ -117,6 +171,8 @@ pub struct Api {
     pub executions: Arc<dyn Executions>,
     pub ec2: Ec2,
     pub asg: AutoScaling,
+    pub scheduler: Scheduler,
+    pub mailer: Mailer,
     pub clock: Arc<dyn Clock>,
     pub settings: ApiSettings,
 }
@@ -239,7 +295,10 @@ impl Api {
                 3 => self.start(&params[0], &owner, &req.body).await,
                 4 => self.history(&params[0], &query).await,
                 5 => self.details(&params[0], &params[1]).await,
-                _ => self.cancel(&params[0], &params[1], &owner).await,
+                6 => self.cancel(&params[0], &params[1], &owner).await,
+                7 => self.schedule(&params[0], &owner, &req.body).await,
+                8 => self.reschedule(&params[0], &params[1], &req.body).await,
+                _ => self.unschedule(&params[0], &params[1], &owner).await,
             };
         }
         Err(if path_known {
@@ -508,6 +567,9 @@ impl Api {
     /// away) stops with `Cancelled`, and Finalization cleans up and ends it Cancelled.
     async fn cancel(&self, env: &str, id: &str, by: &str) -> ApiResult<ApiResponse> {
         let dep = self.deployment(env, id).await?;
+        if dep.status == DeploymentStatus::Scheduled {
+            return self.unschedule(env, id, by).await;
+        }
         if dep.status != DeploymentStatus::Running
             || !self
                 .store

@@ -2,7 +2,7 @@
 //! recording execution starter and mocked EC2/Auto Scaling.
 
 use super::*;
-use crate::aws::{AutoScaling, Ec2};
+use crate::aws::{AutoScaling, Ec2, Mailer, Scheduler};
 use crate::domain::{Environment, EnvironmentDefaults};
 use crate::steps::testkit::{aws, environment, TestClock, ENV, GROUP, LT, SERVER};
 use crate::store::MemoryStore;
@@ -111,6 +111,54 @@ struct World {
     store: Arc<MemoryStore>,
     recorder: Arc<Recorder>,
     api: Api,
+    sched: SchedulerRules,
+    mail: Rule,
+}
+
+/// The mocked EventBridge Scheduler calls (each counted).
+struct SchedulerRules {
+    create: Rule,
+    update: Rule,
+    delete: Rule,
+}
+
+fn scheduler_rules(fail_create: bool) -> SchedulerRules {
+    use aws_sdk_scheduler::operation::create_schedule::{
+        CreateScheduleError, CreateScheduleOutput,
+    };
+    use aws_sdk_scheduler::operation::delete_schedule::DeleteScheduleOutput;
+    use aws_sdk_scheduler::operation::update_schedule::UpdateScheduleOutput;
+    let create = if fail_create {
+        mock!(aws_sdk_scheduler::Client::create_schedule).then_error(|| {
+            CreateScheduleError::generic(
+                aws_sdk_scheduler::error::ErrorMetadata::builder()
+                    .code("AccessDeniedException")
+                    .message("not allowed")
+                    .build(),
+            )
+        })
+    } else {
+        mock!(aws_sdk_scheduler::Client::create_schedule).then_compute_output(|r| {
+            CreateScheduleOutput::builder()
+                .schedule_arn(format!(
+                    "arn:aws:scheduler:us-east-1:1:schedule/autosky/{}",
+                    r.name().unwrap_or("")
+                ))
+                .build()
+                .unwrap()
+        })
+    };
+    SchedulerRules {
+        create,
+        update: mock!(aws_sdk_scheduler::Client::update_schedule).then_output(|| {
+            UpdateScheduleOutput::builder()
+                .schedule_arn("arn:s")
+                .build()
+                .unwrap()
+        }),
+        delete: mock!(aws_sdk_scheduler::Client::delete_schedule)
+            .then_output(|| DeleteScheduleOutput::builder().build()),
+    }
 }
 
 fn ec2_rules(server_found: bool) -> Vec<Rule> {
@@ -144,6 +192,10 @@ fn ec2_rules(server_found: bool) -> Vec<Rule> {
 }
 
 fn world_with(server_found: bool, fail_start: bool) -> World {
+    world_full(server_found, fail_start, false)
+}
+
+fn world_full(server_found: bool, fail_start: bool, fail_schedule: bool) -> World {
     let store = Arc::new(MemoryStore::new());
     let recorder = Arc::new(Recorder {
         fail: fail_start,
@@ -156,6 +208,13 @@ fn world_with(server_found: bool, fail_start: bool) -> World {
                 .auto_scaling_groups(aws::group(2, "1", &[], API_LT))
                 .build()
         });
+    let sched = scheduler_rules(fail_schedule);
+    let mail = mock!(aws_sdk_ses::Client::send_email).then_output(|| {
+        aws_sdk_ses::operation::send_email::SendEmailOutput::builder()
+            .message_id("m-1")
+            .build()
+            .unwrap()
+    });
     let api = Api {
         store: store.clone(),
         executions: recorder.clone(),
@@ -165,19 +224,37 @@ fn world_with(server_found: bool, fail_start: bool) -> World {
             RuleMode::MatchAny,
             [&groups]
         )),
-        clock: Arc::new(TestClock(Mutex::new(chrono::Utc::now()))),
+        scheduler: Scheduler::new(mock_client!(
+            aws_sdk_scheduler,
+            RuleMode::MatchAny,
+            [&sched.create, &sched.update, &sched.delete]
+        )),
+        mailer: Mailer::new(mock_client!(aws_sdk_ses, RuleMode::MatchAny, [&mail])),
+        clock: Arc::new(TestClock(Mutex::new(NOW.parse().unwrap()))),
         settings: ApiSettings {
             state_machine_arn: "arn:aws:states:us-east-1:1:stateMachine:sm".into(),
             region: "us-east-1".into(),
             poll_seconds: Some(1),
+            sender_email: Some("autosky@example.com".into()),
+            schedules: ScheduleSettings {
+                group: "autosky".into(),
+                role_arn: "arn:aws:iam::1:role/scheduler".into(),
+                dead_letter_arn: Some("arn:aws:sqs:us-east-1:1:dlq".into()),
+                min_lead_seconds: 60,
+            },
         },
     };
     World {
         store,
         recorder,
         api,
+        sched,
+        mail,
     }
 }
+
+/// The API's clock in these tests.
+const NOW: &str = "2026-11-27T12:00:00Z";
 
 async fn world() -> World {
     let w = world_with(true, false);
@@ -742,4 +819,256 @@ async fn cancel_flags_a_running_deployment_and_refuses_an_ended_one() {
     )
     .await;
     assert_eq!(r.status, 404);
+}
+
+// ---- scheduled deployments ----
+
+fn sched_body(at: &str, tz: Option<&str>) -> String {
+    let mut b = json!({"at": at, "notificationEmails": ["dev@example.com"], "lockInstances": true});
+    if let Some(tz) = tz {
+        b["timezone"] = json!(tz);
+    }
+    b.to_string()
+}
+
+#[tokio::test]
+async fn scheduling_records_a_scheduled_deployment_creates_the_schedule_and_confirms_by_mail() {
+    let w = world().await;
+    let r = call(
+        &w.api,
+        req(
+            "POST",
+            "/environments/prod-web/schedules",
+            &sched_body("2026-11-27T15:30", Some("Europe/Paris")),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let body = r.json_body();
+    let id = body["deploymentId"].as_str().unwrap().to_string();
+    assert_eq!(body["status"], "Scheduled");
+    assert_eq!(body["scheduledFor"], "2026-11-27T14:30:00Z");
+    assert_eq!(body["schedule"]["timezone"], "Europe/Paris");
+    assert_eq!(body["owner"], ME);
+    assert_eq!(w.sched.create.num_calls(), 1);
+    assert_eq!(w.mail.num_calls(), 1);
+    // Nothing started, nothing locked; history shows it.
+    assert!(w.recorder.started.lock().unwrap().is_empty());
+    assert_eq!(w.store.lock_holder(ENV).await.unwrap(), None);
+    let h = call(&w.api, req("GET", "/environments/prod-web/deployments", "")).await;
+    assert_eq!(h.json_body()["items"][0]["deploymentId"], id.as_str());
+    assert_eq!(
+        h.json_body()["items"][0]["scheduledFor"],
+        "2026-11-27T14:30:00Z"
+    );
+    let d = w.store.deployment(ENV, &id).await.unwrap().unwrap();
+    assert!(
+        d.step(StepName::InitialValidation).actions[0]
+            .message
+            .starts_with("Schedule confirmation e-mail sent to"),
+        "{:?}",
+        d.step(StepName::InitialValidation).actions
+    );
+    assert_eq!(w.store.schedules(ENV).await.unwrap().entries.len(), 1);
+}
+
+#[tokio::test]
+async fn every_bad_schedule_is_refused_and_creates_nothing() {
+    let w = world().await;
+    let ok = call(
+        &w.api,
+        req(
+            "POST",
+            "/environments/prod-web/schedules",
+            &sched_body("2026-11-28T10:00:00", None),
+        ),
+    )
+    .await;
+    assert_eq!(ok.status, 201);
+    let first = ok.json_body()["deploymentId"].as_str().unwrap().to_string();
+    let cases: Vec<(String, u16, &str)> = vec![
+        (sched_body("2026-11-27T12:00:30", None), 400, "at"), // 30 s ahead < 60 s lead
+        (sched_body("2026-11-27T11:00:00", None), 400, "at"), // past
+        (sched_body("2027-11-28T12:00:00", None), 400, "at"), // > 1 year
+        (
+            sched_body("2026-11-29T10:00:00", Some("Mars/Base")),
+            400,
+            "timezone",
+        ),
+        (sched_body("2026-11-29T10:00:00+01:00", None), 400, "at"),
+        (
+            sched_body("2027-03-28T02:30:00", Some("Europe/Paris")),
+            400,
+            "at",
+        ), // does not exist
+        (json!({"timezone": "UTC"}).to_string(), 400, "at"),
+        (
+            json!({"at": "2026-11-29T10:00:00", "notificationEmails": ["x@y"]}).to_string(),
+            400,
+            "notificationEmails",
+        ),
+        (
+            json!({"at": "2026-11-29T10:00:00", "when": "now"}).to_string(),
+            400,
+            "",
+        ),
+        (sched_body("2026-11-28T10:59:59", None), 409, "at"), // same hour as the first
+        (
+            sched_body("2026-11-28T11:30:00", Some("Europe/Paris")),
+            409,
+            "at",
+        ), // 10:30 UTC
+    ];
+    for (body, status, field) in &cases {
+        let r = call(
+            &w.api,
+            req("POST", "/environments/prod-web/schedules", body),
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            *status,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        if !field.is_empty() {
+            assert_eq!(r.json_body()["field"], *field, "{body}");
+        }
+        if r.status == 409 {
+            assert_eq!(r.json_body()["conflictingDeploymentId"], first.as_str());
+        }
+    }
+    let unknown = call(
+        &w.api,
+        req(
+            "POST",
+            "/environments/nowhere/schedules",
+            &sched_body("2026-11-29T10:00:00", None),
+        ),
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(w.sched.create.num_calls(), 1);
+    assert_eq!(
+        w.store
+            .history(ENV, 100, None, None)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    // An hour later is fine.
+    let later = call(
+        &w.api,
+        req(
+            "POST",
+            "/environments/prod-web/schedules",
+            &sched_body("2026-11-28T11:00:00", None),
+        ),
+    )
+    .await;
+    assert_eq!(later.status, 201);
+}
+
+#[tokio::test]
+async fn cancel_and_move_a_schedule_only_while_it_is_scheduled() {
+    let w = world().await;
+    let r = call(
+        &w.api,
+        req(
+            "POST",
+            "/environments/prod-web/schedules",
+            &sched_body("2026-11-28T10:00:00", Some("Europe/Paris")),
+        ),
+    )
+    .await;
+    let id = r.json_body()["deploymentId"].as_str().unwrap().to_string();
+    let path = format!("/environments/prod-web/schedules/{id}");
+
+    // Move: the zone is kept unless given.
+    let m = call(
+        &w.api,
+        req("PATCH", &path, r#"{"at":"2026-11-28T18:00:00"}"#),
+    )
+    .await;
+    assert_eq!(m.status, 200, "{}", String::from_utf8_lossy(&m.body));
+    assert_eq!(m.json_body()["scheduledFor"], "2026-11-28T17:00:00Z");
+    assert_eq!(w.sched.update.num_calls(), 1);
+    let bad = call(
+        &w.api,
+        req("PATCH", &path, r#"{"at":"2026-11-27T11:00:00"}"#),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        w.store
+            .deployment(ENV, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .scheduled_for,
+        Some("2026-11-28T17:00:00Z".parse().unwrap())
+    );
+
+    let d = call(&w.api, req("DELETE", &path, "")).await;
+    assert_eq!(d.status, 200, "{}", String::from_utf8_lossy(&d.body));
+    assert_eq!(d.json_body()["status"], "Cancelled");
+    assert_eq!(d.json_body()["cancelledBy"], ME);
+    assert_eq!(w.sched.delete.num_calls(), 1);
+    assert!(w.store.schedules(ENV).await.unwrap().entries.is_empty());
+    // Confirmation + cancellation e-mails.
+    assert_eq!(w.mail.num_calls(), 2);
+
+    for (method, body) in [("DELETE", ""), ("PATCH", r#"{"at":"2026-11-29T10:00:00"}"#)] {
+        let again = call(&w.api, req(method, &path, body)).await;
+        assert_eq!(again.status, 409, "{method}");
+    }
+    assert_eq!(w.sched.delete.num_calls(), 1);
+    assert_eq!(w.sched.update.num_calls(), 1);
+
+    // The deployments cancel route cancels a scheduled deployment too.
+    let r = call(
+        &w.api,
+        req(
+            "POST",
+            "/environments/prod-web/schedules",
+            &sched_body("2026-11-29T10:00:00", None),
+        ),
+    )
+    .await;
+    let id2 = r.json_body()["deploymentId"].as_str().unwrap().to_string();
+    let c = call(
+        &w.api,
+        req(
+            "POST",
+            &format!("/environments/prod-web/deployments/{id2}/cancel"),
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(c.status, 200);
+    assert_eq!(c.json_body()["status"], "Cancelled");
+}
+
+#[tokio::test]
+async fn a_schedule_that_cannot_be_created_leaves_a_failed_record_not_a_scheduled_one() {
+    let w = world_full(true, false, true);
+    w.store.put_environment(&environment()).await.unwrap();
+    let r = call(
+        &w.api,
+        req(
+            "POST",
+            "/environments/prod-web/schedules",
+            &sched_body("2026-11-28T10:00:00", None),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 502);
+    let items = w.store.history(ENV, 10, None, None).await.unwrap().items;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].status, DeploymentStatus::Failed);
+    assert_eq!(items[0].error.as_ref().unwrap().name, "ScheduleFailed");
+    assert!(w.store.schedules(ENV).await.unwrap().entries.is_empty());
+    assert_eq!(w.mail.num_calls(), 0);
 }

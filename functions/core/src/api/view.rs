@@ -3,7 +3,8 @@
 
 use super::ApiResponse;
 use crate::domain::{
-    Deployment, DeploymentError, DeploymentOptions, DeploymentStatus, GeneratedVersion, StepRecord,
+    Deployment, DeploymentError, DeploymentOptions, DeploymentStatus, GeneratedVersion, IgnoredRun,
+    ScheduleInfo, StepRecord,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -35,6 +36,9 @@ pub struct DeploymentView {
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduled_for: Option<DateTime<Utc>>,
+    /// The operator's local time and zone, and the schedule's name and group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,6 +59,10 @@ pub struct DeploymentView {
     /// Who asked to cancel it, once someone has.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancelled_by: Option<String>,
+    /// Executions that found this deployment already handled and ended
+    /// without touching anything (details only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored_runs: Option<Vec<IgnoredRun>>,
     pub steps: Vec<StepView>,
 }
 
@@ -77,6 +85,7 @@ impl DeploymentView {
             options: d.options.clone(),
             created_at: d.created_at,
             scheduled_for: d.scheduled_for,
+            schedule: d.schedule.clone(),
             started_at: d.started_at,
             ended_at: d.ended_at,
             duration_ms: d.duration_ms,
@@ -89,6 +98,7 @@ impl DeploymentView {
                 .as_deref()
                 .map(|a| crate::email::console_url(region, a)),
             cancelled_by: d.cancelled_by.clone(),
+            ignored_runs: (details && !d.ignored_runs.is_empty()).then(|| d.ignored_runs.clone()),
             steps: d.steps.iter().map(step).collect(),
         }
     }

@@ -3,8 +3,10 @@
 
 pub mod autoscaling;
 pub mod ec2;
+pub mod scheduler;
 pub mod ses;
 
 pub use autoscaling::AutoScaling;
 pub use ec2::Ec2;
+pub use scheduler::{OneTimeSchedule, Scheduler};
 pub use ses::{Email, Mailer};

@@ -82,7 +82,10 @@ pub async fn run(deps: &Deps, event: StatusChangeEvent) -> Result<Option<FinalOu
     })?;
     state.error = Some(error);
     tracing::warn!(execution = %event.detail.execution_arn, status = %event.detail.status, "cleaning up after an execution that ended outside Finalization");
-    finalize::run(deps, state).await.map(Some)
+    // Finalization itself leaves another execution's deployment alone.
+    finalize::run(deps, state, Some(&event.detail.execution_arn))
+        .await
+        .map(Some)
 }
 
 #[cfg(test)]

@@ -19,6 +19,10 @@ pub struct FinalOutput {
     pub status: DeploymentStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated_version: Option<GeneratedVersion>,
+    /// True when this execution does not own the deployment and left it alone
+    /// (the ASL then ends in "Already handled").
+    #[serde(default)]
+    pub ignored: bool,
 }
 
 /// Finalization attempts (each retried by Step Functions) before a cleanup
@@ -146,7 +150,14 @@ pub fn status_for(error: Option<&str>) -> DeploymentStatus {
     }
 }
 
-pub async fn run(deps: &Deps, input: StepInput) -> Result<FinalOutput, StepError> {
+/// Finalization for `execution` (None: a direct invocation, trusted).
+/// Another execution's deployment is never touched: the run is recorded
+/// under `ignoredRuns` and the output says `ignored`.
+pub async fn run(
+    deps: &Deps,
+    input: StepInput,
+    execution: Option<&str>,
+) -> Result<FinalOutput, StepError> {
     input.check()?;
     let status = status_for(input.error.as_ref().map(|e| e.error.as_str()));
     let Some(dep) = deps
@@ -159,13 +170,40 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<FinalOutput, StepError
         return Ok(FinalOutput {
             status,
             generated_version: None,
+            ignored: false,
         });
     };
+    if let (Some(me), Some(owner)) = (execution, dep.execution_arn.as_deref()) {
+        if me != owner {
+            let reason = format!(
+                "Finalization of execution {me} skipped: deployment {} is run by execution {owner}",
+                dep.deployment_id
+            );
+            tracing::warn!(%reason, "ignored");
+            deps.store
+                .record_ignored(
+                    &dep.environment_id,
+                    &dep.deployment_id,
+                    &crate::domain::IgnoredRun {
+                        execution_arn: Some(me.to_string()),
+                        at: deps.clock.now(),
+                        reason,
+                    },
+                )
+                .await?;
+            return Ok(FinalOutput {
+                status: dep.status,
+                generated_version: None,
+                ignored: true,
+            });
+        }
+    }
     if dep.status.is_terminal() && dep.step(StepName::Finalization).status == StepStatus::Succeeded
     {
         return Ok(FinalOutput {
             status: dep.status,
             generated_version: dep.generated_version,
+            ignored: false,
         });
     }
     let mut j = Journal::from_record(deps, dep, StepName::Finalization);
@@ -260,54 +298,12 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<FinalOutput, StepError
     j.dep.generated_version = generated_version.clone();
     j.dep.error = error;
 
-    notify(deps, &mut j, env.as_ref()).await?;
+    super::notify(deps, &mut j, env.as_ref(), super::Notice::Ended).await?;
     Ok(FinalOutput {
         status,
         generated_version,
+        ignored: false,
     })
-}
-
-/// Sends the notification at most once; a sending failure is recorded as an
-/// action and never changes the deployment's status.
-async fn notify(
-    deps: &Deps,
-    j: &mut Journal<'_>,
-    env: Option<&crate::domain::Environment>,
-) -> Result<(), StepError> {
-    if j.dep.runtime.notified {
-        return Ok(());
-    }
-    let recipients = j.dep.recipients(env);
-    if recipients.is_empty() {
-        return Ok(());
-    }
-    let Some(sender) = deps.settings.sender_email.clone() else {
-        return j
-            .action("Notification not sent: no sender address configured")
-            .await;
-    };
-    // Claim before sending: a retry after a crash skips rather than duplicates.
-    j.dep.runtime.notified = true;
-    j.save_runtime().await?;
-    let console = j
-        .dep
-        .execution_arn
-        .as_deref()
-        .map(|arn| crate::email::console_url(&deps.settings.region, arn));
-    let email = crate::email::render(&j.dep, console.as_deref());
-    match deps.mailer.send(&sender, &recipients, &email).await {
-        Ok(_) => {
-            j.action(format!(
-                "Notification e-mail sent to {} recipient(s)",
-                recipients.len()
-            ))
-            .await
-        }
-        Err(e) => {
-            j.action(format!("Notification e-mail failed: {}", e.message()))
-                .await
-        }
-    }
 }
 
 #[cfg(test)]
@@ -424,6 +420,7 @@ mod tests {
             lock_instances: true,
             stop_preparation_server: true,
             notification_emails: vec!["dev@example.com".into(), "OPS@example.com".into()],
+            notify_on_start: false,
         })
         .await;
         f.store.acquire_lock(ENV, DEP, f.now()).await.unwrap();
@@ -455,7 +452,7 @@ mod tests {
     async fn success_cleans_up_records_and_notifies_once() {
         let f = fixture().await;
         let w = world(true, RECIPIENTS);
-        let out = run(&w.deps(&f), input()).await.unwrap();
+        let out = run(&w.deps(&f), input(), None).await.unwrap();
         assert_eq!(out.status, DeploymentStatus::Succeeded);
         assert_eq!(
             (
@@ -478,7 +475,7 @@ mod tests {
         );
         assert_eq!(d.step(StepName::Finalization).status, StepStatus::Succeeded);
         // A second delivery of the same Finalization changes and sends nothing.
-        run(&w.deps(&f), input()).await.unwrap();
+        run(&w.deps(&f), input(), None).await.unwrap();
         assert_eq!((w.resume.num_calls(), w.send.num_calls()), (1, 1));
     }
 
@@ -491,7 +488,7 @@ mod tests {
             error: "RefreshFailed".into(),
             cause: Some(r#"{"errorType":"RefreshFailed","errorMessage":"instance refresh r-1 Failed: unhealthy"}"#.into()),
         });
-        let out = run(&w.deps(&f), i).await.unwrap();
+        let out = run(&w.deps(&f), i, None).await.unwrap();
         assert_eq!(out.status, DeploymentStatus::Failed);
         assert_eq!(
             (
@@ -538,7 +535,7 @@ mod tests {
             &[&w.send],
         );
         for _ in 0..MAX_CLEANUP_ATTEMPTS {
-            let err = run(&deps, input()).await.unwrap_err();
+            let err = run(&deps, input(), None).await.unwrap_err();
             assert_eq!(err.name(), "Retryable");
             assert!(err.message().contains("resume AZRebalance, ScheduledActions on web-asg: ResumeProcesses: AccessDenied"), "{err}");
             assert_eq!(
@@ -549,7 +546,7 @@ mod tests {
         }
         // (The mocked server always reads "stopped", so each attempt starts it.)
         assert_eq!(w.start.num_calls() as u32, MAX_CLEANUP_ATTEMPTS);
-        let out = run(&deps, input()).await.unwrap();
+        let out = run(&deps, input(), None).await.unwrap();
         assert_eq!(out.status, DeploymentStatus::Succeeded);
         assert_eq!(denied.num_calls() as u32, MAX_CLEANUP_ATTEMPTS + 1);
         let d = f.deployment().await;
@@ -571,7 +568,7 @@ mod tests {
             cause: Some("rolled back".into()),
         });
         assert_eq!(
-            run(&w.deps(&f), i).await.unwrap().status,
+            run(&w.deps(&f), i, None).await.unwrap().status,
             DeploymentStatus::RolledBack
         );
         assert_eq!(f.deployment().await.status, DeploymentStatus::RolledBack);
@@ -582,7 +579,7 @@ mod tests {
         let f = fixture().await;
         let w = world(false, RECIPIENTS);
         assert_eq!(
-            run(&w.deps(&f), input()).await.unwrap().status,
+            run(&w.deps(&f), input(), None).await.unwrap().status,
             DeploymentStatus::Succeeded
         );
         let d = f.deployment().await;
@@ -609,7 +606,7 @@ mod tests {
             cause: Some("busy".into()),
         });
         assert_eq!(
-            run(&w.deps(&f), i).await.unwrap().status,
+            run(&w.deps(&f), i, None).await.unwrap().status,
             DeploymentStatus::Failed
         );
         assert_eq!(
@@ -628,7 +625,7 @@ mod tests {
             cause: None,
         });
         assert_eq!(
-            run(&w.deps(&f), i).await.unwrap().status,
+            run(&w.deps(&f), i, None).await.unwrap().status,
             DeploymentStatus::Failed
         );
         assert_eq!(

@@ -65,8 +65,10 @@ impl StepInput {
     }
 }
 
-/// Initial validation's input: the state plus the execution ARN, which the ASL
-/// adds from the context object (`$$.Execution.Id`) for the console link.
+/// Initial validation's and Finalization's input: the state plus the
+/// execution ARN, which the ASL adds from the context object
+/// (`$$.Execution.Id`): for the console link, and so a step can tell whether
+/// its execution owns the deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidateEvent {
@@ -290,6 +292,64 @@ impl<'a> Journal<'a> {
     }
 }
 
+/// Which notification e-mail a step sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// "Started" (optional, sent by Initial validation).
+    Started,
+    /// The outcome (sent by Finalization).
+    Ended,
+}
+
+/// Sends a notification at most once per kind; a sending failure is recorded
+/// as an action and never changes the deployment's status.
+pub(crate) async fn notify(
+    deps: &Deps,
+    j: &mut Journal<'_>,
+    env: Option<&Environment>,
+    notice: Notice,
+) -> Result<(), StepError> {
+    let claimed = match notice {
+        Notice::Started => j.dep.runtime.notified_start,
+        Notice::Ended => j.dep.runtime.notified,
+    };
+    if claimed {
+        return Ok(());
+    }
+    let recipients = j.dep.recipients(env);
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    let Some(sender) = deps.settings.sender_email.clone() else {
+        return j
+            .action("Notification not sent: no sender address configured")
+            .await;
+    };
+    // Claim before sending: a retry after a crash skips rather than duplicates.
+    match notice {
+        Notice::Started => j.dep.runtime.notified_start = true,
+        Notice::Ended => j.dep.runtime.notified = true,
+    }
+    j.save_runtime().await?;
+    let console = j
+        .dep
+        .execution_arn
+        .as_deref()
+        .map(|arn| crate::email::console_url(&deps.settings.region, arn));
+    let email = crate::email::render(&j.dep, console.as_deref());
+    let what = match notice {
+        Notice::Started => "\"Started\" e-mail",
+        Notice::Ended => "Notification e-mail",
+    };
+    match deps.mailer.send(&sender, &recipients, &email).await {
+        Ok(_) => {
+            j.action(format!("{what} sent to {} recipient(s)", recipients.len()))
+                .await
+        }
+        Err(e) => j.action(format!("{what} failed: {}", e.message())).await,
+    }
+}
+
 /// A step never starts work on a deployment an operator cancelled.
 pub(crate) fn check_cancel(dep: &Deployment) -> Result<(), StepError> {
     if dep.cancel_requested {
@@ -389,7 +449,15 @@ pub async fn run(
                 .await
                 .and_then(|o| json(&o))
         }
-        Step::Finalize => finalize::run(deps, parse(payload)?)
+        // From the ASL: the state plus this execution's ARN (Parameters).
+        Step::Finalize if payload.get("state").is_some() => {
+            let event: ValidateEvent = parse(payload)?;
+            finalize::run(deps, event.state, event.execution_arn.as_deref())
+                .await
+                .and_then(|o| json(&o))
+        }
+        // A bare state (a sample event, a manual invocation).
+        Step::Finalize => finalize::run(deps, parse(payload)?, None)
             .await
             .and_then(|o| json(&o)),
     };

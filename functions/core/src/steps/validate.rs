@@ -4,9 +4,77 @@
 
 use super::{Journal, Poll, ValidateEvent};
 use crate::deps::Deps;
-use crate::domain::{Deployment, DeploymentStatus, StepName, StepStatus, LOCK_PROCESSES};
+use crate::domain::{
+    Deployment, DeploymentStatus, IgnoredRun, StepName, StepStatus, LOCK_PROCESSES,
+};
 use crate::error::StepError;
 use crate::store::LockOutcome;
+
+/// Makes the record this execution's: a Scheduled one moves to Running with
+/// our execution ARN (atomically, so of two deliveries of one schedule only
+/// one wins); a Running one is ours if it names us or names no execution yet.
+/// `Err(reason)`: another execution owns it, or it was cancelled or ended.
+async fn claim(
+    deps: &Deps,
+    dep: Deployment,
+    me: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Result<Deployment, String>, StepError> {
+    async fn reread(deps: &Deps, dep: Deployment) -> Result<Deployment, StepError> {
+        Ok(deps
+            .store
+            .deployment(&dep.environment_id, &dep.deployment_id)
+            .await?
+            .unwrap_or(dep))
+    }
+    let mut dep = dep;
+    if dep.status == DeploymentStatus::Scheduled {
+        let started = deps
+            .store
+            .start_scheduled(&dep.environment_id, &dep.deployment_id, now, me)
+            .await?;
+        dep = reread(deps, dep).await?;
+        if started {
+            return Ok(Ok(dep));
+        }
+    }
+    Ok(match dep.status {
+        DeploymentStatus::Scheduled => Err(format!(
+            "deployment {} is still Scheduled but could not be started",
+            dep.deployment_id
+        )),
+        DeploymentStatus::Cancelled if dep.started_at.is_none() => Err(format!(
+            "scheduled deployment {} was cancelled{} before it started",
+            dep.deployment_id,
+            dep.cancelled_by
+                .as_deref()
+                .map(|b| format!(" by {b}"))
+                .unwrap_or_default()
+        )),
+        s if s.is_terminal() => Err(format!(
+            "deployment {} already ended ({s})",
+            dep.deployment_id
+        )),
+        _ => match me {
+            None => Ok(dep),
+            Some(arn) => {
+                if deps
+                    .store
+                    .claim_execution(&dep.environment_id, &dep.deployment_id, arn)
+                    .await?
+                {
+                    Ok(reread(deps, dep).await?)
+                } else {
+                    Err(format!(
+                        "deployment {} is run by execution {}",
+                        dep.deployment_id,
+                        dep.execution_arn.as_deref().unwrap_or("another execution")
+                    ))
+                }
+            }
+        },
+    })
+}
 
 pub async fn run(deps: &Deps, event: ValidateEvent) -> Result<Poll, StepError> {
     let input = event.state;
@@ -17,31 +85,11 @@ pub async fn run(deps: &Deps, event: ValidateEvent) -> Result<Poll, StepError> {
     })?;
 
     // The record: created here for direct starts, Scheduled → Running for
-    // scheduled ones, reused when the API (or a retry) created it.
+    // scheduled ones, reused when the API (or a retry) created it. It is ours
+    // only if it names this execution (or names none yet, and we claim it).
     let now = deps.clock.now();
+    let me = event.execution_arn.as_deref();
     let dep = match deps.store.deployment(env_id, &input.deployment_id).await? {
-        Some(d) if d.status == DeploymentStatus::Scheduled => {
-            if !deps
-                .store
-                .start_scheduled(env_id, &input.deployment_id, now)
-                .await?
-            {
-                return Err(StepError::InvalidState(format!(
-                    "scheduled deployment {} is no longer scheduled",
-                    input.deployment_id
-                )));
-            }
-            deps.store
-                .deployment(env_id, &input.deployment_id)
-                .await?
-                .unwrap_or(d)
-        }
-        Some(d) if d.status.is_terminal() => {
-            return Err(StepError::InvalidState(format!(
-                "deployment {} already ended ({})",
-                d.deployment_id, d.status
-            )))
-        }
         Some(d) => d,
         None => {
             let options = input
@@ -54,13 +102,14 @@ pub async fn run(deps: &Deps, event: ValidateEvent) -> Result<Poll, StepError> {
                 .clone()
                 .filter(|o| !o.trim().is_empty())
                 .unwrap_or_else(|| "unknown".into());
-            let d = Deployment::new_running(
+            let mut d = Deployment::new_running(
                 input.deployment_id.clone(),
                 env_id.clone(),
                 owner,
                 options,
                 now,
             );
+            d.execution_arn = me.map(str::to_string);
             deps.store.create_deployment(&d).await?;
             deps.store
                 .deployment(env_id, &input.deployment_id)
@@ -68,11 +117,26 @@ pub async fn run(deps: &Deps, event: ValidateEvent) -> Result<Poll, StepError> {
                 .unwrap_or(d)
         }
     };
-    if let (Some(arn), None) = (&event.execution_arn, &dep.execution_arn) {
-        deps.store
-            .set_execution_arn(env_id, &dep.deployment_id, arn)
-            .await?;
-    }
+    let dep = match claim(deps, dep, me, now).await? {
+        Ok(dep) => dep,
+        Err(reason) => {
+            // Recorded on the deployment, then the execution ends (the ASL
+            // sends AlreadyHandled to a Succeed state, never to Finalization).
+            tracing::warn!(deployment = %input.deployment_id, execution = ?me, %reason, "ignored");
+            deps.store
+                .record_ignored(
+                    env_id,
+                    &input.deployment_id,
+                    &IgnoredRun {
+                        execution_arn: me.map(str::to_string),
+                        at: now,
+                        reason: reason.clone(),
+                    },
+                )
+                .await?;
+            return Err(StepError::AlreadyHandled(reason));
+        }
+    };
 
     super::check_cancel(&dep)?;
     let mut j = Journal::from_record(deps, dep, StepName::InitialValidation);
@@ -219,6 +283,9 @@ pub async fn run(deps: &Deps, event: ValidateEvent) -> Result<Poll, StepError> {
     }
 
     j.end(StepStatus::Succeeded).await?;
+    if j.dep.options.notify_on_start {
+        super::notify(deps, &mut j, Some(&env), super::Notice::Started).await?;
+    }
     Ok(Poll::done())
 }
 
@@ -373,6 +440,84 @@ mod tests {
             .await;
         run(&w.deps(&f), event()).await.unwrap();
         assert_eq!(w.suspend.num_calls(), 1);
+    }
+
+    fn scheduled(f: &Fixture) -> Deployment {
+        Deployment::new_scheduled(
+            DEP.into(),
+            ENV.into(),
+            "alice@example.com".into(),
+            DeploymentOptions {
+                lock_instances: true,
+                ..Default::default()
+            },
+            f.now(),
+            f.now(),
+            crate::domain::ScheduleInfo {
+                at: "2026-11-27T09:00:00".into(),
+                timezone: "UTC".into(),
+                schedule_name: DEP.into(),
+                schedule_group: "autosky".into(),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_schedule_delivered_twice_runs_once_and_records_the_second() {
+        let f = Fixture::empty();
+        f.store.put_environment(&environment()).await.unwrap();
+        assert!(f.store.create_scheduled(&scheduled(&f), 0).await.unwrap());
+        let w = world("running", LT, &["AlarmNotification"], None);
+        // First delivery: Scheduled → Running, owned by this execution.
+        run(&w.deps(&f), event()).await.unwrap();
+        let d = f.deployment().await;
+        assert_eq!(d.status, DeploymentStatus::Running);
+        assert_eq!(d.owner, "alice@example.com");
+        assert_eq!(d.execution_arn.as_deref(), event().execution_arn.as_deref());
+        assert!(f.store.schedules(ENV).await.unwrap().entries.is_empty());
+        // A retry of the same execution carries on.
+        run(&w.deps(&f), event()).await.unwrap();
+        let before = f.deployment().await;
+        // Second delivery (another execution): ignored, nothing touched.
+        let mut second = event();
+        second.execution_arn = Some("arn:aws:states:us-east-1:1:execution:sm:y".into());
+        let err = run(&w.deps(&f), second).await.unwrap_err();
+        assert_eq!(err.name(), "AlreadyHandled");
+        assert_eq!(w.suspend.num_calls(), 1);
+        let after = f.deployment().await;
+        assert_eq!(after.steps, before.steps);
+        assert_eq!(after.runtime, before.runtime);
+        assert_eq!(after.status, DeploymentStatus::Running);
+        assert_eq!(after.ignored_runs.len(), 1);
+        assert!(after.ignored_runs[0].reason.contains("is run by execution"));
+        assert_eq!(
+            f.store.lock_holder(ENV).await.unwrap().as_deref(),
+            Some(DEP)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_schedule_firing_after_cancel_touches_nothing() {
+        let f = Fixture::empty();
+        f.store.put_environment(&environment()).await.unwrap();
+        assert!(f.store.create_scheduled(&scheduled(&f), 0).await.unwrap());
+        let end = crate::store::ScheduledEnd {
+            status: DeploymentStatus::Cancelled,
+            at: f.now(),
+            cancelled_by: Some("bob".into()),
+            error: None,
+        };
+        assert!(f.store.end_scheduled(ENV, DEP, &end).await.unwrap());
+        let w = world("running", LT, &[], None);
+        let err = run(&w.deps(&f), event()).await.unwrap_err();
+        assert_eq!(err.name(), "AlreadyHandled");
+        assert!(err.message().contains("cancelled by bob"), "{err}");
+        assert_eq!(w.instances.num_calls(), 0);
+        assert_eq!(w.suspend.num_calls(), 0);
+        assert_eq!(f.store.lock_holder(ENV).await.unwrap(), None);
+        let d = f.deployment().await;
+        assert_eq!(d.status, DeploymentStatus::Cancelled);
+        assert_eq!(d.ignored_runs.len(), 1);
     }
 
     #[tokio::test]

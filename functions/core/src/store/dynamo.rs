@@ -1,13 +1,21 @@
 //! DynamoDB single-table store (layout in DESIGN §3):
-//! `ENV#<env>`/`CONFIG`, `ENV#<env>`/`LOCK`, `ENV#<env>`/`DEP#<ulid>`.
-//! Every state change is one conditional write; history is one `Query`.
+//! `ENV#<env>`/`CONFIG`, `ENV#<env>`/`LOCK`, `ENV#<env>`/`DEP#<ulid>`, and for
+//! scheduled deployments `ENV#<env>`/`SCHEDULE` (a version counter) with one
+//! `ENV#<env>`/`SCHEDULE#<ulid>` entry per pending schedule.
+//! Every state change is one conditional write (or one transaction when a
+//! deployment and its schedule entry change together); history is one `Query`.
 
-use super::{decode_token, encode_token, LockOutcome, Outcome, Page, Store, StoreError};
-use crate::domain::{Deployment, DeploymentStatus, Environment, Runtime, StepRecord};
+use super::{
+    decode_token, encode_token, LockOutcome, Outcome, Page, ScheduledEnd, Store, StoreError,
+};
+use crate::domain::{
+    Deployment, DeploymentStatus, Environment, IgnoredRun, Runtime, ScheduleInfo, StepRecord,
+};
 use crate::error::is_transient_code;
+use crate::schedule::{ScheduleEntry, Schedules};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -19,6 +27,9 @@ const DEP_PREFIX: &str = "DEP#";
 /// The partition listing every environment (a copy of each CONFIG item), so
 /// listing is one Query, never a Scan.
 const ENVIRONMENTS: &str = "ENVIRONMENTS";
+/// The schedules' version counter; entries are `SCHEDULE#<id>`, so one
+/// `begins_with(SK, "SCHEDULE")` Query reads both.
+const SCHEDULES: &str = "SCHEDULE";
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
@@ -71,7 +82,121 @@ fn check<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Deb
     })
 }
 
+fn schedule_sk(id: &str) -> AttributeValue {
+    s(format!("{SCHEDULES}#{id}"))
+}
+
+fn built<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Failed(format!("building a transaction: {e}")))
+}
+
 impl DynamoStore {
+    /// One TransactWriteItems; false when a condition failed (nothing was written).
+    async fn transact(
+        &self,
+        what: &str,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let err = match res {
+            Ok(_) => return Ok(true),
+            Err(e) => e,
+        };
+        if let Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) = err.as_service_error() {
+            let codes: Vec<&str> = c
+                .cancellation_reasons()
+                .iter()
+                .filter_map(|r| r.code())
+                .collect();
+            // A concurrent transaction on the same items: retry; a condition: the caller decides.
+            if codes.contains(&"TransactionConflict") && !codes.contains(&"ConditionalCheckFailed") {
+                return Err(StoreError::Transient(format!("{what}: transaction conflict")));
+            }
+            return Ok(false);
+        }
+        check(what, err)?;
+        Ok(false)
+    }
+
+    /// The version bump that guards the schedules: succeeds only while they
+    /// are still at `seen` (0 = the counter does not exist yet).
+    fn bump_schedules(&self, env: &str, seen: u64) -> Result<TransactWriteItem, StoreError> {
+        let update = built(
+            Update::builder()
+                .table_name(&self.table)
+                .key("PK", pk(env))
+                .key("SK", s(SCHEDULES))
+                .update_expression("SET version = :next")
+                .condition_expression("attribute_not_exists(version) OR version = :seen")
+                .expression_attribute_values(":next", AttributeValue::N((seen + 1).to_string()))
+                .expression_attribute_values(":seen", AttributeValue::N(seen.to_string()))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    fn put_entry(
+        &self,
+        env: &str,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let put = built(
+            Put::builder()
+                .table_name(&self.table)
+                .item("PK", pk(env))
+                .item("SK", schedule_sk(id))
+                .item("deploymentId", s(id))
+                .item("scheduledFor", to_av(&at)?)
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn delete_entry(&self, env: &str, id: &str) -> Result<TransactWriteItem, StoreError> {
+        let delete = built(
+            Delete::builder()
+                .table_name(&self.table)
+                .key("PK", pk(env))
+                .key("SK", schedule_sk(id))
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// An update of a deployment that must still be Scheduled.
+    fn update_scheduled(
+        &self,
+        env: &str,
+        id: &str,
+        expression: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut u = Update::builder()
+            .table_name(&self.table)
+            .key("PK", pk(env))
+            .key("SK", dep_sk(id))
+            .update_expression(expression)
+            .condition_expression("#st = :scheduled")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":scheduled", s(DeploymentStatus::Scheduled.as_str()));
+        for (k, v) in names {
+            u = u.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            u = u.expression_attribute_values(k, v);
+        }
+        Ok(TransactWriteItem::builder()
+            .update(built(u.build())?)
+            .build())
+    }
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
@@ -301,20 +426,198 @@ impl Store for DynamoStore {
         environment_id: &str,
         deployment_id: &str,
         at: DateTime<Utc>,
+        execution_arn: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut expr = String::from("SET #st = :running, startedAt = :at");
+        let mut values = vec![
+            (":running", s(DeploymentStatus::Running.as_str())),
+            (":at", to_av(&at)?),
+        ];
+        if let Some(arn) = execution_arn {
+            expr.push_str(", executionArn = :arn");
+            values.push((":arn", s(arn)));
+        }
+        let items = vec![
+            self.update_scheduled(environment_id, deployment_id, &expr, &[], values)?,
+            self.delete_entry(environment_id, deployment_id)?,
+        ];
+        self.transact("TransactWriteItems start scheduled", items)
+            .await
+    }
+
+    async fn schedules(&self, environment_id: &str) -> Result<Schedules, StoreError> {
+        let mut out = Schedules::default();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let res = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :sched)")
+                .expression_attribute_values(":pk", pk(environment_id))
+                .expression_attribute_values(":sched", s(SCHEDULES))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await;
+            let page = match res {
+                Ok(p) => p,
+                Err(e) => {
+                    check("Query schedules", e)?;
+                    return Err(StoreError::Failed(
+                        "Query schedules: unexpected condition failure".into(),
+                    ));
+                }
+            };
+            for item in page.items.unwrap_or_default() {
+                let sk = item
+                    .get("SK")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str);
+                if sk == Some(SCHEDULES) {
+                    out.version = item
+                        .get("version")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    continue;
+                }
+                let id = item.get("deploymentId").and_then(|v| v.as_s().ok());
+                let at = item
+                    .get("scheduledFor")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|t| t.parse::<DateTime<Utc>>().ok());
+                match (id, at) {
+                    (Some(id), Some(at)) => out.entries.push(ScheduleEntry {
+                        deployment_id: id.clone(),
+                        scheduled_for: at,
+                    }),
+                    _ => return Err(StoreError::Corrupt(format!("schedule entry {sk:?}"))),
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn create_scheduled(
+        &self,
+        d: &Deployment,
+        seen_version: u64,
+    ) -> Result<bool, StoreError> {
+        let at = d.scheduled_for.ok_or_else(|| {
+            StoreError::Failed("a scheduled deployment needs scheduledFor".into())
+        })?;
+        let mut item = to_item(d)?;
+        item.insert("PK".into(), pk(&d.environment_id));
+        item.insert("SK".into(), dep_sk(&d.deployment_id));
+        let put = built(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(PK)")
+                .build(),
+        )?;
+        let items = vec![
+            self.bump_schedules(&d.environment_id, seen_version)?,
+            self.put_entry(&d.environment_id, &d.deployment_id, at)?,
+            TransactWriteItem::builder().put(put).build(),
+        ];
+        self.transact("TransactWriteItems create scheduled", items)
+            .await
+    }
+
+    async fn reschedule(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        scheduled_for: DateTime<Utc>,
+        schedule: &ScheduleInfo,
+        seen_version: u64,
+    ) -> Result<bool, StoreError> {
+        let items = vec![
+            self.bump_schedules(environment_id, seen_version)?,
+            self.update_scheduled(
+                environment_id,
+                deployment_id,
+                "SET scheduledFor = :sf, schedule = :sc",
+                &[],
+                vec![(":sf", to_av(&scheduled_for)?), (":sc", to_av(schedule)?)],
+            )?,
+            self.put_entry(environment_id, deployment_id, scheduled_for)?,
+        ];
+        self.transact("TransactWriteItems reschedule", items).await
+    }
+
+    async fn end_scheduled(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        end: &ScheduledEnd,
+    ) -> Result<bool, StoreError> {
+        let mut expr = String::from("SET #st = :end, endedAt = :at, durationMs = :zero");
+        let mut values = vec![
+            (":end", s(end.status.as_str())),
+            (":at", to_av(&end.at)?),
+            (":zero", AttributeValue::N("0".into())),
+        ];
+        if let Some(by) = &end.cancelled_by {
+            expr.push_str(", cancelledBy = :by");
+            values.push((":by", s(by)));
+        }
+        // DynamoDB refuses unused ExpressionAttributeNames: #err only with an error.
+        let mut names = vec![];
+        if let Some(e) = &end.error {
+            expr.push_str(", #err = :err");
+            values.push((":err", to_av(e)?));
+            names.push(("#err", "error"));
+        }
+        let items = vec![
+            self.update_scheduled(environment_id, deployment_id, &expr, &names, values)?,
+            self.delete_entry(environment_id, deployment_id)?,
+        ];
+        self.transact("TransactWriteItems end scheduled", items)
+            .await
+    }
+
+    async fn claim_execution(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        arn: &str,
     ) -> Result<bool, StoreError> {
         self.update_deployment(
             environment_id,
             deployment_id,
-            "SET #st = :running, startedAt = :at",
-            &[("#st", "status")],
-            vec![
-                (":running", s(DeploymentStatus::Running.as_str())),
-                (":scheduled", s(DeploymentStatus::Scheduled.as_str())),
-                (":at", to_av(&at)?),
-            ],
-            "#st = :scheduled",
+            "SET executionArn = :a",
+            &[],
+            vec![(":a", s(arn))],
+            "attribute_exists(PK) AND (attribute_not_exists(executionArn) OR executionArn = :a)",
         )
         .await
+    }
+
+    async fn record_ignored(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        run: &IgnoredRun,
+    ) -> Result<(), StoreError> {
+        self.update_deployment(
+            environment_id,
+            deployment_id,
+            "SET ignoredRuns = list_append(if_not_exists(ignoredRuns, :none), :run)",
+            &[],
+            vec![
+                (":none", AttributeValue::L(vec![])),
+                (":run", AttributeValue::L(vec![to_av(run)?])),
+            ],
+            "attribute_exists(PK)",
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn request_cancel(
@@ -336,24 +639,6 @@ impl Store for DynamoStore {
             "#st = :running",
         )
         .await
-    }
-
-    async fn set_execution_arn(
-        &self,
-        environment_id: &str,
-        deployment_id: &str,
-        arn: &str,
-    ) -> Result<(), StoreError> {
-        self.update_deployment(
-            environment_id,
-            deployment_id,
-            "SET executionArn = :a",
-            &[],
-            vec![(":a", s(arn))],
-            "attribute_exists(PK)",
-        )
-        .await
-        .map(|_| ())
     }
 
     async fn save_step(
@@ -630,14 +915,102 @@ mod tests {
             .await
             .unwrap());
         assert!(store
-            .start_scheduled("prod", "01MINE0000000000000000000A", Utc::now())
+            .claim_execution("prod", "01MINE0000000000000000000A", "arn:x")
             .await
             .unwrap());
+        store
+            .record_ignored(
+                "prod",
+                "01MINE0000000000000000000A",
+                &IgnoredRun {
+                    execution_arn: None,
+                    at: Utc::now(),
+                    reason: "r".into(),
+                },
+            )
+            .await
+            .unwrap();
         store
             .save_runtime("prod", "01MINE0000000000000000000A", &Runtime::default())
             .await
             .unwrap();
-        assert_eq!(u.num_calls(), 4);
+        assert_eq!(u.num_calls(), 5);
+    }
+
+    #[tokio::test]
+    async fn scheduled_changes_are_one_transaction_and_a_failed_condition_is_false() {
+        use aws_sdk_dynamodb::operation::transact_write_items::{
+            TransactWriteItemsError, TransactWriteItemsOutput,
+        };
+        use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+        use aws_sdk_dynamodb::types::CancellationReason;
+        // Every Update names only what it uses; start = update + delete of the entry.
+        let ok = mock!(Client::transact_write_items)
+            .match_requests(|r| {
+                let items = r.transact_items();
+                items.len() == 2
+                    && items[0].update().is_some_and(|u| {
+                        u.condition_expression() == Some("#st = :scheduled")
+                            && u.update_expression().contains("executionArn = :arn")
+                            && u.expression_attribute_names()
+                                .map(|n| {
+                                    n.keys().all(|k| {
+                                        u.update_expression().contains(k.as_str())
+                                            || u.condition_expression()
+                                                .unwrap_or("")
+                                                .contains(k.as_str())
+                                    })
+                                })
+                                .unwrap_or(true)
+                    })
+                    && items[1].delete().is_some_and(|d| {
+                        d.key().get("SK") == Some(&s("SCHEDULE#01MINE0000000000000000000A"))
+                    })
+            })
+            .then_output(|| TransactWriteItemsOutput::builder().build());
+        let refused = mock!(Client::transact_write_items)
+            .match_requests(|r| r.transact_items().len() == 2)
+            .then_error(|| {
+                TransactWriteItemsError::TransactionCanceledException(
+                    TransactionCanceledException::builder()
+                        .cancellation_reasons(
+                            CancellationReason::builder()
+                                .code("ConditionalCheckFailed")
+                                .build(),
+                        )
+                        .cancellation_reasons(CancellationReason::builder().code("None").build())
+                        .meta(
+                            ErrorMetadata::builder()
+                                .code("TransactionCanceledException")
+                                .build(),
+                        )
+                        .build(),
+                )
+            });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&ok, &refused]);
+        let store = DynamoStore::new(client, "t");
+        assert!(store
+            .start_scheduled(
+                "prod",
+                "01MINE0000000000000000000A",
+                Utc::now(),
+                Some("arn:x")
+            )
+            .await
+            .unwrap());
+        assert!(!store
+            .end_scheduled(
+                "prod",
+                "01MINE0000000000000000000A",
+                &ScheduledEnd {
+                    status: DeploymentStatus::Cancelled,
+                    at: Utc::now(),
+                    cancelled_by: Some("bob".into()),
+                    error: None,
+                },
+            )
+            .await
+            .unwrap());
     }
 
     #[tokio::test]

@@ -1,8 +1,13 @@
 //! In-memory store for unit tests: the same contract as DynamoDB (conditional
 //! lock, newest-first pages, terminal status written once).
 
-use super::{decode_token, encode_token, LockOutcome, Outcome, Page, Store, StoreError};
-use crate::domain::{Deployment, DeploymentStatus, Environment, Runtime, StepRecord};
+use super::{
+    decode_token, encode_token, LockOutcome, Outcome, Page, ScheduledEnd, Store, StoreError,
+};
+use crate::domain::{
+    Deployment, DeploymentStatus, Environment, IgnoredRun, Runtime, ScheduleInfo, StepRecord,
+};
+use crate::schedule::{ScheduleEntry, Schedules};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -19,6 +24,25 @@ struct Inner {
     locks: BTreeMap<String, String>,
     // (env, id) -> deployment; ids are ULIDs so BTreeMap order is creation order.
     deployments: BTreeMap<(String, String), Deployment>,
+    schedule_versions: BTreeMap<String, u64>,
+}
+
+impl Inner {
+    fn scheduled(&mut self, env: &str, id: &str) -> Option<&mut Deployment> {
+        self.deployments
+            .get_mut(&(env.into(), id.into()))
+            .filter(|d| d.status == DeploymentStatus::Scheduled)
+    }
+
+    /// Bumps the schedules' version if it is still `seen`.
+    fn bump(&mut self, env: &str, seen: u64) -> bool {
+        let v = self.schedule_versions.entry(env.into()).or_default();
+        if *v != seen {
+            return false;
+        }
+        *v += 1;
+        true
+    }
 }
 
 impl MemoryStore {
@@ -127,20 +151,137 @@ impl Store for MemoryStore {
         environment_id: &str,
         deployment_id: &str,
         at: DateTime<Utc>,
+        execution_arn: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        Ok(
+            self.with(|i| match i.scheduled(environment_id, deployment_id) {
+                Some(d) => {
+                    d.status = DeploymentStatus::Running;
+                    d.started_at = Some(at);
+                    if let Some(arn) = execution_arn {
+                        d.execution_arn = Some(arn.into());
+                    }
+                    true
+                }
+                None => false,
+            }),
+        )
+    }
+
+    async fn schedules(&self, environment_id: &str) -> Result<Schedules, StoreError> {
+        Ok(self.with(|i| Schedules {
+            version: i
+                .schedule_versions
+                .get(environment_id)
+                .copied()
+                .unwrap_or(0),
+            entries: i
+                .deployments
+                .values()
+                .filter(|d| {
+                    d.environment_id == environment_id && d.status == DeploymentStatus::Scheduled
+                })
+                .filter_map(|d| {
+                    Some(ScheduleEntry {
+                        deployment_id: d.deployment_id.clone(),
+                        scheduled_for: d.scheduled_for?,
+                    })
+                })
+                .collect(),
+        }))
+    }
+
+    async fn create_scheduled(
+        &self,
+        d: &Deployment,
+        seen_version: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|i| {
+            let key = (d.environment_id.clone(), d.deployment_id.clone());
+            if i.deployments.contains_key(&key) || !i.bump(&d.environment_id, seen_version) {
+                return false;
+            }
+            i.deployments.insert(key, d.clone());
+            true
+        }))
+    }
+
+    async fn reschedule(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        scheduled_for: DateTime<Utc>,
+        schedule: &ScheduleInfo,
+        seen_version: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|i| {
+            if i.scheduled(environment_id, deployment_id).is_none()
+                || !i.bump(environment_id, seen_version)
+            {
+                return false;
+            }
+            let d = i
+                .scheduled(environment_id, deployment_id)
+                .expect("checked above");
+            d.scheduled_for = Some(scheduled_for);
+            d.schedule = Some(schedule.clone());
+            true
+        }))
+    }
+
+    async fn end_scheduled(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        end: &ScheduledEnd,
+    ) -> Result<bool, StoreError> {
+        Ok(
+            self.with(|i| match i.scheduled(environment_id, deployment_id) {
+                Some(d) => {
+                    d.status = end.status;
+                    d.ended_at = Some(end.at);
+                    d.duration_ms = Some(0);
+                    d.cancelled_by = end.cancelled_by.clone();
+                    d.error = end.error.clone();
+                    true
+                }
+                None => false,
+            }),
+        )
+    }
+
+    async fn claim_execution(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        arn: &str,
     ) -> Result<bool, StoreError> {
         Ok(self.with(|i| {
             match i
                 .deployments
                 .get_mut(&(environment_id.into(), deployment_id.into()))
             {
-                Some(d) if d.status == DeploymentStatus::Scheduled => {
-                    d.status = DeploymentStatus::Running;
-                    d.started_at = Some(at);
-                    true
-                }
-                _ => false,
+                Some(d) => match &d.execution_arn {
+                    Some(a) => a == arn,
+                    None => {
+                        d.execution_arn = Some(arn.into());
+                        true
+                    }
+                },
+                None => false,
             }
         }))
+    }
+
+    async fn record_ignored(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        run: &IgnoredRun,
+    ) -> Result<(), StoreError> {
+        self.update(environment_id, deployment_id, |d| {
+            d.ignored_runs.push(run.clone())
+        })
     }
 
     async fn request_cancel(
@@ -162,17 +303,6 @@ impl Store for MemoryStore {
                 _ => false,
             }
         }))
-    }
-
-    async fn set_execution_arn(
-        &self,
-        environment_id: &str,
-        deployment_id: &str,
-        arn: &str,
-    ) -> Result<(), StoreError> {
-        self.update(environment_id, deployment_id, |d| {
-            d.execution_arn = Some(arn.into())
-        })
     }
 
     async fn save_step(

@@ -9,9 +9,10 @@ pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
 
 use crate::domain::{
-    Deployment, DeploymentError, DeploymentStatus, Environment, GeneratedVersion, Runtime,
-    StepRecord,
+    Deployment, DeploymentError, DeploymentStatus, Environment, GeneratedVersion, IgnoredRun,
+    Runtime, ScheduleInfo, StepRecord,
 };
+use crate::schedule::Schedules;
 use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -58,6 +59,15 @@ pub struct Outcome {
     pub error: Option<DeploymentError>,
 }
 
+/// How a deployment that never started ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledEnd {
+    pub status: DeploymentStatus,
+    pub at: DateTime<Utc>,
+    pub cancelled_by: Option<String>,
+    pub error: Option<DeploymentError>,
+}
+
 /// A page of history, newest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
@@ -95,13 +105,61 @@ pub trait Store: Send + Sync {
         environment_id: &str,
         deployment_id: &str,
     ) -> Result<Option<Deployment>, StoreError>;
-    /// Moves Scheduled → Running (atomically); returns false when it was not Scheduled.
+    /// Moves Scheduled → Running and records the execution that runs it, in one
+    /// atomic write that also drops it from the pending schedules; returns
+    /// false when it was not Scheduled (started or cancelled already).
     async fn start_scheduled(
         &self,
         environment_id: &str,
         deployment_id: &str,
         at: DateTime<Utc>,
+        execution_arn: Option<&str>,
     ) -> Result<bool, StoreError>;
+
+    /// The environment's pending schedules (one small Query) and their version.
+    async fn schedules(&self, environment_id: &str) -> Result<Schedules, StoreError>;
+    /// Creates a Scheduled deployment and its pending-schedule entry, only if
+    /// the schedules are still at `seen_version` (so two concurrent requests
+    /// cannot both pass the one-per-hour check); false when they changed.
+    async fn create_scheduled(
+        &self,
+        deployment: &Deployment,
+        seen_version: u64,
+    ) -> Result<bool, StoreError>;
+    /// Moves a still-Scheduled deployment to a new time (same version rule);
+    /// false when it is no longer Scheduled or the schedules changed.
+    async fn reschedule(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        scheduled_for: DateTime<Utc>,
+        schedule: &ScheduleInfo,
+        seen_version: u64,
+    ) -> Result<bool, StoreError>;
+    /// Scheduled → Cancelled (or Failed when its schedule could not be
+    /// created), out of the pending schedules, atomically; false when it was
+    /// not Scheduled any more.
+    async fn end_scheduled(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        end: &ScheduledEnd,
+    ) -> Result<bool, StoreError>;
+    /// Records `arn` as the deployment's execution unless another one is
+    /// recorded; returns whether `arn` is (now) the deployment's execution.
+    async fn claim_execution(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        arn: &str,
+    ) -> Result<bool, StoreError>;
+    /// Appends to the record the run that ended without touching anything.
+    async fn record_ignored(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        run: &IgnoredRun,
+    ) -> Result<(), StoreError>;
     /// Flags a Running deployment as cancelled by `by`; false when it is not Running.
     async fn request_cancel(
         &self,
@@ -109,12 +167,6 @@ pub trait Store: Send + Sync {
         deployment_id: &str,
         by: &str,
     ) -> Result<bool, StoreError>;
-    async fn set_execution_arn(
-        &self,
-        environment_id: &str,
-        deployment_id: &str,
-        arn: &str,
-    ) -> Result<(), StoreError>;
     async fn save_step(
         &self,
         environment_id: &str,

@@ -1,0 +1,235 @@
+//! Scheduled deployments: the operator's local time and IANA zone, the rules a
+//! schedule must meet (lead time, one year ahead, one per environment and
+//! hour), and the EventBridge Scheduler `at()` expression built from them.
+
+use chrono::{DateTime, LocalResult, Months, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// Default minimum time between "now" and a schedule (setting
+/// `SCHEDULE_MIN_LEAD_SECONDS`): room for the schedule to be created before it fires.
+pub const DEFAULT_MIN_LEAD_SECONDS: i64 = 60;
+/// Two schedules of one environment must be at least this far apart.
+pub const CONFLICT_WINDOW_MINUTES: i64 = 60;
+
+const LOCAL_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
+
+/// A checked schedule time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct When {
+    pub local: NaiveDateTime,
+    pub timezone: Tz,
+    pub utc: DateTime<Utc>,
+}
+
+/// Why a time was refused, and which request field it is about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WhenError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn err(field: &'static str, message: String) -> WhenError {
+    WhenError { field, message }
+}
+
+impl When {
+    /// `at` is a local date-time (`yyyy-mm-ddThh:mm[:ss]`, no offset) in the
+    /// IANA zone `timezone` (UTC when absent). Local times that happen twice
+    /// (clocks going back) or never (clocks going forward) are refused: which
+    /// instant the operator meant cannot be known.
+    pub fn parse(at: &str, timezone: Option<&str>) -> Result<Self, WhenError> {
+        let tz_name = timezone.unwrap_or("UTC");
+        let timezone: Tz = tz_name.parse().map_err(|_| {
+            err(
+                "timezone",
+                format!(
+                    "timezone '{}' is not an IANA time zone name (like Europe/Paris or UTC)",
+                    crate::domain::truncate(tz_name, 64)
+                ),
+            )
+        })?;
+        let at = at.trim();
+        let local = NaiveDateTime::parse_from_str(at, LOCAL_FORMAT)
+            .or_else(|_| NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M"))
+            .map_err(|_| {
+                err(
+                    "at",
+                    format!(
+                        "at '{}' must be a local date-time like 2026-12-01T14:30:00, without offset (the zone goes in timezone)",
+                        crate::domain::truncate(at, 40)
+                    ),
+                )
+            })?;
+        let utc = match timezone.from_local_datetime(&local) {
+            LocalResult::Single(t) => t.with_timezone(&Utc),
+            LocalResult::Ambiguous(a, b) => {
+                return Err(err(
+                    "at",
+                    format!(
+                    "{} happens twice in {tz_name} (clocks go back: {} and {}); pick another time",
+                    local.format(LOCAL_FORMAT),
+                    a.with_timezone(&Utc).format("%H:%M UTC"),
+                    b.with_timezone(&Utc).format("%H:%M UTC")
+                ),
+                ))
+            }
+            LocalResult::None => {
+                return Err(err(
+                    "at",
+                    format!(
+                        "{} does not exist in {tz_name} (clocks go forward); pick another time",
+                        local.format(LOCAL_FORMAT)
+                    ),
+                ))
+            }
+        };
+        Ok(Self {
+            local,
+            timezone,
+            utc,
+        })
+    }
+
+    /// At least `min_lead_seconds` and at most one year after `now`.
+    pub fn check_window(&self, now: DateTime<Utc>, min_lead_seconds: i64) -> Result<(), WhenError> {
+        let earliest = now + chrono::Duration::seconds(min_lead_seconds);
+        if self.utc < earliest {
+            return Err(err(
+                "at",
+                format!(
+                    "at must be at least {min_lead_seconds} s ahead: {} ({}) is {}",
+                    self.local_string(),
+                    self.timezone.name(),
+                    if self.utc <= now {
+                        "in the past".to_string()
+                    } else {
+                        format!("only {} s ahead", (self.utc - now).num_seconds())
+                    }
+                ),
+            ));
+        }
+        let latest = now.checked_add_months(Months::new(12)).unwrap_or(now);
+        if self.utc > latest {
+            return Err(err(
+                "at",
+                format!(
+                    "at must be at most one year ahead (until {})",
+                    latest.format("%Y-%m-%d %H:%M UTC")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn local_string(&self) -> String {
+        self.local.format(LOCAL_FORMAT).to_string()
+    }
+
+    /// The EventBridge Scheduler expression (read in `ScheduleExpressionTimezone`).
+    pub fn expression(&self) -> String {
+        format!("at({})", self.local_string())
+    }
+}
+
+/// A pending schedule of an environment, as the store indexes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleEntry {
+    pub deployment_id: String,
+    pub scheduled_for: DateTime<Utc>,
+}
+
+/// The pending schedules of an environment and the version that guards
+/// concurrent changes to them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Schedules {
+    pub version: u64,
+    pub entries: Vec<ScheduleEntry>,
+}
+
+impl Schedules {
+    /// A pending schedule (other than `except`) less than an hour from `at`.
+    pub fn conflict(&self, at: DateTime<Utc>, except: Option<&str>) -> Option<&ScheduleEntry> {
+        self.entries.iter().find(|e| {
+            Some(e.deployment_id.as_str()) != except
+                && (e.scheduled_for - at).num_seconds().abs() < CONFLICT_WINDOW_MINUTES * 60
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-27T12:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn local_time_in_a_zone_becomes_the_right_instant() {
+        let w = When::parse("2026-12-01T14:30", Some("Europe/Paris")).unwrap();
+        assert_eq!(w.utc.to_rfc3339(), "2026-12-01T13:30:00+00:00");
+        assert_eq!(w.expression(), "at(2026-12-01T14:30:00)");
+        let w = When::parse("2026-07-01T14:30:15", Some("America/New_York")).unwrap();
+        assert_eq!(w.utc.to_rfc3339(), "2026-07-01T18:30:15+00:00");
+        let w = When::parse("2026-12-01T14:30:00", None).unwrap();
+        assert_eq!(w.timezone.name(), "UTC");
+        assert_eq!(w.utc.to_rfc3339(), "2026-12-01T14:30:00+00:00");
+    }
+
+    #[test]
+    fn bad_times_and_zones_are_refused_with_their_field() {
+        let e = When::parse("2026-12-01T14:30", Some("Mars/Olympus")).unwrap_err();
+        assert_eq!(e.field, "timezone");
+        for bad in [
+            "2026-12-01",
+            "2026-12-01T14:30:00Z",
+            "2026-12-01T14:30:00+01:00",
+            "tomorrow",
+            "2026-13-01T10:00",
+        ] {
+            let e = When::parse(bad, None).unwrap_err();
+            assert_eq!(e.field, "at", "{bad}");
+        }
+        // Paris, 2026-03-29: 02:00 → 03:00 (never happens); 2026-10-25: 02:30 happens twice.
+        let e = When::parse("2026-03-29T02:30", Some("Europe/Paris")).unwrap_err();
+        assert!(e.message.contains("does not exist"), "{}", e.message);
+        let e = When::parse("2026-10-25T02:30", Some("Europe/Paris")).unwrap_err();
+        assert!(e.message.contains("happens twice"), "{}", e.message);
+    }
+
+    #[test]
+    fn lead_time_and_one_year_limits() {
+        let at = |s: &str| When::parse(s, None).unwrap();
+        assert!(at("2026-11-27T12:01:00").check_window(now(), 60).is_ok());
+        let e = at("2026-11-27T12:00:59")
+            .check_window(now(), 60)
+            .unwrap_err();
+        assert!(e.message.contains("only 59 s ahead"), "{}", e.message);
+        let e = at("2026-11-27T11:00:00")
+            .check_window(now(), 60)
+            .unwrap_err();
+        assert!(e.message.contains("in the past"), "{}", e.message);
+        assert!(at("2026-11-27T12:00:05").check_window(now(), 5).is_ok());
+        assert!(at("2027-11-27T12:00:00").check_window(now(), 60).is_ok());
+        let e = at("2027-11-27T12:00:01")
+            .check_window(now(), 60)
+            .unwrap_err();
+        assert!(e.message.contains("one year"), "{}", e.message);
+    }
+
+    #[test]
+    fn schedules_less_than_an_hour_apart_conflict() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let s = Schedules {
+            version: 3,
+            entries: vec![ScheduleEntry {
+                deployment_id: "A".into(),
+                scheduled_for: t("2026-12-01T10:30:00Z"),
+            }],
+        };
+        assert!(s.conflict(t("2026-12-01T11:29:59Z"), None).is_some());
+        assert!(s.conflict(t("2026-12-01T09:30:01Z"), None).is_some());
+        assert!(s.conflict(t("2026-12-01T11:30:00Z"), None).is_none());
+        assert!(s.conflict(t("2026-12-01T10:30:00Z"), Some("A")).is_none());
+    }
+}
