@@ -1,5 +1,6 @@
 //! The Deployments API end to end: the router served on loopback by the
-//! sandbox, over the real store, state machine and workers.
+//! sandbox, over the real store, state machine and workers; scheduled
+//! deployments fired by the emulator's EventBridge Scheduler.
 
 use autosky_core::domain::{new_deployment_id, Deployment, DeploymentOptions, EnvironmentDefaults};
 use autosky_core::store::Store;
@@ -397,4 +398,279 @@ async fn twenty_environments_deploy_at_once() {
     for (env, id) in &ids {
         assert_eq!(wait_terminal(env, id).await["status"], "Succeeded", "{env}");
     }
+}
+
+// ---- scheduled deployments (the emulator fires at() schedules) ----
+
+/// A local time `secs` from now in `tz` (a zone at UTC+0 all year, because
+/// the emulator reads at() in UTC whatever the zone; see ARCHITECTURE.md).
+fn local_in(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
+}
+
+const ZONE: &str = "Africa/Abidjan";
+
+async fn schedule_names(c: &Clients) -> Vec<String> {
+    c.scheduler
+        .list_schedules()
+        .group_name(autosky_sandbox::provision::SCHEDULE_GROUP)
+        .send()
+        .await
+        .unwrap()
+        .schedules()
+        .iter()
+        .filter_map(|s| s.name().map(str::to_string))
+        .collect()
+}
+
+async fn schedule_input(c: &Clients, id: &str) -> String {
+    let s = c
+        .scheduler
+        .get_schedule()
+        .group_name(autosky_sandbox::provision::SCHEDULE_GROUP)
+        .name(id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(s.schedule_expression_timezone(), Some(ZONE));
+    assert_eq!(
+        s.action_after_completion().map(|a| a.as_str()),
+        Some("DELETE")
+    );
+    let t = s.target().unwrap();
+    assert_eq!(t.arn(), sandbox().state_machine_arn);
+    t.input().unwrap().to_string()
+}
+
+async fn mails_to(c: &Clients, address: &str) -> Vec<Value> {
+    harness::emails(c)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.to_string().contains(address))
+        .collect()
+}
+
+/// Starts an execution as a second delivery of a schedule would (same input, another name).
+async fn deliver_again(c: &Clients, input: &str) -> String {
+    let name = format!("dup-{}", new_deployment_id());
+    c.sfn
+        .start_execution()
+        .state_machine_arn(&sandbox().state_machine_arn)
+        .name(&name)
+        .input(input)
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_deployment_runs_by_itself_once_with_its_emails() {
+    let c = Clients::new(sandbox());
+    let env = "sched-run";
+    register(&c, env).await;
+    let body = json!({
+        "at": local_in(5), "timezone": ZONE,
+        "notificationEmails": ["sched-run@example.com"], "notifyOnStart": true,
+    });
+    let (status, _, d) = call(
+        "POST",
+        &format!("/environments/{env}/schedules"),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    let id = d["deploymentId"].as_str().unwrap().to_string();
+    assert_eq!(d["status"], "Scheduled");
+    assert_eq!(d["schedule"]["timezone"], ZONE);
+    let input = schedule_input(&c, &id).await;
+    assert!(input.contains(&id));
+    let (_, _, page) = call("GET", &format!("/environments/{env}/deployments"), None).await;
+    assert_eq!(page["items"][0]["deploymentId"], id.as_str());
+    assert_eq!(page["items"][0]["status"], "Scheduled");
+    assert!(page["items"][0]["scheduledFor"].is_string());
+
+    // It fires; the moment it runs, a second delivery of the same schedule arrives.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = c.store.deployment(env, &id).await.unwrap().unwrap();
+        if r.status != autosky_core::domain::DeploymentStatus::Scheduled {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the schedule did not fire");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dup = deliver_again(&c, &input).await;
+    let d = wait_terminal(env, &id).await;
+    assert_eq!(d["status"], "Succeeded", "{d}");
+    assert_eq!(d["owner"], "local:developer");
+    let real = d["executionArn"].as_str().unwrap().to_string();
+    assert!(!real.ends_with(&dup));
+    assert_eq!(
+        harness::wait_execution_arn(
+            &c,
+            &harness::execution_arn(&c, &dup),
+            Duration::from_secs(60)
+        )
+        .await
+        .unwrap(),
+        "SUCCEEDED"
+    );
+    // One run: one image, one refresh; the duplicate is on record and touched nothing.
+    assert_eq!(harness::deployment_images(&c, &id).await.len(), 1);
+    let r = c.store.deployment(env, &id).await.unwrap().unwrap();
+    assert_eq!(r.ignored_runs.len(), 1, "{:?}", r.ignored_runs);
+    assert!(r.ignored_runs[0]
+        .execution_arn
+        .as_deref()
+        .unwrap()
+        .ends_with(&dup));
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+    // The schedule deleted itself after firing.
+    assert!(!schedule_names(&c).await.contains(&id));
+
+    // Confirmation, started and result e-mails, to the deployment's and the environment's recipients.
+    let mails = mails_to(&c, "sched-run@example.com").await;
+    let text: Vec<String> = mails.iter().map(|m| m.to_string()).collect();
+    assert_eq!(mails.len(), 3, "{text:?}");
+    assert!(text.iter().all(|m| m.contains("ops@example.com")));
+    assert!(
+        text[0].contains("sched-run: deployment Scheduled for") && text[0].contains(ZONE),
+        "{}",
+        text[0]
+    );
+    assert!(
+        text[1].contains("sched-run: deployment Started"),
+        "{}",
+        text[1]
+    );
+    assert!(
+        text[2].contains("sched-run: deployment Succeeded (version"),
+        "{}",
+        text[2]
+    );
+    for step in [
+        "Initial validation",
+        "Create image",
+        "Replace instances",
+        "Finalization",
+    ] {
+        assert!(text[2].contains(step), "{step}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_schedule_runs_nothing_even_if_it_fires_late() {
+    let c = Clients::new(sandbox());
+    let env = "sched-cancel";
+    let seeded = register(&c, env).await;
+    let body = json!({"at": local_in(600), "timezone": ZONE, "notificationEmails": ["sched-cancel@example.com"]});
+    let (status, _, d) = call(
+        "POST",
+        &format!("/environments/{env}/schedules"),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    let id = d["deploymentId"].as_str().unwrap().to_string();
+    let input = schedule_input(&c, &id).await;
+    let path = format!("/environments/{env}/schedules/{id}");
+
+    let (status, _, moved) = call(
+        "PATCH",
+        &path,
+        Some(&json!({"at": local_in(900)}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["schedule"]["timezone"], ZONE);
+
+    let (status, _, d) = call("DELETE", &path, None).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["status"], "Cancelled");
+    assert!(!schedule_names(&c).await.contains(&id));
+    let (status, _, again) = call("DELETE", &path, None).await;
+    assert_eq!(status, 409, "{again}");
+
+    // A delivery that was already on its way when the schedule was deleted.
+    let late = deliver_again(&c, &input).await;
+    assert_eq!(
+        harness::wait_execution_arn(
+            &c,
+            &harness::execution_arn(&c, &late),
+            Duration::from_secs(60)
+        )
+        .await
+        .unwrap(),
+        "SUCCEEDED"
+    );
+    assert_eq!(harness::state_transitions(&c, &late).await.unwrap(), 2);
+    let r = c.store.deployment(env, &id).await.unwrap().unwrap();
+    assert_eq!(r.status, autosky_core::domain::DeploymentStatus::Cancelled);
+    assert!(r.started_at.is_none());
+    assert_eq!(r.ignored_runs.len(), 1);
+    assert!(
+        r.ignored_runs[0].reason.contains("cancelled"),
+        "{}",
+        r.ignored_runs[0].reason
+    );
+    assert!(harness::deployment_images(&c, &id).await.is_empty());
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+    let group = &seeded.environment.auto_scaling_groups[0];
+    assert!(harness::suspended_processes(&c, group).await.is_empty());
+    let mails = mails_to(&c, "sched-cancel@example.com").await;
+    assert_eq!(mails.len(), 2, "confirmation and cancellation");
+    assert!(mails[1].to_string().contains("deployment Cancelled"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_schedules_are_refused_and_create_nothing() {
+    let c = Clients::new(sandbox());
+    let env = "sched-bad";
+    register(&c, env).await;
+    let (status, _, first) = call(
+        "POST",
+        &format!("/environments/{env}/schedules"),
+        Some(&json!({"at": local_in(3600), "timezone": ZONE}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    let before_names = schedule_names(&c).await.len();
+    let cases = [
+        (json!({"at": local_in(1)}), 400), // lead time 2 s in the sandbox
+        (json!({"at": local_in(400 * 86400)}), 400), // more than a year
+        (
+            json!({"at": local_in(7200), "timezone": "Nowhere/City"}),
+            400,
+        ),
+        (json!({"at": "next tuesday"}), 400),
+        (
+            json!({"at": local_in(7200), "notificationEmails": ["a@b@c"]}),
+            400,
+        ),
+        (json!({"at": local_in(3600 + 1800), "timezone": ZONE}), 409), // same hour as the first
+    ];
+    for (body, want) in &cases {
+        let (status, headers, p) = call(
+            "POST",
+            &format!("/environments/{env}/schedules"),
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(status, *want, "{body}: {p}");
+        assert_eq!(
+            headers.get("content-type").unwrap(),
+            "application/problem+json"
+        );
+        assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        if *want == 409 {
+            assert_eq!(p["conflictingDeploymentId"], first["deploymentId"]);
+        }
+    }
+    let (_, _, page) = call("GET", &format!("/environments/{env}/deployments"), None).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(schedule_names(&c).await.len(), before_names);
 }

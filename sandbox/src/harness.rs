@@ -26,6 +26,8 @@ impl SandboxProcess {
         use std::io::BufRead;
         let mut child = std::process::Command::new(bin)
             .args(["up", "--ready-line", "--refresh-phase-ms", "300"])
+            // Tests schedule deployments a few seconds ahead.
+            .env("SCHEDULE_MIN_LEAD_SECONDS", "2")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -93,13 +95,18 @@ pub fn execution_arn(c: &Clients, id: &str) -> String {
 
 /// Waits until the execution has ended; returns its status.
 pub async fn wait_execution(c: &Clients, id: &str, limit: Duration) -> Result<String, String> {
-    let arn = execution_arn(c, id);
+    wait_execution_arn(c, &execution_arn(c, id), limit).await
+}
+
+/// Waits until the execution `arn` has ended; returns its status.
+pub async fn wait_execution_arn(c: &Clients, arn: &str, limit: Duration) -> Result<String, String> {
+    let id = arn.rsplit(':').next().unwrap_or(arn);
     let deadline = Instant::now() + limit;
     loop {
         let out = c
             .sfn
             .describe_execution()
-            .execution_arn(&arn)
+            .execution_arn(arn)
             .send()
             .await
             .map_err(|e| format!("DescribeExecution: {e:?}"))?;

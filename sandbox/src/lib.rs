@@ -38,6 +38,7 @@ pub struct Clients {
     pub ddb: aws_sdk_dynamodb::Client,
     pub sfn: aws_sdk_sfn::Client,
     pub ses: aws_sdk_ses::Client,
+    pub scheduler: aws_sdk_scheduler::Client,
     pub store: DynamoStore,
     pub endpoints: Endpoints,
 }
@@ -67,6 +68,7 @@ impl Clients {
             ddb,
             sfn: aws_sdk_sfn::Client::new(&config),
             ses: aws_sdk_ses::Client::new(&config),
+            scheduler: aws_sdk_scheduler::Client::new(&config),
             endpoints: endpoints.clone(),
         }
     }

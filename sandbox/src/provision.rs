@@ -11,6 +11,10 @@ pub const DEFINITION: &str = include_str!("../../infra/statemachine/deployment.a
 pub const STATE_MACHINE: &str = "autosky-deployment";
 pub const TABLE: &str = "autosky-deployments";
 pub const SENDER: &str = "deployments@autosky.local";
+/// The schedule group of scheduled deployments (template.yaml: DeploymentScheduleGroup).
+pub const SCHEDULE_GROUP: &str = "autosky-sandbox";
+/// The emulator does not check the role Scheduler assumes; the name follows template.yaml.
+pub const SCHEDULER_ROLE: &str = "arn:aws:iam::000000000000:role/autosky-sandbox-scheduler";
 
 #[derive(Debug, Clone)]
 pub struct Stack {
@@ -75,6 +79,13 @@ pub async fn provision(config: &aws_config::SdkConfig) -> Result<Stack, String> 
         .send()
         .await
         .map_err(|e| format!("VerifyEmailIdentity: {e:?}"))?;
+
+    aws_sdk_scheduler::Client::new(config)
+        .create_schedule_group()
+        .name(SCHEDULE_GROUP)
+        .send()
+        .await
+        .map_err(|e| format!("CreateScheduleGroup: {e:?}"))?;
 
     let sfn = aws_sdk_sfn::Client::new(config);
     let mut activities = Vec::new();
