@@ -6,6 +6,7 @@
 mod input;
 #[cfg(feature = "http")]
 pub mod lambda;
+pub mod page;
 mod schedules;
 mod view;
 
@@ -251,6 +252,9 @@ impl Api {
     }
 
     async fn route(&self, req: &ApiRequest) -> ApiResult<ApiResponse> {
+        if let Some(asset) = page::serve(&req.method, &req.path) {
+            return Ok(asset);
+        }
         let mut path_known = false;
         for (i, (method, template)) in ROUTES.iter().enumerate() {
             let Some(params) = matches(template, &req.path) else {

@@ -1,0 +1,307 @@
+//! Text output: tables for environments and history, a details block, and the
+//! live progress of `--wait` (redrawn in place on a terminal, one line per
+//! change otherwise, so logs stay readable).
+
+use serde_json::Value;
+use std::io::{IsTerminal, Write};
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
+pub fn duration(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        Some(ms) => {
+            let secs = ms / 1000;
+            if secs < 3600 {
+                format!("{} min {} s", secs / 60, secs % 60)
+            } else {
+                format!("{} h {} min", secs / 3600, (secs % 3600) / 60)
+            }
+        }
+    }
+}
+
+fn icon(status: &str) -> &'static str {
+    match status {
+        "Succeeded" => "✔",
+        "Failed" => "✖",
+        "RolledBack" => "↶",
+        "Cancelled" => "⊘",
+        "Running" => "⟳",
+        "Scheduled" => "⏲",
+        "NotApplicable" => "–",
+        _ => "○",
+    }
+}
+
+fn time(v: &Value) -> String {
+    v.as_str()
+        .map(|t| t.replace('T', " ").chars().take(19).collect())
+        .unwrap_or_else(|| "-".into())
+}
+
+pub fn environments(v: &Value) -> String {
+    let mut out = format!(
+        "{:<24} {:<26} {:<22} {}\n",
+        "ENVIRONMENT", "PREPARATION SERVER", "LAUNCH TEMPLATE", "GROUPS"
+    );
+    for e in v["items"].as_array().into_iter().flatten() {
+        let groups: Vec<&str> = e["autoScalingGroups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        out.push_str(&format!(
+            "{:<24} {:<26} {:<22} {}\n",
+            s(&e["environmentId"]),
+            s(&e["preparationServerId"]),
+            s(&e["launchTemplateId"]),
+            groups.join(", ")
+        ));
+    }
+    out
+}
+
+pub fn history(v: &Value) -> String {
+    let mut out = format!(
+        "{:<26} {:<12} {:<19} {:<10} {:<8} {}\n",
+        "DEPLOYMENT", "STATUS", "WHEN", "DURATION", "VERSION", "STEPS"
+    );
+    for d in v["items"].as_array().into_iter().flatten() {
+        let when = if d["status"] == "Scheduled" {
+            time(&d["scheduledFor"])
+        } else {
+            time(&d["startedAt"])
+        };
+        let steps: String = d["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|st| icon(s(&st["status"])))
+            .collect::<Vec<_>>()
+            .join("");
+        out.push_str(&format!(
+            "{:<26} {:<12} {:<19} {:<10} {:<8} {}\n",
+            s(&d["deploymentId"]),
+            format!("{} {}", icon(s(&d["status"])), s(&d["status"])),
+            when,
+            duration(d["durationMs"].as_i64()),
+            d["generatedVersion"]["launchTemplateVersion"]
+                .as_i64()
+                .map(|v| format!("v{v}"))
+                .unwrap_or_else(|| "-".into()),
+            steps
+        ));
+    }
+    if let Some(t) = v["nextToken"].as_str() {
+        out.push_str(&format!("(more: nextToken {t})\n"));
+    }
+    out
+}
+
+pub fn details(d: &Value) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Deployment {} of {}\n",
+        s(&d["deploymentId"]),
+        s(&d["environmentId"])
+    ));
+    out.push_str(&format!(
+        "  Status:        {} {}\n",
+        icon(s(&d["status"])),
+        s(&d["status"])
+    ));
+    out.push_str(&format!("  Owner:         {}\n", s(&d["owner"])));
+    if d["scheduledFor"].is_string() {
+        out.push_str(&format!(
+            "  Scheduled for: {} {} ({} UTC)\n",
+            s(&d["schedule"]["at"]).replace('T', " "),
+            s(&d["schedule"]["timezone"]),
+            time(&d["scheduledFor"])
+        ));
+    }
+    out.push_str(&format!(
+        "  Model version: {}\n",
+        d["modelVersion"]
+            .as_i64()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "-".into())
+    ));
+    out.push_str(&format!("  Start:         {}\n", time(&d["startedAt"])));
+    out.push_str(&format!("  End:           {}\n", time(&d["endedAt"])));
+    out.push_str(&format!(
+        "  Duration:      {}\n",
+        duration(d["durationMs"].as_i64())
+    ));
+    if let Some(url) = d["consoleUrl"].as_str() {
+        out.push_str(&format!("  Execution:     {url}\n"));
+    }
+    if d["error"].is_object() {
+        out.push_str(&format!(
+            "  Error:         {} in {}: {}\n",
+            s(&d["error"]["name"]),
+            d["error"]["step"].as_str().unwrap_or("the workflow"),
+            s(&d["error"]["message"])
+        ));
+    }
+    for st in d["steps"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\n{} {:<26} {:<14} {}\n",
+            icon(s(&st["status"])),
+            s(&st["name"]),
+            s(&st["status"]),
+            duration(st["durationMs"].as_i64())
+        ));
+        for a in st["actions"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "    {}  {}\n",
+                time(&a["at"]).get(11..).unwrap_or("-"),
+                s(&a["message"])
+            ));
+        }
+    }
+    out
+}
+
+/// The live view of `--wait`.
+pub struct Progress {
+    text: bool,
+    tty: bool,
+    drawn_lines: usize,
+    last: Vec<(String, String)>,
+}
+
+impl Progress {
+    pub fn new(text: bool) -> Self {
+        Self {
+            text,
+            tty: std::io::stdout().is_terminal(),
+            drawn_lines: 0,
+            last: Vec::new(),
+        }
+    }
+
+    fn bar(done: usize, total: usize) -> String {
+        let width = 24;
+        let filled = (done * width).checked_div(total).unwrap_or(0);
+        format!(
+            "[{}{}] {done}/{total}",
+            "█".repeat(filled),
+            "░".repeat(width - filled)
+        )
+    }
+
+    pub fn draw(&mut self, d: &Value) {
+        if !self.text {
+            return;
+        }
+        let steps: Vec<&Value> = d["steps"].as_array().into_iter().flatten().collect();
+        let now: Vec<(String, String)> = steps
+            .iter()
+            .map(|st| (s(&st["name"]).to_string(), s(&st["status"]).to_string()))
+            .collect();
+        let done = now
+            .iter()
+            .filter(|(_, st)| matches!(st.as_str(), "Succeeded" | "Failed" | "NotApplicable"))
+            .count();
+        let mut out = std::io::stdout().lock();
+        if self.tty {
+            if self.drawn_lines > 0 {
+                let _ = write!(out, "\x1b[{}A", self.drawn_lines);
+            }
+            let mut lines = 0;
+            let _ = writeln!(
+                out,
+                "\x1b[2K{} {}",
+                Self::bar(done, steps.len()),
+                s(&d["status"])
+            );
+            lines += 1;
+            for st in &steps {
+                let _ = writeln!(
+                    out,
+                    "\x1b[2K  {} {:<26} {:<14} {}",
+                    icon(s(&st["status"])),
+                    s(&st["name"]),
+                    s(&st["status"]),
+                    duration(st["durationMs"].as_i64())
+                );
+                lines += 1;
+            }
+            self.drawn_lines = lines;
+        } else {
+            for (i, (name, status)) in now.iter().enumerate() {
+                if self.last.get(i) != Some(&(name.clone(), status.clone())) && status != "Pending"
+                {
+                    let _ = writeln!(
+                        out,
+                        "{} {:<26} {:<14} {}  {}",
+                        icon(status),
+                        name,
+                        status,
+                        duration(steps[i]["durationMs"].as_i64()),
+                        Self::bar(done, steps.len())
+                    );
+                }
+            }
+        }
+        let _ = out.flush();
+        self.last = now;
+    }
+
+    pub fn finish(&mut self, d: &Value) {
+        if !self.text {
+            return;
+        }
+        let status = s(&d["status"]);
+        println!(
+            "{} Deployment {} {status} in {}{}",
+            icon(status),
+            s(&d["deploymentId"]),
+            duration(d["durationMs"].as_i64()),
+            d["generatedVersion"]["launchTemplateVersion"]
+                .as_i64()
+                .map(|v| format!(": version {v} ({})", s(&d["generatedVersion"]["imageId"])))
+                .unwrap_or_default()
+        );
+        if d["error"].is_object() {
+            eprintln!(
+                "error: {} in {}: {}",
+                s(&d["error"]["name"]),
+                d["error"]["step"].as_str().unwrap_or("the workflow"),
+                s(&d["error"]["message"])
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tables_show_status_icons_and_versions() {
+        let h = history(&json!({"items": [{
+            "deploymentId": "01J", "status": "Succeeded", "startedAt": "2026-11-27T10:00:00Z",
+            "durationMs": 61000, "generatedVersion": {"launchTemplateVersion": 7},
+            "steps": [{"status": "Succeeded"}, {"status": "NotApplicable"}]
+        }], "nextToken": null}));
+        assert!(
+            h.contains("✔ Succeeded")
+                && h.contains("v7")
+                && h.contains("1 min 1 s")
+                && h.contains("✔–"),
+            "{h}"
+        );
+        assert_eq!(duration(Some(1500)), "1.5 s");
+        assert_eq!(
+            Progress::bar(3, 6),
+            format!("[{}{}] 3/6", "█".repeat(12), "░".repeat(12))
+        );
+    }
+}
