@@ -1,5 +1,5 @@
 # Autosky Deployments — the commands in the README.
-#   make test     every check: format, clippy, unit, contract and end-to-end tests, infrastructure lint
+#   make test     every check: format, clippy, unit, contract, end-to-end, CLI and browser tests, infrastructure lint
 #   make demo     one deployment end to end in the local sandbox
 #   make sandbox  the sandbox left running (prints its endpoints; Ctrl-C stops it)
 #   make build    the Lambda bootstraps (cargo lambda, release) and their sizes
@@ -10,9 +10,9 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: test fmt-check clippy tests lint-infra emulator demo sandbox build bench-api
+.PHONY: test fmt-check clippy tests lint-infra emulator browser demo sandbox build bench-api
 
-test: fmt-check clippy lint-infra emulator tests
+test: fmt-check clippy lint-infra emulator browser tests
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -30,6 +30,10 @@ lint-infra:
 
 emulator:
 	scripts/install-emulator.sh
+
+# Chromium and playwright-core for the page's browser test (tests/page.rs).
+browser:
+	scripts/install-browser.sh
 
 demo: emulator
 	$(CARGO) build -q -p autosky-sandbox

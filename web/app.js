@@ -61,6 +61,7 @@ function el(tag, attrs, ...children) {
 const fmtTime = (t) => (t ? new Date(t).toLocaleString() : "—");
 function fmtDuration(ms) {
   if (ms == null) return "—";
+  if (ms < 10000) return `${(ms / 1000).toFixed(1)} s`;
   const s = Math.round(ms / 1000);
   if (s < 60) return `${s} s`;
   const m = Math.floor(s / 60);
