@@ -289,9 +289,29 @@ pub async fn run(
         generated_version: generated_version.clone(),
         error: error.clone(),
     };
-    deps.store
-        .finish(&j.dep.environment_id, &j.dep.deployment_id, &outcome)
-        .await?;
+    if j.dep.status == DeploymentStatus::Scheduled {
+        // Its execution failed before starting it: end it and drop its
+        // pending-schedule entry in one write, so it blocks no later schedule.
+        let end = crate::store::ScheduledEnd {
+            status,
+            at: now,
+            cancelled_by: None,
+            error: error.clone(),
+        };
+        if !deps
+            .store
+            .end_scheduled(&j.dep.environment_id, &j.dep.deployment_id, &end)
+            .await?
+        {
+            deps.store
+                .finish(&j.dep.environment_id, &j.dep.deployment_id, &outcome)
+                .await?;
+        }
+    } else {
+        deps.store
+            .finish(&j.dep.environment_id, &j.dep.deployment_id, &outcome)
+            .await?;
+    }
     j.dep.status = status;
     j.dep.ended_at = Some(now);
     j.dep.duration_ms = Some(outcome.duration_ms);
@@ -446,6 +466,44 @@ mod tests {
         .await;
         f.advance(125);
         f
+    }
+
+    #[tokio::test]
+    async fn a_scheduled_run_that_failed_to_start_ends_failed_and_frees_its_slot() {
+        let f = Fixture::empty();
+        f.store
+            .put_environment(&crate::steps::testkit::environment())
+            .await
+            .unwrap();
+        let d = crate::domain::Deployment::new_scheduled(
+            DEP.into(),
+            ENV.into(),
+            "alice".into(),
+            DeploymentOptions::default(),
+            f.now(),
+            f.now(),
+            crate::domain::ScheduleInfo {
+                at: "2026-11-27T09:00:00".into(),
+                timezone: "UTC".into(),
+                schedule_name: DEP.into(),
+                schedule_group: "g".into(),
+            },
+        );
+        assert!(f.store.create_scheduled(&d, 0).await.unwrap());
+        let w = world(true, &["ops@example.com"]);
+        let mut i = input();
+        i.error = Some(CaughtError {
+            error: "Retryable".into(),
+            cause: Some("DynamoDB throttled".into()),
+        });
+        let out = run(&w.deps(&f), i, Some("arn:x")).await.unwrap();
+        assert_eq!(out.status, DeploymentStatus::Failed);
+        let d = f.deployment().await;
+        assert_eq!(d.status, DeploymentStatus::Failed);
+        assert_eq!(d.error.unwrap().name, "Retryable");
+        assert!(f.store.schedules(ENV).await.unwrap().entries.is_empty());
+        assert_eq!(w.resume.num_calls() + w.start.num_calls(), 0);
+        assert_eq!(w.send.num_calls(), 1, "the failure is e-mailed");
     }
 
     #[tokio::test]
