@@ -45,7 +45,7 @@ pub fn render(dep: &Deployment, console: Option<&str>) -> Email {
         });
     // Scheduled: when, in the operator's zone and in UTC.
     let scheduled = match (&dep.schedule, dep.scheduled_for) {
-        (Some(s), Some(utc)) => Some(format!(
+        (Some(s), Some(utc)) if s.timezone != "UTC" => Some(format!(
             "{} {} ({})",
             s.at.replace('T', " "),
             s.timezone,
