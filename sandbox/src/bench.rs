@@ -1,7 +1,8 @@
 //! `autosky-sandbox bench-api`: in-process latency of the API's history page
 //! (20 items) and details against the sandbox's DynamoDB, p50/p99 over many
 //! requests, and the DynamoDB calls each request makes. A benchmark, not a
-//! test: it prints numbers; the machine's noise is in them.
+//! test: it prints numbers; the machine's noise is in them. `setup` and
+//! `calls_per_request` are shared with `bench` (the history page's calls).
 
 use crate::api_server::CallCounter;
 use crate::{seed, Clients};
@@ -9,6 +10,7 @@ use autosky_core::api::{Api, ApiRequest};
 use autosky_core::deps::Settings;
 use autosky_core::domain::{new_deployment_id, Deployment, DeploymentOptions, EnvironmentDefaults};
 use autosky_core::store::{DynamoStore, Store};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,7 +53,17 @@ async fn measure(
     ))
 }
 
-pub async fn api(c: &Clients) -> Result<(), String> {
+/// The API router against the sandbox's table with a DynamoDB call counter,
+/// 250 deployments in environment `bench`, and two requests: the history
+/// page (limit 20) and one deployment's details. Shared with `bench`.
+pub struct ApiBench {
+    pub api: Api,
+    pub counter: CallCounter,
+    pub history: ApiRequest,
+    pub details: ApiRequest,
+}
+
+pub async fn setup(c: &Clients) -> Result<ApiBench, String> {
     let env = "bench";
     seed::environment(c, env, 0, EnvironmentDefaults::default()).await?;
     let mut last = String::new();
@@ -97,6 +109,43 @@ pub async fn api(c: &Clients) -> Result<(), String> {
         vec![("limit".into(), "20".into())],
     );
     let details = get(format!("/environments/{env}/deployments/{last}"), vec![]);
+    Ok(ApiBench {
+        api,
+        counter,
+        history,
+        details,
+    })
+}
+
+/// DynamoDB calls per request, by operation, averaged over `n` requests.
+pub async fn calls_per_request(
+    b: &ApiBench,
+    req: &ApiRequest,
+    n: usize,
+) -> Result<BTreeMap<String, f64>, String> {
+    let before = b.counter.snapshot();
+    for _ in 0..n {
+        let res = b.api.handle(req.clone()).await;
+        if res.status != 200 {
+            return Err(format!("{} {} -> {}", req.method, req.path, res.status));
+        }
+    }
+    Ok(b.counter
+        .snapshot()
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, d)| *d > 0)
+        .map(|(k, d)| (k, d as f64 / n as f64))
+        .collect())
+}
+
+pub async fn api(c: &Clients) -> Result<(), String> {
+    let ApiBench {
+        api,
+        counter,
+        history,
+        details,
+    } = setup(c).await?;
     // Warm the connection pool first.
     for _ in 0..20 {
         api.handle(history.clone()).await;

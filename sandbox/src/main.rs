@@ -2,13 +2,17 @@
 //!   up [--ready-line] [--refresh-phase-ms N]   start and keep running (Ctrl-C stops)
 //!   demo                                       one deployment end to end, then stop
 //!   bench-api                                  API latency and DynamoDB calls per request
+//!   bench [--runs N] [--bootstraps DIR] [--out FILE] [--functions-only]
+//!                                              functions' size, cold start, memory; per-deployment
+//!                                              calls and transitions; budgets; BENCHMARKS.md
 
 use autosky_sandbox::{demo, harness, Clients, Ports, Sandbox};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const USAGE: &str =
-    "usage: autosky-sandbox up [--ready-line] [--refresh-phase-ms N] | demo | bench-api";
+    "usage: autosky-sandbox up [--ready-line] [--refresh-phase-ms N] | demo | bench-api \
+                     | bench [--runs N] [--bootstraps DIR] [--out FILE] [--functions-only]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,8 +26,19 @@ fn main() -> ExitCode {
         .position(|a| a == "--refresh-phase-ms")
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
-    if !matches!(command.as_str(), "up" | "demo" | "bench-api") {
+        // bench: short refresh phases, so the replace step's polls are few.
+        .unwrap_or(if command == "bench" { 200 } else { 500 });
+    let bench = match command.as_str() {
+        "bench" => match autosky_sandbox::bench_functions::Options::from_args(&args) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                eprintln!("sandbox: {e}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
+    if !matches!(command.as_str(), "up" | "demo" | "bench-api" | "bench") {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
@@ -59,6 +74,10 @@ fn main() -> ExitCode {
         let result = match command.as_str() {
             "demo" => demo::run(&Clients::new(&e)).await,
             "bench-api" => autosky_sandbox::bench::api(&Clients::new(&e)).await,
+            "bench" => match &bench {
+                Some(o) => autosky_sandbox::bench_functions::run(&Clients::new(&e), o).await,
+                None => Ok(()),
+            },
             _ => {
                 println!("API: {}", e.api);
                 println!("Emulator: {}", e.emulator);
