@@ -10,7 +10,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: test fmt-check clippy tests lint-infra emulator browser demo sandbox build bench-api
+.PHONY: test fmt-check clippy tests lint-infra emulator browser demo sandbox build bench-api bench
 
 test: fmt-check clippy lint-infra emulator browser tests
 	@echo "make test: all checks passed"
@@ -49,3 +49,11 @@ build:
 # sandbox (dev build, like the tests: the figures are upper bounds).
 bench-api: emulator
 	$(CARGO) run -q -p autosky-sandbox -- bench-api
+
+# The functions' size, cold start (spawn→ready, spawn→response, vs python3 +
+# boto3) and peak RSS, and per deployment the AWS calls by action, state
+# transitions and orchestration overhead, medians of 10 runs; writes
+# BENCHMARKS.md and fails (non-zero) when a budget is exceeded. Not a test:
+# not part of `make test`. RUNS=N for more runs.
+bench: emulator build
+	$(CARGO) run -q -p autosky-sandbox -- bench --runs $(or $(RUNS),10)
