@@ -1,6 +1,11 @@
-//! Lambda for the "finalize" step; the logic is in autosky-core.
+//! Lambda for the "finalize" step; the logic is in autosky-core. It serves
+//! this step's handler only, so no other step's code is linked in.
+
+// Finalization's future (every cleanup action, the e-mail, the safety net)
+// nests deeper than the default limit allows when its layout is computed here.
+#![recursion_limit = "256"]
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    autosky_core::lambda::serve(autosky_core::steps::Step::Finalize).await
+    autosky_core::lambda::serve(autosky_core::steps::handler::finalize).await
 }

@@ -1,6 +1,7 @@
-//! Lambda for the "stop-preparation-server" step; the logic is in autosky-core.
+//! Lambda for the "stop-preparation-server" step; the logic is in autosky-core. It serves
+//! this step's handler only, so no other step's code is linked in.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    autosky_core::lambda::serve(autosky_core::steps::Step::StopPreparationServer).await
+    autosky_core::lambda::serve(autosky_core::steps::handler::stop_preparation_server).await
 }

@@ -419,52 +419,127 @@ fn json<T: Serialize>(v: &T) -> Result<serde_json::Value, StepError> {
     serde_json::to_value(v).map_err(|e| StepError::BadInput(format!("step output: {e}")))
 }
 
-/// Runs one step on a JSON payload: the single entry point of the Lambda
-/// binaries and of the sandbox's activity workers.
-#[tracing::instrument(skip(deps, payload))]
+/// Runs one step on a JSON payload: the entry point of the sandbox's activity
+/// workers, which serve all six steps from one process. A Lambda binary
+/// serves one step and passes that step's function from [`handler`] to
+/// `lambda::serve` instead, so the other five steps' code (and the SDK
+/// operations only they call) is never linked into it.
 pub async fn run(
     step: Step,
     deps: &Deps,
     payload: serde_json::Value,
 ) -> Result<serde_json::Value, StepError> {
-    let result = match step {
-        Step::Validate => validate::run(deps, parse(payload)?)
-            .await
-            .and_then(|o| json(&o)),
-        Step::StopPreparationServer => stop_server::run(deps, parse(payload)?)
-            .await
-            .and_then(|o| json(&o)),
-        Step::CreateImage => create_image::run(deps, parse(payload)?)
-            .await
-            .and_then(|o| json(&o)),
-        Step::CreateModels => create_models::run(deps, parse(payload)?)
-            .await
-            .and_then(|o| json(&o)),
-        Step::ReplaceInstances => replace_instances::run(deps, parse(payload)?)
-            .await
-            .and_then(|o| json(&o)),
-        // The safety net's EventBridge event also comes to the finalize function.
-        Step::Finalize if cleanup::is_status_change(&payload) => {
-            cleanup::run(deps, parse(payload)?)
-                .await
-                .and_then(|o| json(&o))
-        }
-        // From the ASL: the state plus this execution's ARN (Parameters).
-        Step::Finalize if payload.get("state").is_some() => {
-            let event: ValidateEvent = parse(payload)?;
-            finalize::run(deps, event.state, event.execution_arn.as_deref())
-                .await
-                .and_then(|o| json(&o))
-        }
-        // A bare state (a sample event, a manual invocation).
-        Step::Finalize => finalize::run(deps, parse(payload)?, None)
-            .await
-            .and_then(|o| json(&o)),
-    };
-    if let Err(e) = &result {
-        tracing::warn!(error = e.name(), message = %crate::domain::mask_emails(e.message()), "step failed");
+    match step {
+        Step::Validate => handler::validate(deps, payload).await,
+        Step::StopPreparationServer => handler::stop_preparation_server(deps, payload).await,
+        Step::CreateImage => handler::create_image(deps, payload).await,
+        Step::CreateModels => handler::create_models(deps, payload).await,
+        Step::ReplaceInstances => handler::replace_instances(deps, payload).await,
+        Step::Finalize => handler::finalize(deps, payload).await,
     }
-    result
+}
+
+/// One JSON-in, JSON-out handler per step (what `steps::run` dispatches to
+/// and what each step binary serves): parses the input, runs the step,
+/// serializes the output, logs a failure with its stable name.
+pub mod handler {
+    use super::*;
+
+    fn logged(
+        step: Step,
+        result: Result<serde_json::Value, StepError>,
+    ) -> Result<serde_json::Value, StepError> {
+        if let Err(e) = &result {
+            tracing::warn!(step = step.function(), error = e.name(), message = %crate::domain::mask_emails(e.message()), "step failed");
+        }
+        result
+    }
+
+    pub async fn validate(
+        deps: &Deps,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, StepError> {
+        let r = async {
+            validate::run(deps, parse(payload)?)
+                .await
+                .and_then(|o| json(&o))
+        };
+        logged(Step::Validate, r.await)
+    }
+
+    pub async fn stop_preparation_server(
+        deps: &Deps,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, StepError> {
+        let r = async {
+            stop_server::run(deps, parse(payload)?)
+                .await
+                .and_then(|o| json(&o))
+        };
+        logged(Step::StopPreparationServer, r.await)
+    }
+
+    pub async fn create_image(
+        deps: &Deps,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, StepError> {
+        let r = async {
+            create_image::run(deps, parse(payload)?)
+                .await
+                .and_then(|o| json(&o))
+        };
+        logged(Step::CreateImage, r.await)
+    }
+
+    pub async fn create_models(
+        deps: &Deps,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, StepError> {
+        let r = async {
+            create_models::run(deps, parse(payload)?)
+                .await
+                .and_then(|o| json(&o))
+        };
+        logged(Step::CreateModels, r.await)
+    }
+
+    pub async fn replace_instances(
+        deps: &Deps,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, StepError> {
+        let r = async {
+            replace_instances::run(deps, parse(payload)?)
+                .await
+                .and_then(|o| json(&o))
+        };
+        logged(Step::ReplaceInstances, r.await)
+    }
+
+    pub async fn finalize(
+        deps: &Deps,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, StepError> {
+        let r = async {
+            // The safety net's EventBridge event also comes to the finalize function.
+            if cleanup::is_status_change(&payload) {
+                cleanup::run(deps, parse(payload)?)
+                    .await
+                    .and_then(|o| json(&o))
+            } else if payload.get("state").is_some() {
+                // From the ASL: the state plus this execution's ARN (Parameters).
+                let event: ValidateEvent = parse(payload)?;
+                finalize::run(deps, event.state, event.execution_arn.as_deref())
+                    .await
+                    .and_then(|o| json(&o))
+            } else {
+                // A bare state (a sample event, a manual invocation).
+                finalize::run(deps, parse(payload)?, None)
+                    .await
+                    .and_then(|o| json(&o))
+            }
+        };
+        logged(Step::Finalize, r.await)
+    }
 }
 
 #[cfg(test)]
