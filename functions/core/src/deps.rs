@@ -1,6 +1,8 @@
 //! What a step needs from the outside world, built once per process: the
 //! store, the AWS capabilities, the clock and the settings read from the
 //! environment. Missing configuration fails at start with a clear message.
+//! One SDK config is loaded; service clients other than the store's are
+//! built from it on first use (`aws::LazyClient`).
 
 use crate::aws::{AutoScaling, Ec2, Mailer};
 use crate::store::{DynamoStore, Store};
@@ -65,15 +67,19 @@ impl Deps {
         Ok(Self::from_config(&config, settings))
     }
 
+    /// The store's client is built now (every step reads its record first);
+    /// EC2, Auto Scaling and SES clients on first use, so a step builds (and
+    /// its binary links the setup of) only the clients it calls.
     pub fn from_config(config: &aws_config::SdkConfig, settings: Settings) -> Self {
+        let shared = Arc::new(config.clone());
         Self {
             store: Arc::new(DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(config),
                 settings.table_name.clone(),
             )),
-            ec2: Ec2::new(aws_sdk_ec2::Client::new(config)),
-            asg: AutoScaling::new(aws_sdk_autoscaling::Client::new(config)),
-            mailer: Mailer::new(aws_sdk_ses::Client::new(config)),
+            ec2: Ec2::lazy(shared.clone()),
+            asg: AutoScaling::lazy(shared.clone()),
+            mailer: Mailer::lazy(shared),
             clock: Arc::new(SystemClock),
             settings,
         }

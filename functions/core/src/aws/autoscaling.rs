@@ -1,12 +1,15 @@
 //! Auto Scaling capability: groups, scaling processes and instance refreshes.
 
+use super::LazyClient;
 use crate::domain::RefreshPreferences;
 use crate::error::{classify_sdk_error, StepError};
+use aws_config::SdkConfig;
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::{
     DesiredConfiguration, LaunchTemplateSpecification, RefreshStrategy,
 };
 use aws_sdk_autoscaling::Client;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupInfo {
@@ -46,12 +49,21 @@ impl RefreshInfo {
 
 #[derive(Clone, Debug)]
 pub struct AutoScaling {
-    client: Client,
+    client: LazyClient<Client>,
 }
 
 impl AutoScaling {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client: LazyClient::ready(client),
+        }
+    }
+
+    /// The client is built from `config` when first used.
+    pub fn lazy(config: Arc<SdkConfig>) -> Self {
+        Self {
+            client: LazyClient::lazy(config),
+        }
     }
 
     /// The named groups that exist (missing ones are simply absent).

@@ -1,10 +1,13 @@
 //! EC2 capability: the preparation server, images and launch template versions,
 //! as the steps need them (domain-shaped results, errors already classified).
 
+use super::LazyClient;
 use crate::error::{classify_sdk_error, StepError};
+use aws_config::SdkConfig;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, RequestLaunchTemplateData, ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
+use std::sync::Arc;
 
 pub const TAG_ENVIRONMENT: &str = "autosky:environment";
 pub const TAG_DEPLOYMENT: &str = "autosky:deployment-id";
@@ -43,7 +46,7 @@ pub struct TemplateVersion {
 
 #[derive(Clone, Debug)]
 pub struct Ec2 {
-    client: Client,
+    client: LazyClient<Client>,
 }
 
 fn not_found(code: Option<&str>) -> bool {
@@ -54,7 +57,16 @@ fn not_found(code: Option<&str>) -> bool {
 
 impl Ec2 {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client: LazyClient::ready(client),
+        }
+    }
+
+    /// The client is built from `config` when first used.
+    pub fn lazy(config: Arc<SdkConfig>) -> Self {
+        Self {
+            client: LazyClient::lazy(config),
+        }
     }
 
     /// The instance, or `None` when EC2 does not know it.

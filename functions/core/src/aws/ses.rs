@@ -1,12 +1,15 @@
 //! E-mail capability (SES `SendEmail`: one message, text and HTML parts).
 
+use super::LazyClient;
 use crate::error::{classify_sdk_error, StepError};
+use aws_config::SdkConfig;
 use aws_sdk_ses::types::{Body, Content, Destination, Message};
 use aws_sdk_ses::Client;
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct Mailer {
-    client: Client,
+    client: LazyClient<Client>,
 }
 
 /// A rendered notification.
@@ -27,7 +30,16 @@ fn content(data: &str) -> Result<Content, StepError> {
 
 impl Mailer {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client: LazyClient::ready(client),
+        }
+    }
+
+    /// The client is built from `config` when first used.
+    pub fn lazy(config: Arc<SdkConfig>) -> Self {
+        Self {
+            client: LazyClient::lazy(config),
+        }
     }
 
     /// Sends one message to all recipients; returns the SES message id.
