@@ -322,7 +322,7 @@ fn peak_rss(pid: u32) -> Result<u64, String> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
-        .ok_or_else(|| format!("no VmHWM for process {pid}"))
+        .ok_or_else(|| format!("process {pid} exited early (BENCH_VERBOSE=1 shows its log)"))
 }
 
 /// Reads the child's peak RSS, then kills and reaps it.
@@ -634,7 +634,10 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
     let api_event = api_request_event(env);
     for _ in 0..opts.runs {
         let mut cmd = std::process::Command::new(opts.bootstrap("api"));
-        cmd.env("STATE_MACHINE_ARN", &c.endpoints.state_machine_arn);
+        // The API function's own configuration (template.yaml sets it on AWS).
+        cmd.env("STATE_MACHINE_ARN", &c.endpoints.state_machine_arn)
+            .env("SCHEDULE_GROUP", crate::provision::SCHEDULE_GROUP)
+            .env("SCHEDULER_ROLE_ARN", crate::provision::SCHEDULER_ROLE);
         let cs = cold_start(cmd, "api", Some(api_event.clone())).await?;
         let r = functions.get_mut("api").ok_or("api")?;
         r.ready_ms.push(cs.ready_ms);
