@@ -996,6 +996,44 @@ impl Report {
              peak RSS: `VmHWM` over init and that invocation. The reference runs `import boto3; boto3.client(\"ec2\")` then the same `GET`.\n"
         );
 
+        // `--functions-only` measured no deployments: nothing to show or check.
+        if !self.deployments.is_empty() {
+            self.render_deployments(&mut out, &mut failures);
+        }
+
+        // Adaptive poll.
+        let _ = writeln!(out, "### Adaptive poll (`Poll::again`, production base {PRODUCTION_POLL_SECONDS} s: 3 × base, 3 × 2·base, then 4·base)\n");
+        let _ = writeln!(out, "| job ends within | polls to see it | mean detection delay s | worst s |\n|---|---:|---:|---:|");
+        for minutes in [1u64, 5, 15, 30, 60] {
+            let (mean, worst, n) = poll_schedule(PRODUCTION_POLL_SECONDS, minutes * 60);
+            let _ = writeln!(out, "| {minutes} min | {n} | {mean:.1} | {worst} |");
+        }
+        let _ = writeln!(out);
+
+        // Budgets.
+        let _ = writeln!(out, "### Budgets\n");
+        let _ = writeln!(
+            out,
+            "bootstrap ≤ {} MB stripped, ≤ {} MB zipped; spawn→ready ≤ {MAX_SPAWN_TO_READY_MS} ms; peak RSS ≤ {} MB; \
+             state transitions ≤ {MAX_TRANSITIONS_BEYOND_POLLS} + {TRANSITIONS_PER_POLL} per poll; no Scan; the history page is one Query \
+             (medians; MB = 10⁶ B).\n",
+            mb(MAX_STRIPPED_BYTES as f64),
+            mb(MAX_ZIPPED_BYTES as f64),
+            mb(MAX_PEAK_RSS_BYTES as f64),
+        );
+        if failures.is_empty() {
+            let _ = writeln!(out, "All met.");
+        } else {
+            let _ = writeln!(out, "**Exceeded:**\n");
+            for f in &failures {
+                let _ = writeln!(out, "- {f}");
+            }
+        }
+        (out, failures)
+    }
+
+    /// The per-deployment tables and the API history page, with their budgets.
+    fn render_deployments(&self, out: &mut String, failures: &mut Vec<String>) {
         // Deployments.
         let d = &self.deployments;
         let col =
@@ -1101,36 +1139,6 @@ impl Report {
                 calls.join(", ")
             ));
         }
-
-        // Adaptive poll.
-        let _ = writeln!(out, "### Adaptive poll (`Poll::again`, production base {PRODUCTION_POLL_SECONDS} s: 3 × base, 3 × 2·base, then 4·base)\n");
-        let _ = writeln!(out, "| job ends within | polls to see it | mean detection delay s | worst s |\n|---|---:|---:|---:|");
-        for minutes in [1u64, 5, 15, 30, 60] {
-            let (mean, worst, n) = poll_schedule(PRODUCTION_POLL_SECONDS, minutes * 60);
-            let _ = writeln!(out, "| {minutes} min | {n} | {mean:.1} | {worst} |");
-        }
-        let _ = writeln!(out);
-
-        // Budgets.
-        let _ = writeln!(out, "### Budgets\n");
-        let _ = writeln!(
-            out,
-            "bootstrap ≤ {} MB stripped, ≤ {} MB zipped; spawn→ready ≤ {MAX_SPAWN_TO_READY_MS} ms; peak RSS ≤ {} MB; \
-             state transitions ≤ {MAX_TRANSITIONS_BEYOND_POLLS} + {TRANSITIONS_PER_POLL} per poll; no Scan; the history page is one Query \
-             (medians; MB = 10⁶ B).\n",
-            mb(MAX_STRIPPED_BYTES as f64),
-            mb(MAX_ZIPPED_BYTES as f64),
-            mb(MAX_PEAK_RSS_BYTES as f64),
-        );
-        if failures.is_empty() {
-            let _ = writeln!(out, "All met.");
-        } else {
-            let _ = writeln!(out, "**Exceeded:**\n");
-            for f in &failures {
-                let _ = writeln!(out, "- {f}");
-            }
-        }
-        (out, failures)
     }
 }
 
