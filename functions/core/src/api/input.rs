@@ -86,35 +86,34 @@ impl StartInput {
     }
 }
 
-/// `POST /environments/{env}/schedules`: when, plus the deployment options.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// `POST /environments/{env}/schedules`: when, plus the same options as a
+/// start (parsed and checked by `StartInput`, which refuses unknown fields).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScheduleInput {
     /// Local date-time in `timezone`: `yyyy-mm-ddThh:mm[:ss]`, no offset.
     pub at: Option<String>,
     /// IANA time zone name; UTC when absent.
     pub timezone: Option<String>,
-    pub lock_instances: Option<bool>,
-    pub stop_preparation_server: Option<bool>,
-    pub notification_emails: Option<Vec<String>>,
-    pub notify_on_start: Option<bool>,
+    pub options: StartInput,
 }
 
 impl ScheduleInput {
-    pub fn check(&self) -> Result<(), Problem> {
-        check_emails(
-            "notificationEmails",
-            self.notification_emails.as_deref().unwrap_or_default(),
-        )
-    }
-
-    pub fn options(&self) -> RequestedOptions {
-        RequestedOptions {
-            lock_instances: self.lock_instances,
-            stop_preparation_server: self.stop_preparation_server,
-            notification_emails: self.notification_emails.clone(),
-            notify_on_start: self.notify_on_start,
-        }
+    pub(super) fn parse(body: &[u8]) -> Result<Self, Problem> {
+        let mut fields: serde_json::Map<String, serde_json::Value> = parse(body)?;
+        let mut text = |k: &'static str| match fields.remove(k) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(v)) => Ok(Some(v)),
+            Some(_) => Err(Problem::bad_request(&format!("{k} must be a string")).field(k)),
+        };
+        let (at, timezone) = (text("at")?, text("timezone")?);
+        let options: StartInput = serde_json::from_value(serde_json::Value::Object(fields))
+            .map_err(|e| Problem::bad_request(&format!("invalid JSON body: {e}")))?;
+        options.check()?;
+        Ok(Self {
+            at,
+            timezone,
+            options,
+        })
     }
 }
 

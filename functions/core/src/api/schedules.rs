@@ -114,7 +114,12 @@ impl Api {
         let step = step.clone();
         if let Err(e) = self
             .store
-            .save_step(&dep.environment_id, &dep.deployment_id, 0, &step)
+            .save_step(
+                &dep.environment_id,
+                &dep.deployment_id,
+                StepName::InitialValidation.index(),
+                &step,
+            )
             .await
         {
             tracing::warn!(deployment = %dep.deployment_id, error = %e, "could not record an API action");
@@ -157,8 +162,7 @@ impl Api {
         owner: &str,
         body: &[u8],
     ) -> ApiResult<ApiResponse> {
-        let req: ScheduleInput = input::parse(body)?;
-        req.check()?;
+        let req = ScheduleInput::parse(body)?;
         let when = self.when(req.at.as_deref(), req.timezone.as_deref())?;
         let env = self.environment(env_id).await?;
         let id = crate::domain::new_deployment_id();
@@ -167,7 +171,7 @@ impl Api {
             id.clone(),
             env_id.into(),
             owner.into(),
-            req.options().resolve(&env.defaults),
+            req.options.options().resolve(&env.defaults),
             now,
             when.utc,
             self.schedule_info(&id, &when),
