@@ -197,6 +197,44 @@ impl DynamoStore {
             .build())
     }
 
+    /// Every item of a key range (all pages of a strongly consistent Query):
+    /// for the small partitions read whole (environments, pending schedules).
+    async fn query_all(
+        &self,
+        what: &str,
+        key_condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let mut req = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(key_condition)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            for (k, v) in &values {
+                req = req.expression_attribute_values(*k, v.clone());
+            }
+            let page = match req.send().await {
+                Ok(p) => p,
+                Err(e) => {
+                    check(what, e)?;
+                    return Err(StoreError::Failed(format!(
+                        "{what}: unexpected condition failure"
+                    )));
+                }
+            };
+            out.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
@@ -293,35 +331,15 @@ impl Store for DynamoStore {
     }
 
     async fn list_environments(&self) -> Result<Vec<Environment>, StoreError> {
-        let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let res = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk")
-                .expression_attribute_values(":pk", s(ENVIRONMENTS))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await;
-            let page = match res {
-                Ok(p) => p,
-                Err(e) => {
-                    check("Query environments", e)?;
-                    return Err(StoreError::Failed(
-                        "Query environments: unexpected condition failure".into(),
-                    ));
-                }
-            };
-            for item in page.items.unwrap_or_default() {
-                out.push(from_item(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
-            }
-        }
+        self.query_all(
+            "Query environments",
+            "PK = :pk",
+            vec![(":pk", s(ENVIRONMENTS))],
+        )
+        .await?
+        .into_iter()
+        .map(from_item)
+        .collect()
     }
 
     async fn acquire_lock(
@@ -446,60 +464,41 @@ impl Store for DynamoStore {
     }
 
     async fn schedules(&self, environment_id: &str) -> Result<Schedules, StoreError> {
+        let items = self
+            .query_all(
+                "Query schedules",
+                "PK = :pk AND begins_with(SK, :sched)",
+                vec![(":pk", pk(environment_id)), (":sched", s(SCHEDULES))],
+            )
+            .await?;
         let mut out = Schedules::default();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let res = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :sched)")
-                .expression_attribute_values(":pk", pk(environment_id))
-                .expression_attribute_values(":sched", s(SCHEDULES))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await;
-            let page = match res {
-                Ok(p) => p,
-                Err(e) => {
-                    check("Query schedules", e)?;
-                    return Err(StoreError::Failed(
-                        "Query schedules: unexpected condition failure".into(),
-                    ));
-                }
-            };
-            for item in page.items.unwrap_or_default() {
-                let sk = item
-                    .get("SK")
-                    .and_then(|v| v.as_s().ok())
-                    .map(String::as_str);
-                if sk == Some(SCHEDULES) {
-                    out.version = item
-                        .get("version")
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(0);
-                    continue;
-                }
-                let id = item.get("deploymentId").and_then(|v| v.as_s().ok());
-                let at = item
-                    .get("scheduledFor")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|t| t.parse::<DateTime<Utc>>().ok());
-                match (id, at) {
-                    (Some(id), Some(at)) => out.entries.push(ScheduleEntry {
-                        deployment_id: id.clone(),
-                        scheduled_for: at,
-                    }),
-                    _ => return Err(StoreError::Corrupt(format!("schedule entry {sk:?}"))),
-                }
+        for item in items {
+            let sk = item
+                .get("SK")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str);
+            if sk == Some(SCHEDULES) {
+                out.version = item
+                    .get("version")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                continue;
             }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
+            let id = item.get("deploymentId").and_then(|v| v.as_s().ok());
+            let at = item
+                .get("scheduledFor")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|t| t.parse::<DateTime<Utc>>().ok());
+            match (id, at) {
+                (Some(id), Some(at)) => out.entries.push(ScheduleEntry {
+                    deployment_id: id.clone(),
+                    scheduled_for: at,
+                }),
+                _ => return Err(StoreError::Corrupt(format!("schedule entry {sk:?}"))),
             }
         }
+        Ok(out)
     }
 
     async fn create_scheduled(
