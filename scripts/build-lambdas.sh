@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Builds the seven function bootstraps (six steps and the API) with cargo-lambda (release profile) and
+# Builds the eight function bootstraps (six steps and the API's two) with cargo-lambda (release profile) and
 # prints each one's size, stripped and zipped. Installs cargo-lambda with pip
 # when it is missing (it ships its own zig, nothing else is downloaded).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-functions=(validate stop-preparation-server create-image create-models replace-instances finalize api)
+functions=(validate stop-preparation-server create-image create-models replace-instances finalize api schedules)
 
 if [[ "${1:-}" != "--sizes-only" ]]; then
     if ! command -v cargo-lambda >/dev/null 2>&1; then

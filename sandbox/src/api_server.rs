@@ -1,5 +1,5 @@
-//! The Deployments API on loopback: the same router as the api Lambda
-//! (`Api::handle`), with a fixed local identity in place of API Gateway's
+//! The Deployments API on loopback: the same router as the API's two Lambda
+//! functions (`Api::handle` serves the routes of both), with a fixed local identity in place of API Gateway's
 //! authorizer. `GET /_sandbox/dynamodb-calls` returns the DynamoDB calls the
 //! API has made, per operation (tests check "one Query per history page").
 

@@ -12,7 +12,8 @@
 //!   pointed at a runtime-API stub on loopback (below) until its first
 //!   `GET …/invocation/next`; spawn→response: until it posts the response to
 //!   a sample event from events/ (ids rewritten to a deployment seeded for
-//!   this run), its AWS calls going to the sandbox's gateway;
+//!   this run; for the API's two functions an HTTP API request: the history
+//!   page, a new schedule), its AWS calls going to the sandbox's gateway;
 //! - peak RSS of the process over init and that one invocation (`VmHWM`
 //!   read while it idles in its next `GET …/next`, then it is killed);
 //! - the same spawn→ready for `python3` importing boto3 and creating an EC2
@@ -46,8 +47,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// The seven functions of `make build`, in pipeline order, then the API.
-pub const FUNCTIONS: [&str; 7] = [
+/// The eight functions of `make build`, in pipeline order, then the API's two.
+pub const FUNCTIONS: [&str; 8] = [
     "validate",
     "stop-preparation-server",
     "create-image",
@@ -55,6 +56,7 @@ pub const FUNCTIONS: [&str; 7] = [
     "replace-instances",
     "finalize",
     "api",
+    "schedules",
 ];
 
 /// The budgets of issue 6 (decimal megabytes: the stricter reading).
@@ -551,6 +553,17 @@ struct FunctionResult {
     errors: Vec<String>,
 }
 
+impl FunctionResult {
+    /// One cold start's figures; its output is left for the caller to judge.
+    fn record(&mut self, cs: &ColdStart) {
+        self.ready_ms.push(cs.ready_ms);
+        self.peak_rss.push(cs.peak_rss as f64);
+        if let Some(ms) = cs.response_ms {
+            self.response_ms.push(ms);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct DeploymentRun {
     calls: BTreeMap<String, u64>,
@@ -612,11 +625,7 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
             )
             .await?;
             let r = functions.get_mut(f).ok_or("unknown function")?;
-            r.ready_ms.push(cs.ready_ms);
-            r.peak_rss.push(cs.peak_rss as f64);
-            if let Some(ms) = cs.response_ms {
-                r.response_ms.push(ms);
-            }
+            r.record(&cs);
             match cs.output {
                 Some(Ok(output)) => finish_in_process(&deps, *step, event, output).await?,
                 Some(Err(e)) => {
@@ -630,24 +639,25 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
     }
     eprintln!();
 
-    // The API function: an HTTP API (payload v2) request for the history page.
-    let api_event = api_request_event(env);
-    for _ in 0..opts.runs {
-        let mut cmd = std::process::Command::new(opts.bootstrap("api"));
-        // The API function's own configuration (template.yaml sets it on AWS).
-        cmd.env("STATE_MACHINE_ARN", &c.endpoints.state_machine_arn)
-            .env("SCHEDULE_GROUP", crate::provision::SCHEDULE_GROUP)
-            .env("SCHEDULER_ROLE_ARN", crate::provision::SCHEDULER_ROLE);
-        let cs = cold_start(cmd, "api", Some(api_event.clone())).await?;
-        let r = functions.get_mut("api").ok_or("api")?;
-        r.ready_ms.push(cs.ready_ms);
-        r.peak_rss.push(cs.peak_rss as f64);
-        if let Some(ms) = cs.response_ms {
-            r.response_ms.push(ms);
-        }
-        match cs.output {
-            Some(Ok(v)) if v.get("statusCode") == Some(&json!(200)) => {}
-            other => return Err(format!("api answered {other:?} to GET deployments")),
+    // The API functions: HTTP API (payload v2) requests, the history page for
+    // `api` and a new schedule (a day ahead, one more each run: schedules of
+    // an environment are an hour apart at least) for `schedules`.
+    for run in 0..opts.runs {
+        for (f, event, expected) in [
+            ("api", api_request_event(env), 200),
+            ("schedules", schedule_request_event(env, run), 201),
+        ] {
+            let mut cmd = std::process::Command::new(opts.bootstrap(f));
+            // The API functions' own configuration (template.yaml sets it on AWS).
+            cmd.env("STATE_MACHINE_ARN", &c.endpoints.state_machine_arn)
+                .env("SCHEDULE_GROUP", crate::provision::SCHEDULE_GROUP)
+                .env("SCHEDULER_ROLE_ARN", crate::provision::SCHEDULER_ROLE);
+            let cs = cold_start(cmd, f, Some(event)).await?;
+            functions.get_mut(f).ok_or("unknown function")?.record(&cs);
+            match cs.output {
+                Some(Ok(v)) if v.get("statusCode") == Some(&json!(expected)) => {}
+                other => return Err(format!("{f} answered {other:?} to its request")),
+            }
         }
     }
 
@@ -717,21 +727,51 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
 }
 
 fn api_request_event(env: &str) -> Value {
-    let path = format!("/environments/{env}/deployments");
+    http_api_event(
+        "GET",
+        &format!("/environments/{env}/deployments"),
+        "limit=20",
+        json!({"limit": "20"}),
+        None,
+    )
+}
+
+/// `POST /environments/{env}/schedules` for a UTC time `run + 1` days ahead.
+fn schedule_request_event(env: &str, run: usize) -> Value {
+    let at = chrono::Utc::now() + chrono::Duration::days(run as i64 + 1);
+    let body = json!({"at": at.format("%Y-%m-%dT%H:%M:%S").to_string(), "timezone": "UTC"});
+    http_api_event(
+        "POST",
+        &format!("/environments/{env}/schedules"),
+        "",
+        Value::Null,
+        Some(body.to_string()),
+    )
+}
+
+/// An HTTP API (payload v2) request from an IAM-authenticated caller.
+fn http_api_event(
+    method: &str,
+    path: &str,
+    raw_query: &str,
+    query: Value,
+    body: Option<String>,
+) -> Value {
     json!({
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
-        "rawQueryString": "limit=20",
-        "headers": {"accept": "application/json"},
-        "queryStringParameters": {"limit": "20"},
+        "rawQueryString": raw_query,
+        "headers": {"accept": "application/json", "content-type": "application/json"},
+        "queryStringParameters": query,
         "requestContext": {
             "accountId": "123456789012", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
-            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
             "requestId": "bench", "routeKey": "$default", "stage": "$default",
             "time": "27/Nov/2026:09:00:00 +0000", "timeEpoch": 0,
             "authorizer": {"iam": {"userArn": "arn:aws:iam::123456789012:user/bench", "accountId": "123456789012"}}
         },
+        "body": body,
         "isBase64Encoded": false
     })
 }

@@ -60,10 +60,10 @@ pub struct Deps {
 
 impl Deps {
     /// One shared SDK config for all clients (endpoints, region and
-    /// credentials from the standard AWS environment variables).
+    /// credentials from the Lambda runtime's variables: `aws::config`).
     pub async fn from_env() -> Result<Self, String> {
         let settings = Settings::from_env()?;
-        let config = aws_config::load_from_env().await;
+        let config = crate::aws::config::from_env()?;
         Ok(Self::from_config(&config, settings))
     }
 

@@ -2,8 +2,8 @@
 //! schedule must meet (lead time, one year ahead, one per environment and
 //! hour), and the EventBridge Scheduler `at()` expression built from them.
 
-use chrono::{DateTime, LocalResult, Months, NaiveDateTime, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Datelike, Months, NaiveDateTime, Timelike, Utc};
+use jiff::tz::{AmbiguousOffset, Offset, TimeZone};
 
 /// Default minimum time between "now" and a schedule (setting
 /// `SCHEDULE_MIN_LEAD_SECONDS`): room for the schedule to be created before it fires.
@@ -17,7 +17,8 @@ const LOCAL_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 #[derive(Debug, Clone, PartialEq)]
 pub struct When {
     pub local: NaiveDateTime,
-    pub timezone: Tz,
+    /// The IANA name, as the database spells it (`europe/paris` → `Europe/Paris`).
+    pub timezone: String,
     pub utc: DateTime<Utc>,
 }
 
@@ -37,9 +38,14 @@ impl When {
     /// IANA zone `timezone` (UTC when absent). Local times that happen twice
     /// (clocks going back) or never (clocks going forward) are refused: which
     /// instant the operator meant cannot be known.
+    ///
+    /// Zones come from the IANA database compiled into the binary (jiff's
+    /// bundled TZif data, never the host's, which a Lambda runtime may lack):
+    /// chrono-tz's compiled tables were 1.4 MB bigger for the same answers
+    /// (BENCHMARKS.md, lever 7).
     pub fn parse(at: &str, timezone: Option<&str>) -> Result<Self, WhenError> {
         let tz_name = timezone.unwrap_or("UTC");
-        let timezone: Tz = tz_name.parse().map_err(|_| {
+        let unknown = || {
             err(
                 "timezone",
                 format!(
@@ -47,37 +53,43 @@ impl When {
                     crate::domain::truncate(tz_name, 64)
                 ),
             )
-        })?;
+        };
+        let zone = TimeZone::get(tz_name).map_err(|_| unknown())?;
+        let name = zone.iana_name().ok_or_else(unknown)?.to_string();
         let at = at.trim();
+        let bad_at = || {
+            err(
+                "at",
+                format!(
+                    "at '{}' must be a local date-time like 2026-12-01T14:30:00, without offset (the zone goes in timezone)",
+                    crate::domain::truncate(at, 40)
+                ),
+            )
+        };
         let local = NaiveDateTime::parse_from_str(at, LOCAL_FORMAT)
             .or_else(|_| NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M"))
-            .map_err(|_| {
-                err(
-                    "at",
-                    format!(
-                        "at '{}' must be a local date-time like 2026-12-01T14:30:00, without offset (the zone goes in timezone)",
-                        crate::domain::truncate(at, 40)
-                    ),
-                )
-            })?;
-        let utc = match timezone.from_local_datetime(&local) {
-            LocalResult::Single(t) => t.with_timezone(&Utc),
-            LocalResult::Ambiguous(a, b) => {
+            .map_err(|_| bad_at())?;
+        let civil = civil(&local).ok_or_else(bad_at)?;
+        // The instant at which the wall clock shows `local` at UTC offset `o`.
+        let at_offset = |o: Offset| local.and_utc() - chrono::Duration::seconds(o.seconds().into());
+        let utc = match zone.to_ambiguous_zoned(civil).offset() {
+            AmbiguousOffset::Unambiguous { offset } => at_offset(offset),
+            AmbiguousOffset::Fold { before, after } => {
                 return Err(err(
                     "at",
                     format!(
-                    "{} happens twice in {tz_name} (clocks go back: {} and {}); pick another time",
-                    local.format(LOCAL_FORMAT),
-                    a.with_timezone(&Utc).format("%H:%M UTC"),
-                    b.with_timezone(&Utc).format("%H:%M UTC")
-                ),
+                        "{} happens twice in {name} (clocks go back: {} and {}); pick another time",
+                        local.format(LOCAL_FORMAT),
+                        at_offset(before).format("%H:%M UTC"),
+                        at_offset(after).format("%H:%M UTC")
+                    ),
                 ))
             }
-            LocalResult::None => {
+            AmbiguousOffset::Gap { .. } => {
                 return Err(err(
                     "at",
                     format!(
-                        "{} does not exist in {tz_name} (clocks go forward); pick another time",
+                        "{} does not exist in {name} (clocks go forward); pick another time",
                         local.format(LOCAL_FORMAT)
                     ),
                 ))
@@ -85,7 +97,7 @@ impl When {
         };
         Ok(Self {
             local,
-            timezone,
+            timezone: name,
             utc,
         })
     }
@@ -99,7 +111,7 @@ impl When {
                 format!(
                     "at must be at least {min_lead_seconds} s ahead: {} ({}) is {}",
                     self.local_string(),
-                    self.timezone.name(),
+                    self.timezone,
                     if self.utc <= now {
                         "in the past".to_string()
                     } else {
@@ -129,6 +141,21 @@ impl When {
     pub fn expression(&self) -> String {
         format!("at({})", self.local_string())
     }
+}
+
+/// `local` as jiff's civil date-time; None outside its years (-9999..=9999).
+fn civil(local: &NaiveDateTime) -> Option<jiff::civil::DateTime> {
+    let n = |v: u32| i8::try_from(v).ok();
+    jiff::civil::DateTime::new(
+        i16::try_from(local.year()).ok()?,
+        n(local.month())?,
+        n(local.day())?,
+        n(local.hour())?,
+        n(local.minute())?,
+        n(local.second())?,
+        0,
+    )
+    .ok()
 }
 
 /// A pending schedule of an environment, as the store indexes it.
@@ -172,8 +199,18 @@ mod tests {
         let w = When::parse("2026-07-01T14:30:15", Some("America/New_York")).unwrap();
         assert_eq!(w.utc.to_rfc3339(), "2026-07-01T18:30:15+00:00");
         let w = When::parse("2026-12-01T14:30:00", None).unwrap();
-        assert_eq!(w.timezone.name(), "UTC");
+        assert_eq!(w.timezone, "UTC");
         assert_eq!(w.utc.to_rfc3339(), "2026-12-01T14:30:00+00:00");
+        // The database's spelling of the name is kept (Scheduler gets it too).
+        let w = When::parse("2026-12-01T14:30", Some("europe/paris")).unwrap();
+        assert_eq!(w.timezone, "Europe/Paris");
+        // Southern hemisphere summer time, half-hour and 45-minute offsets.
+        let w = When::parse("2026-01-15T09:00", Some("Australia/Sydney")).unwrap();
+        assert_eq!(w.utc.to_rfc3339(), "2026-01-14T22:00:00+00:00");
+        let w = When::parse("2026-06-01T12:00", Some("Asia/Kolkata")).unwrap();
+        assert_eq!(w.utc.to_rfc3339(), "2026-06-01T06:30:00+00:00");
+        let w = When::parse("2026-06-01T12:00", Some("Asia/Kathmandu")).unwrap();
+        assert_eq!(w.utc.to_rfc3339(), "2026-06-01T06:15:00+00:00");
     }
 
     #[test]
@@ -195,6 +232,26 @@ mod tests {
         assert!(e.message.contains("does not exist"), "{}", e.message);
         let e = When::parse("2026-10-25T02:30", Some("Europe/Paris")).unwrap_err();
         assert!(e.message.contains("happens twice"), "{}", e.message);
+        assert!(
+            e.message.contains("00:30 UTC and 01:30 UTC"),
+            "{}",
+            e.message
+        );
+        // New York, 2026-03-08: 02:00 → 03:00.
+        let e = When::parse("2026-03-08T02:15", Some("America/New_York")).unwrap_err();
+        assert!(e.message.contains("does not exist"), "{}", e.message);
+        for bad in [
+            "",
+            "Europe/Nowhere",
+            "/etc/passwd",
+            "../../etc/passwd",
+            "Europe/Paris\n",
+        ] {
+            let e = When::parse("2026-12-01T14:30", Some(bad)).unwrap_err();
+            assert_eq!(e.field, "timezone", "{bad:?}");
+        }
+        let e = When::parse("10000-01-01T00:00", None).unwrap_err();
+        assert_eq!(e.field, "at");
     }
 
     #[test]

@@ -218,39 +218,60 @@ fn template_defines_each_substituted_function_from_its_crate() {
     }
 }
 
-/// Every API route is an event of the api function and a path of the HTTP
-/// API with a `security` requirement (an event without it would be an open
-/// route), and nothing else is.
+/// Every API route is an event of the function `ROUTES` names for it (the
+/// page's files of the api function) and a path of the HTTP API with a
+/// `security` requirement (an event without it would be an open route), and
+/// nothing else is.
 #[test]
 fn template_routes_match_the_router_and_are_all_protected() {
-    use autosky_core::api::ROUTES;
+    use autosky_core::api::{Function, ROUTES};
     let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
     let t: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     let resources = &t["Resources"];
-    let f = &resources["ApiFunction"];
-    assert_eq!(f["Metadata"]["BuildProperties"]["Binary"], "api");
-    let mut events = BTreeSet::new();
-    for (_, e) in f["Properties"]["Events"].as_mapping().unwrap() {
-        assert_eq!(e["Type"], "HttpApi");
-        assert_eq!(e["Properties"]["PayloadFormatVersion"], "2.0");
-        events.insert((
-            e["Properties"]["Method"].as_str().unwrap().to_uppercase(),
-            e["Properties"]["Path"].as_str().unwrap().to_string(),
-        ));
-    }
-    let router: BTreeSet<(String, String)> = ROUTES
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect();
+    let events_of = |resource: &str, binary: &str| {
+        let f = &resources[resource];
+        assert_eq!(f["Metadata"]["BuildProperties"]["Binary"], binary);
+        assert!(root()
+            .join("functions")
+            .join(binary)
+            .join("Cargo.toml")
+            .exists());
+        let mut events = BTreeSet::new();
+        for (_, e) in f["Properties"]["Events"].as_mapping().unwrap() {
+            assert_eq!(e["Type"], "HttpApi");
+            assert_eq!(e["Properties"]["PayloadFormatVersion"], "2.0");
+            events.insert((
+                e["Properties"]["Method"].as_str().unwrap().to_uppercase(),
+                e["Properties"]["Path"].as_str().unwrap().to_string(),
+            ));
+        }
+        events
+    };
+    let routes_of = |function: Function| -> BTreeSet<(String, String)> {
+        ROUTES
+            .iter()
+            .filter(|(_, _, f)| *f == function)
+            .map(|(m, p, _)| (m.to_string(), p.to_string()))
+            .collect()
+    };
     let page: BTreeSet<(String, String)> = autosky_core::api::page::PAGE_ROUTES
         .iter()
         .map(|(m, p, _, _)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(
-        events,
-        router.union(&page).cloned().collect(),
-        "api function events: every API route and the page's files"
+        events_of("ApiFunction", Function::Api.binary()),
+        routes_of(Function::Api).union(&page).cloned().collect(),
+        "api function events: its routes and the page's files"
     );
+    assert_eq!(
+        events_of("SchedulesFunction", Function::Schedules.binary()),
+        routes_of(Function::Schedules),
+        "schedules function events: its routes"
+    );
+    let router: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
     let mut secured = BTreeSet::new();
     for (path, item) in resources["DeploymentsApi"]["Properties"]["DefinitionBody"]["paths"]
         .as_mapping()

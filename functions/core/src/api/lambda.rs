@@ -3,7 +3,7 @@
 //! (else `sub`) claim — never from the request itself.
 
 use super::{Api, ApiRequest, ApiResponse, ApiSettings, ScheduleSettings, SfnExecutions};
-use crate::aws::{AutoScaling, Ec2, Mailer, Scheduler};
+use crate::aws::{AutoScaling, Ec2, LazyClient, Mailer, Scheduler};
 use crate::deps::{Settings, SystemClock};
 use crate::store::DynamoStore;
 use lambda_http::request::RequestContext;
@@ -69,7 +69,7 @@ impl Api {
             .ok()
             .filter(|v| !v.is_empty())
             .ok_or("STATE_MACHINE_ARN is not set: it must name the deployment state machine")?;
-        let config = aws_config::load_from_env().await;
+        let config = crate::aws::config::from_env()?;
         let mut api = Self::from_config(&config, settings, state_machine_arn, None);
         api.settings.schedules = schedules;
         Ok(api)
@@ -81,19 +81,23 @@ impl Api {
         state_machine_arn: String,
         poll_seconds: Option<u64>,
     ) -> Self {
+        // Every request reads the table; the other clients are built on
+        // first use, so each function builds (and links the setup of) only
+        // those its routes call.
+        let shared = Arc::new(config.clone());
         Self {
             store: Arc::new(DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(config),
                 settings.table_name.clone(),
             )),
             executions: Arc::new(SfnExecutions {
-                client: aws_sdk_sfn::Client::new(config),
+                client: LazyClient::lazy(shared.clone()),
                 state_machine_arn: state_machine_arn.clone(),
             }),
-            ec2: Ec2::new(aws_sdk_ec2::Client::new(config)),
-            asg: AutoScaling::new(aws_sdk_autoscaling::Client::new(config)),
-            scheduler: Scheduler::new(aws_sdk_scheduler::Client::new(config)),
-            mailer: Mailer::new(aws_sdk_ses::Client::new(config)),
+            ec2: Ec2::lazy(shared.clone()),
+            asg: AutoScaling::lazy(shared.clone()),
+            scheduler: Scheduler::lazy(shared.clone()),
+            mailer: Mailer::lazy(shared),
             clock: Arc::new(SystemClock),
             settings: ApiSettings {
                 state_machine_arn,
@@ -106,13 +110,23 @@ impl Api {
     }
 }
 
-/// The whole main() of the api function.
-pub async fn serve() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
-    let api = Api::from_env().await?;
-    let api = &api;
-    lambda_http::run(lambda_http::service_fn(move |req: Request| async move {
-        Ok::<_, std::convert::Infallible>(to_response(api.handle(to_api_request(&req)).await))
+/// The whole main() of an API function, around the handler of the routes it
+/// serves (`api::handler::api` or `api::handler::schedules`).
+pub async fn serve<H, Fut>(handler: H) -> Result<(), lambda_http::Error>
+where
+    H: Fn(&'static Api, ApiRequest) -> Fut,
+    Fut: std::future::Future<Output = ApiResponse> + Send,
+{
+    crate::lambda::init_logging();
+    let api = Api::from_env().await.map_err(|e| {
+        tracing::error!(error = %e, "configuration error");
+        e
+    })?;
+    // One per cold start, for the process's life (as the step functions' Deps).
+    let api: &'static Api = Box::leak(Box::new(api));
+    lambda_http::run(lambda_http::service_fn(move |req: Request| {
+        let response = handler(api, to_api_request(&req));
+        async move { Ok::<_, std::convert::Infallible>(to_response(response.await)) }
     }))
     .await
 }

@@ -1,7 +1,10 @@
-//! The Deployments HTTP API: one framework-free router (`Api::handle`) served
-//! by the api Lambda (lambda_http, API Gateway payload v2) and, on loopback,
-//! by the sandbox. Routes are listed once in [`ROUTES`], which the router
-//! dispatches on and the OpenAPI test compares with `infra/openapi.yaml`.
+//! The Deployments HTTP API: one framework-free router. In AWS two Lambda
+//! functions (lambda_http, API Gateway payload v2) serve it, each its own
+//! routes ([`handler::api`], [`handler::schedules`]); on loopback the sandbox
+//! serves them all (`Api::handle`). Routes are listed once in [`ROUTES`],
+//! with the function serving each, which the router dispatches on, the
+//! OpenAPI test compares with `infra/openapi.yaml` and the template test
+//! with the functions' events.
 
 mod input;
 #[cfg(feature = "http")]
@@ -29,19 +32,63 @@ use std::sync::Arc;
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// Every route: (method, path template). The router matches these; the spec test compares them.
-pub const ROUTES: [(&str, &str); 10] = [
-    ("GET", "/environments"),
-    ("GET", "/environments/{env}"),
-    ("PUT", "/environments/{env}"),
-    ("POST", "/environments/{env}/deployments"),
-    ("GET", "/environments/{env}/deployments"),
-    ("GET", "/environments/{env}/deployments/{id}"),
-    ("POST", "/environments/{env}/deployments/{id}/cancel"),
-    ("POST", "/environments/{env}/schedules"),
-    ("PATCH", "/environments/{env}/schedules/{id}"),
-    ("DELETE", "/environments/{env}/schedules/{id}"),
+/// The Lambda function that serves a route in AWS. The scheduling routes
+/// have their own, so that neither bootstrap links the other's code and
+/// clients: together, the Scheduler client, the time-zone database and the
+/// scheduling code put one function over the size budget (BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// `api`: environments, deployments (start, history, details, cancel) and the page.
+    Api,
+    /// `schedules`: scheduled deployments (create, move, cancel).
+    Schedules,
+}
+
+impl Function {
+    /// The binary (and crate under functions/) of the function.
+    pub fn binary(self) -> &'static str {
+        match self {
+            Function::Api => "api",
+            Function::Schedules => "schedules",
+        }
+    }
+}
+
+/// Every route: (method, path template, the function serving it). The router
+/// matches these; the spec and template tests compare them.
+pub const ROUTES: [(&str, &str, Function); 10] = [
+    ("GET", "/environments", Function::Api),
+    ("GET", "/environments/{env}", Function::Api),
+    ("PUT", "/environments/{env}", Function::Api),
+    ("POST", "/environments/{env}/deployments", Function::Api),
+    ("GET", "/environments/{env}/deployments", Function::Api),
+    ("GET", "/environments/{env}/deployments/{id}", Function::Api),
+    (
+        "POST",
+        "/environments/{env}/deployments/{id}/cancel",
+        Function::Api,
+    ),
+    ("POST", "/environments/{env}/schedules", Function::Schedules),
+    (
+        "PATCH",
+        "/environments/{env}/schedules/{id}",
+        Function::Schedules,
+    ),
+    (
+        "DELETE",
+        "/environments/{env}/schedules/{id}",
+        Function::Schedules,
+    ),
 ];
+
+/// A request matched to its route, authenticated and checked for what every
+/// route shares (environment id, body size, query parameters).
+struct Matched {
+    route: usize,
+    params: Vec<String>,
+    owner: String,
+    query: Query,
+}
 
 /// A request as the router needs it, whatever served it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -90,7 +137,7 @@ pub trait Executions: Send + Sync {
 }
 
 pub struct SfnExecutions {
-    pub client: aws_sdk_sfn::Client,
+    pub client: crate::aws::LazyClient<aws_sdk_sfn::Client>,
     pub state_machine_arn: String,
 }
 
@@ -242,21 +289,65 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-impl Api {
-    /// Routes one request; every error is an `application/problem+json` answer.
-    pub async fn handle(&self, req: ApiRequest) -> ApiResponse {
-        match self.route(&req).await {
-            Ok(r) => r,
-            Err(p) => p.response(),
-        }
+/// The entry point of each API function: `api::lambda::serve` takes one of
+/// these rather than a `Function` value, which would keep every route's code
+/// (and client) in both bootstraps.
+pub mod handler {
+    use super::{Api, ApiRequest, ApiResponse};
+
+    /// The `api` function: the page and the environment and deployment routes.
+    pub async fn api(api: &Api, req: ApiRequest) -> ApiResponse {
+        api.handle_api(req).await
     }
 
-    async fn route(&self, req: &ApiRequest) -> ApiResult<ApiResponse> {
+    /// The `schedules` function: the scheduled-deployment routes.
+    pub async fn schedules(api: &Api, req: ApiRequest) -> ApiResponse {
+        api.handle_schedules(req).await
+    }
+}
+
+impl Api {
+    /// Routes one request to any route (the sandbox's loopback API, the
+    /// tests); every error is an `application/problem+json` answer.
+    pub async fn handle(&self, req: ApiRequest) -> ApiResponse {
         if let Some(asset) = page::serve(&req.method, &req.path) {
-            return Ok(asset);
+            return asset;
         }
+        let result = match self.matched(&req) {
+            Ok(m) => match ROUTES[m.route].2 {
+                Function::Api => self.api_route(&req, m).await,
+                Function::Schedules => self.schedule_route(&req, m).await,
+            },
+            Err(p) => Err(p),
+        };
+        result.unwrap_or_else(|p| p.response())
+    }
+
+    /// The `api` function's routes and the page.
+    pub async fn handle_api(&self, req: ApiRequest) -> ApiResponse {
+        if let Some(asset) = page::serve(&req.method, &req.path) {
+            return asset;
+        }
+        let result = match self.matched(&req) {
+            Ok(m) => self.api_route(&req, m).await,
+            Err(p) => Err(p),
+        };
+        result.unwrap_or_else(|p| p.response())
+    }
+
+    /// The `schedules` function's routes.
+    pub async fn handle_schedules(&self, req: ApiRequest) -> ApiResponse {
+        let result = match self.matched(&req) {
+            Ok(m) => self.schedule_route(&req, m).await,
+            Err(p) => Err(p),
+        };
+        result.unwrap_or_else(|p| p.response())
+    }
+
+    /// The route of `req`, after what every route checks first.
+    fn matched(&self, req: &ApiRequest) -> ApiResult<Matched> {
         let mut path_known = false;
-        for (i, (method, template)) in ROUTES.iter().enumerate() {
+        for (i, (method, template, _)) in ROUTES.iter().enumerate() {
             let Some(params) = matches(template, &req.path) else {
                 continue;
             };
@@ -292,18 +383,12 @@ impl Api {
                 ));
             }
             let query = Query::new(&req.query, allowed_query(i))?;
-            return match i {
-                0 => self.list_environments().await,
-                1 => self.get_environment(&params[0]).await,
-                2 => self.put_environment(&params[0], &req.body).await,
-                3 => self.start(&params[0], &owner, &req.body).await,
-                4 => self.history(&params[0], &query).await,
-                5 => self.details(&params[0], &params[1]).await,
-                6 => self.cancel(&params[0], &params[1], &owner).await,
-                7 => self.schedule(&params[0], &owner, &req.body).await,
-                8 => self.reschedule(&params[0], &params[1], &req.body).await,
-                _ => self.unschedule(&params[0], &params[1], &owner).await,
-            };
+            return Ok(Matched {
+                route: i,
+                params,
+                owner,
+                query,
+            });
         }
         Err(if path_known {
             Problem::new(
@@ -318,6 +403,40 @@ impl Api {
                 &format!("no route for {}", crate::domain::truncate(&req.path, 200)),
             )
         })
+    }
+
+    async fn api_route(&self, req: &ApiRequest, m: Matched) -> ApiResult<ApiResponse> {
+        let Matched {
+            route,
+            params,
+            owner,
+            query,
+        } = m;
+        match route {
+            0 => self.list_environments().await,
+            1 => self.get_environment(&params[0]).await,
+            2 => self.put_environment(&params[0], &req.body).await,
+            3 => self.start(&params[0], &owner, &req.body).await,
+            4 => self.history(&params[0], &query).await,
+            5 => self.details(&params[0], &params[1]).await,
+            6 => self.cancel(&params[0], &params[1], &owner).await,
+            other => Err(misrouted(other, Function::Api)),
+        }
+    }
+
+    async fn schedule_route(&self, req: &ApiRequest, m: Matched) -> ApiResult<ApiResponse> {
+        let Matched {
+            route,
+            params,
+            owner,
+            ..
+        } = m;
+        match route {
+            7 => self.schedule(&params[0], &owner, &req.body).await,
+            8 => self.reschedule(&params[0], &params[1], &req.body).await,
+            9 => self.unschedule(&params[0], &params[1], &owner).await,
+            other => Err(misrouted(other, Function::Schedules)),
+        }
     }
 
     async fn list_environments(&self) -> ApiResult<ApiResponse> {
@@ -622,6 +741,22 @@ impl Query {
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// A route that reached a function that does not serve it: the HTTP API's
+/// integrations disagree with [`ROUTES`] (a deployment fault, not the caller's).
+fn misrouted(route: usize, this: Function) -> Problem {
+    let (method, path, function) = ROUTES[route];
+    Problem::new(
+        500,
+        "Internal error",
+        &format!(
+            "{method} {path} is served by the {} function, and reached the {} function: \
+             the HTTP API's integrations do not match the router",
+            function.binary(),
+            this.binary()
+        ),
+    )
 }
 
 fn allowed_query(route: usize) -> &'static [&'static str] {

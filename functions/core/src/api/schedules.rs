@@ -75,7 +75,7 @@ impl Api {
             name: dep.deployment_id.clone(),
             group: s.group.clone(),
             expression: when.expression(),
-            timezone: when.timezone.name().to_string(),
+            timezone: when.timezone.clone(),
             description: format!(
                 "Autosky deployment {} of {}",
                 dep.deployment_id, dep.environment_id
@@ -90,7 +90,7 @@ impl Api {
     fn schedule_info(&self, id: &str, when: &When) -> ScheduleInfo {
         ScheduleInfo {
             at: when.local_string(),
-            timezone: when.timezone.name().to_string(),
+            timezone: when.timezone.clone(),
             schedule_name: id.to_string(),
             schedule_group: self.settings.schedules.group.clone(),
         }

@@ -19,8 +19,8 @@ use std::sync::Mutex;
 async fn call(api: &Api, r: ApiRequest) -> ApiResponse {
     let template = ROUTES
         .iter()
-        .find(|(m, t)| *m == r.method && matches(t, &r.path).is_some())
-        .map(|(_, t)| *t);
+        .find(|(m, t, _)| *m == r.method && matches(t, &r.path).is_some())
+        .map(|(_, t, _)| *t);
     let what = format!("{} {}", r.method, r.path);
     let res = api.handle(r).await;
     let ct = res.header("content-type").unwrap_or_default().to_string();
@@ -46,7 +46,7 @@ fn router_and_spec_have_the_same_routes() {
     let spec = spec::Spec::load().routes();
     let router: std::collections::BTreeSet<(String, String)> = ROUTES
         .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
         .collect();
     assert_eq!(router, spec);
 }
@@ -1071,4 +1071,83 @@ async fn a_schedule_that_cannot_be_created_leaves_a_failed_record_not_a_schedule
     assert_eq!(items[0].error.as_ref().unwrap().name, "ScheduleFailed");
     assert!(w.store.schedules(ENV).await.unwrap().entries.is_empty());
     assert_eq!(w.mail.num_calls(), 0);
+}
+
+// ---- one Lambda function per route group ----
+
+#[tokio::test]
+async fn each_function_serves_its_own_routes_and_refuses_the_others_unchanged() {
+    let w = world().await;
+    let schedule = || {
+        req(
+            "POST",
+            "/environments/prod-web/schedules",
+            &sched_body("2026-11-27T15:30", Some("Europe/Paris")),
+        )
+    };
+    let history = || req("GET", "/environments/prod-web/deployments", "");
+    // The api function: a scheduling route reached it by a wrong integration.
+    let r = handler::api(&w.api, schedule()).await;
+    assert_eq!(r.status, 500);
+    let detail = r.json_body()["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.contains("POST /environments/{env}/schedules is served by the schedules function, and reached the api function"),
+        "{detail}"
+    );
+    assert_eq!(w.sched.create.num_calls(), 0);
+    assert_eq!(w.mail.num_calls(), 0);
+    assert!(w.store.schedules(ENV).await.unwrap().entries.is_empty());
+    assert_eq!(handler::api(&w.api, history()).await.status, 200);
+    let page = handler::api(&w.api, req("GET", "/", "")).await;
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    // The schedules function: the other routes and the page are not its own.
+    let r = handler::schedules(&w.api, history()).await;
+    assert_eq!(r.status, 500);
+    assert!(r.json_body()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("served by the api function, and reached the schedules function"));
+    let r = handler::schedules(
+        &w.api,
+        req("POST", "/environments/prod-web/deployments", "{}"),
+    )
+    .await;
+    assert_eq!(r.status, 500);
+    assert!(w.recorder.started.lock().unwrap().is_empty());
+    assert_eq!(w.store.lock_holder(ENV).await.unwrap(), None);
+    assert_eq!(
+        handler::schedules(&w.api, req("GET", "/", "")).await.status,
+        404
+    );
+    let r = handler::schedules(&w.api, schedule()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(w.sched.create.num_calls(), 1);
+    // Shared checks come first in both: no identity is 401 before any routing.
+    let mut anonymous = history();
+    anonymous.identity = None;
+    assert_eq!(handler::schedules(&w.api, anonymous).await.status, 401);
+    // Every route reaching the other function is refused there, before any work.
+    for (method, template, function) in ROUTES {
+        let path = template
+            .replace("{env}", "prod-web")
+            .replace("{id}", "01JDEPLOYMENT0000000000000");
+        let r = match function {
+            Function::Api => handler::schedules(&w.api, req(method, &path, "{}")).await,
+            Function::Schedules => handler::api(&w.api, req(method, &path, "{}")).await,
+        };
+        assert_eq!(r.status, 500, "{method} {path}");
+        assert!(
+            r.json_body()["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("served by the {} function", function.binary())),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(w.sched.create.num_calls(), 1);
+    assert!(w.recorder.started.lock().unwrap().is_empty());
 }

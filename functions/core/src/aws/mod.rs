@@ -2,6 +2,7 @@
 //! values and classified `StepError`s so step logic never sees SDK types.
 
 pub mod autoscaling;
+pub mod config;
 pub mod ec2;
 pub mod scheduler;
 pub mod ses;
@@ -40,7 +41,13 @@ macro_rules! from_sdk_config {
         }
     )*};
 }
-from_sdk_config!(aws_sdk_ec2, aws_sdk_autoscaling, aws_sdk_ses);
+from_sdk_config!(
+    aws_sdk_ec2,
+    aws_sdk_autoscaling,
+    aws_sdk_ses,
+    aws_sdk_scheduler,
+    aws_sdk_sfn
+);
 
 impl<C> LazyClient<C> {
     /// Built on first use from `config`.

@@ -1,13 +1,16 @@
 //! EventBridge Scheduler capability: the one-time `at()` schedule that starts
 //! a scheduled deployment (templated Step Functions target), moved or deleted.
 
+use super::LazyClient;
 use crate::error::{classify_sdk_error, StepError};
+use aws_config::SdkConfig;
 use aws_sdk_scheduler::error::ProvideErrorMetadata;
 use aws_sdk_scheduler::types::{
     ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
     RetryPolicy, Target,
 };
 use aws_sdk_scheduler::Client;
+use std::sync::Arc;
 
 /// How long Scheduler keeps retrying a start that fails (then: the DLQ).
 pub const MAX_EVENT_AGE_SECONDS: i32 = 1800;
@@ -15,7 +18,7 @@ pub const MAX_RETRY_ATTEMPTS: i32 = 10;
 
 #[derive(Clone, Debug)]
 pub struct Scheduler {
-    client: Client,
+    client: LazyClient<Client>,
 }
 
 /// Everything a one-time schedule is made of.
@@ -67,7 +70,16 @@ impl OneTimeSchedule {
 
 impl Scheduler {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client: LazyClient::ready(client),
+        }
+    }
+
+    /// The client is built from `config` when first used.
+    pub fn lazy(config: Arc<SdkConfig>) -> Self {
+        Self {
+            client: LazyClient::lazy(config),
+        }
     }
 
     /// Creates the schedule; the deployment id is the client token too, so a
