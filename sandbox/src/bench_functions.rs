@@ -639,14 +639,14 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
     }
     eprintln!();
 
-    // The API functions: HTTP API (payload v2) requests, the history page for
-    // `api` and a new schedule (a day ahead, one more each run: schedules of
-    // an environment are an hour apart at least) for `schedules`.
+    // The API functions: their sample HTTP API (payload v2) requests, the
+    // history page for `api` and a new schedule for `schedules`.
     for run in 0..opts.runs {
-        for (f, event, expected) in [
-            ("api", api_request_event(env), 200),
-            ("schedules", schedule_request_event(env, run), 201),
+        for (f, file, expected) in [
+            ("api", "api-history.json", 200),
+            ("schedules", "schedules-create.json", 201),
         ] {
+            let event = http_sample_event(&opts.events, file, env, run)?;
             let mut cmd = std::process::Command::new(opts.bootstrap(f));
             // The API functions' own configuration (template.yaml sets it on AWS).
             cmd.env("STATE_MACHINE_ARN", &c.endpoints.state_machine_arn)
@@ -726,54 +726,29 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
     }
 }
 
-fn api_request_event(env: &str) -> Value {
-    http_api_event(
-        "GET",
-        &format!("/environments/{env}/deployments"),
-        "limit=20",
-        json!({"limit": "20"}),
-        None,
+/// An API function's sample HTTP API request from events/ (`<fn>-*.json`),
+/// for environment `env` (the file's is `demo`); a schedule's `at` becomes
+/// `run + 1` days from now in UTC (an environment's schedules are an hour
+/// apart at least, and must be ahead).
+fn http_sample_event(events: &Path, file: &str, env: &str, run: usize) -> Result<Value, String> {
+    let path = events.join(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut v: Value = serde_json::from_str(
+        &text.replace("/environments/demo/", &format!("/environments/{env}/")),
     )
-}
-
-/// `POST /environments/{env}/schedules` for a UTC time `run + 1` days ahead.
-fn schedule_request_event(env: &str, run: usize) -> Value {
-    let at = chrono::Utc::now() + chrono::Duration::days(run as i64 + 1);
-    let body = json!({"at": at.format("%Y-%m-%dT%H:%M:%S").to_string(), "timezone": "UTC"});
-    http_api_event(
-        "POST",
-        &format!("/environments/{env}/schedules"),
-        "",
-        Value::Null,
-        Some(body.to_string()),
-    )
-}
-
-/// An HTTP API (payload v2) request from an IAM-authenticated caller.
-fn http_api_event(
-    method: &str,
-    path: &str,
-    raw_query: &str,
-    query: Value,
-    body: Option<String>,
-) -> Value {
-    json!({
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": raw_query,
-        "headers": {"accept": "application/json", "content-type": "application/json"},
-        "queryStringParameters": query,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
-            "requestId": "bench", "routeKey": "$default", "stage": "$default",
-            "time": "27/Nov/2026:09:00:00 +0000", "timeEpoch": 0,
-            "authorizer": {"iam": {"userArn": "arn:aws:iam::123456789012:user/bench", "accountId": "123456789012"}}
-        },
-        "body": body,
-        "isBase64Encoded": false
-    })
+    .map_err(|e| format!("{file}: {e}"))?;
+    v["pathParameters"]["env"] = json!(env);
+    if let Some(body) = v["body"].as_str() {
+        let mut body: Value =
+            serde_json::from_str(body).map_err(|e| format!("{file} body: {e}"))?;
+        if body.get("at").is_some() {
+            let at = chrono::Utc::now() + chrono::Duration::days(run as i64 + 1);
+            body["at"] = json!(at.format("%Y-%m-%dT%H:%M:%S").to_string());
+            body["timezone"] = json!("UTC");
+        }
+        v["body"] = json!(body.to_string());
+    }
+    Ok(v)
 }
 
 async fn gateway_calls(c: &Clients) -> Result<BTreeMap<String, u64>, String> {

@@ -1,6 +1,7 @@
 //! The sample events in events/ (used with `cargo lambda invoke --data-file`)
-//! stay valid inputs of their step: one per function at least, each parsing
-//! as the type that step reads.
+//! stay valid inputs of their function: one per function at least, each
+//! parsing as the type that step reads, or for the API's functions as an HTTP
+//! API request for one of that function's routes, from an authenticated caller.
 
 use autosky_core::steps::{cleanup, Step, StepInput, ValidateEvent};
 use std::path::PathBuf;
@@ -49,5 +50,31 @@ fn every_step_has_a_sample_event_that_parses() {
                 path.display()
             );
         }
+    }
+}
+
+#[cfg(feature = "http")]
+#[test]
+fn every_api_function_has_a_sample_request_for_one_of_its_routes() {
+    use autosky_core::api::{function_for, lambda::to_api_request, Function};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events");
+    for function in [Function::Api, Function::Schedules] {
+        let prefix = format!("{}-", function.binary());
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            if !name.starts_with(&prefix) || !name.ends_with(".json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let req = lambda_http::request::from_str(&text)
+                .unwrap_or_else(|e| panic!("{name}: not an HTTP API request: {e}"));
+            let r = to_api_request(&req);
+            assert_eq!(function_for(&r.method, &r.path), Some(function), "{name}");
+            assert!(r.identity.is_some(), "{name}: no authenticated caller");
+            seen += 1;
+        }
+        assert!(seen > 0, "no sample request for {}", function.binary());
     }
 }

@@ -81,6 +81,14 @@ pub const ROUTES: [(&str, &str, Function); 10] = [
     ),
 ];
 
+/// The function that serves `method path`, if a route matches.
+pub fn function_for(method: &str, path: &str) -> Option<Function> {
+    ROUTES
+        .iter()
+        .find(|(m, t, _)| *m == method && matches(t, path).is_some())
+        .map(|(_, _, f)| *f)
+}
+
 /// A request matched to its route, authenticated and checked for what every
 /// route shares (environment id, body size, query parameters).
 struct Matched {
