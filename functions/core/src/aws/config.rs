@@ -23,29 +23,35 @@ use std::collections::HashMap;
 
 const ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 
-/// The config from the process environment.
+/// The config from the process environment (variables that are not UTF-8
+/// are none of ours, and skipped).
 pub fn from_env() -> Result<SdkConfig, String> {
-    from_lookup(|k| std::env::var(k).ok())
+    from_vars(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+    )
 }
 
-/// The config from `get` (the environment, or a table in tests).
-pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<SdkConfig, String> {
-    let set = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+/// The config from `vars` (the environment, or a table in tests).
+pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<SdkConfig, String> {
+    let vars: HashMap<String, String> = vars
+        .into_iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .collect();
+    let set = |k: &str| vars.get(k).cloned();
     let region = set("AWS_REGION")
         .or_else(|| set("AWS_DEFAULT_REGION"))
         .ok_or("AWS_REGION is not set: the Lambda runtime sets it; set it to run elsewhere")?;
     let ignore_endpoints =
         set("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    // Read once: the per-service endpoints are looked up when clients are built.
+    // Every AWS_ENDPOINT_URL_<SERVICE>, looked up when a client is built.
+    let service_prefix = format!("{ENDPOINT_URL}_");
     let endpoints: HashMap<String, String> = if ignore_endpoints {
         HashMap::new()
     } else {
-        ["DYNAMODB", "EC2", "AUTO_SCALING", "SES", "SFN", "SCHEDULER"]
-            .iter()
-            .filter_map(|s| {
-                let k = format!("{ENDPOINT_URL}_{s}");
-                set(&k).map(|v| (k, v))
-            })
+        vars.iter()
+            .filter(|(k, _)| k.starts_with(&service_prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
     // The execution role's credentials, valid for the execution environment's life.
@@ -91,11 +97,7 @@ mod tests {
     use aws_credential_types::provider::ProvideCredentials;
 
     fn config(vars: &[(&str, &str)]) -> Result<SdkConfig, String> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        from_lookup(|k| vars.get(k).cloned())
+        from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
     fn endpoint(c: &SdkConfig, service_id: &str) -> Option<String> {
@@ -158,8 +160,16 @@ mod tests {
             KEYS[1],
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
             ("AWS_ENDPOINT_URL_AUTO_SCALING", "http://127.0.0.1:2"),
+            ("AWS_ENDPOINT_URL_SCHEDULER", "http://127.0.0.1:3"),
+            ("AWS_ENDPOINT_URL_SES", " "),
         ];
         let c = config(&vars).unwrap();
+        assert_eq!(
+            endpoint(&c, "Scheduler").as_deref(),
+            Some("http://127.0.0.1:3")
+        );
+        // A blank one is unset.
+        assert_eq!(endpoint(&c, "SES").as_deref(), Some("http://127.0.0.1:1"));
         assert_eq!(
             endpoint(&c, "Auto Scaling").as_deref(),
             Some("http://127.0.0.1:2")
