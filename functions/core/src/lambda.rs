@@ -40,6 +40,8 @@ where
 /// engine that every binary linked for a feature we do not use.
 pub fn init_logging() {
     use lambda_runtime::tracing::subscriber::filter::{LevelFilter, Targets};
+    use lambda_runtime::tracing::subscriber::layer::SubscriberExt;
+    use lambda_runtime::tracing::subscriber::util::SubscriberInitExt;
     let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let filter = get("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|| get("RUST_LOG"))
@@ -50,8 +52,6 @@ pub fn init_logging() {
         .with_target(false)
         .without_time()
         .with_writer(std::io::stdout);
-    use lambda_runtime::tracing::subscriber::layer::SubscriberExt;
-    use lambda_runtime::tracing::subscriber::util::SubscriberInitExt;
     if json {
         builder.json().finish().with(filter).init();
     } else {

@@ -81,12 +81,11 @@ pub const ROUTES: [(&str, &str, Function); 10] = [
     ),
 ];
 
-/// The function that serves `method path`, if a route matches.
-pub fn function_for(method: &str, path: &str) -> Option<Function> {
+/// The route (method, path template, function) of `method path`, if any.
+pub fn route_of(method: &str, path: &str) -> Option<(&'static str, &'static str, Function)> {
     ROUTES
-        .iter()
+        .into_iter()
         .find(|(m, t, _)| *m == method && matches(t, path).is_some())
-        .map(|(_, _, f)| *f)
 }
 
 /// A request matched to its route, authenticated and checked for what every
@@ -321,14 +320,14 @@ impl Api {
         if let Some(asset) = page::serve(&req.method, &req.path) {
             return asset;
         }
-        let result = match self.matched(&req) {
-            Ok(m) => match ROUTES[m.route].2 {
+        let result = async {
+            let m = self.matched(&req)?;
+            match ROUTES[m.route].2 {
                 Function::Api => self.api_route(&req, m).await,
                 Function::Schedules => self.schedule_route(&req, m).await,
-            },
-            Err(p) => Err(p),
+            }
         };
-        result.unwrap_or_else(|p| p.response())
+        result.await.unwrap_or_else(|p| p.response())
     }
 
     /// The `api` function's routes and the page.
@@ -336,20 +335,14 @@ impl Api {
         if let Some(asset) = page::serve(&req.method, &req.path) {
             return asset;
         }
-        let result = match self.matched(&req) {
-            Ok(m) => self.api_route(&req, m).await,
-            Err(p) => Err(p),
-        };
-        result.unwrap_or_else(|p| p.response())
+        let result = async { self.api_route(&req, self.matched(&req)?).await };
+        result.await.unwrap_or_else(|p| p.response())
     }
 
     /// The `schedules` function's routes.
     pub async fn handle_schedules(&self, req: ApiRequest) -> ApiResponse {
-        let result = match self.matched(&req) {
-            Ok(m) => self.schedule_route(&req, m).await,
-            Err(p) => Err(p),
-        };
-        result.unwrap_or_else(|p| p.response())
+        let result = async { self.schedule_route(&req, self.matched(&req)?).await };
+        result.await.unwrap_or_else(|p| p.response())
     }
 
     /// The route of `req`, after what every route checks first.

@@ -17,10 +17,7 @@ use std::sync::Mutex;
 
 /// Every response in these tests must match infra/openapi.yaml.
 async fn call(api: &Api, r: ApiRequest) -> ApiResponse {
-    let template = ROUTES
-        .iter()
-        .find(|(m, t, _)| *m == r.method && matches(t, &r.path).is_some())
-        .map(|(_, t, _)| *t);
+    let template = route_of(&r.method, &r.path).map(|(_, t, _)| t);
     let what = format!("{} {}", r.method, r.path);
     let res = api.handle(r).await;
     let ct = res.header("content-type").unwrap_or_default().to_string();
