@@ -89,7 +89,8 @@ pub fn free_port() -> Result<u16, String> {
 }
 
 /// `FAKECLOUD_BIN`, then `fakecloud` on PATH or in ~/.cargo/bin at the pinned
-/// version; otherwise `cargo install` it (the long first-time build).
+/// version; otherwise installs it with scripts/install-emulator.sh (the
+/// one-time build).
 pub async fn find_or_install() -> Result<PathBuf, String> {
     let mut candidates = Vec::new();
     if let Ok(p) = std::env::var("FAKECLOUD_BIN") {
@@ -110,24 +111,20 @@ pub async fn find_or_install() -> Result<PathBuf, String> {
             return Ok(c.clone());
         }
     }
-    eprintln!(
-        "sandbox: installing fakecloud {FAKECLOUD_VERSION} (the local AWS emulator) with `cargo install --locked`.\n\
-         sandbox: this compiles it from source once: about 40 minutes on 2 cores; later runs reuse ~/.cargo/bin/fakecloud."
+    // One install procedure for every command (the same profile, progress and
+    // messages as `make emulator`): the script in scripts/.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/install-emulator.sh"
     );
-    let status = Command::new("cargo")
-        .args([
-            "install",
-            "fakecloud",
-            "--version",
-            FAKECLOUD_VERSION,
-            "--locked",
-        ])
+    let status = Command::new("bash")
+        .arg(script)
         .status()
         .await
-        .map_err(|e| format!("cargo install fakecloud: {e}"))?;
+        .map_err(|e| format!("{script}: {e}"))?;
     if !status.success() {
         return Err(format!(
-            "cargo install fakecloud {FAKECLOUD_VERSION} failed ({status})"
+            "installing fakecloud {FAKECLOUD_VERSION} failed ({status})"
         ));
     }
     for c in &candidates {
