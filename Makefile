@@ -35,12 +35,21 @@ emulator:
 browser:
 	scripts/install-browser.sh
 
-demo: emulator
-	$(CARGO) build -q -p autosky-sandbox
+# The first run builds the emulator and the sandbox, with progress; later
+# runs start in seconds.
+FIRST_RUN := the first run builds the local AWS emulator (about 10 min on 2 cores) and the sandbox (about 7 min); later runs take seconds
+demo:
+	@echo "demo: $(FIRST_RUN)"
+	@scripts/install-emulator.sh
+	$(CARGO) build -p autosky-sandbox
 	$(CARGO) run -q -p autosky-sandbox -- demo
 
-sandbox: emulator
-	$(CARGO) run -q -p autosky-sandbox -- up
+# SEED=0: start without the demo environment.
+sandbox:
+	@echo "sandbox: $(FIRST_RUN)"
+	@scripts/install-emulator.sh
+	$(CARGO) build -p autosky-sandbox
+	$(CARGO) run -q -p autosky-sandbox -- up $(if $(filter 0,$(SEED)),--no-seed,)
 
 build:
 	scripts/build-lambdas.sh

@@ -1,10 +1,10 @@
-//! The Deployments page in headless Chromium against the sandbox: seeds an
-//! environment, then runs tests/page/page.mjs (playwright-core from tools/,
-//! the system Chromium) and fails with its output when a check fails.
+//! The Deployments page in headless Chromium against the sandbox as `make
+//! sandbox` starts it (with the demo environment it seeds), at the page URL
+//! it prints: runs tests/page/page.mjs (playwright-core from tools/, the
+//! system Chromium) and fails with its output when a check fails.
 //! Screenshots go to the test's output folder (target/tmp/page).
 
-use autosky_core::domain::EnvironmentDefaults;
-use autosky_sandbox::{harness, seed, Clients};
+use autosky_sandbox::{demo, harness::SandboxProcess};
 use std::path::Path;
 use std::process::Command;
 
@@ -20,16 +20,14 @@ async fn publish_schedule_cancel_and_a_bad_email_in_a_real_browser() {
         root.join("tools/node_modules/playwright-core").exists(),
         "tools/node_modules/playwright-core is missing: run scripts/install-browser.sh"
     );
-    let endpoints = harness::shared(env!("CARGO_BIN_EXE_autosky-sandbox"));
-    let c = Clients::new(endpoints);
-    seed::environment(&c, "page-env", 1, EnvironmentDefaults::default())
-        .await
-        .unwrap();
+    let sandbox = SandboxProcess::spawn(env!("CARGO_BIN_EXE_autosky-sandbox"), true).unwrap();
+    let endpoints = &sandbox.endpoints;
     let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("page");
     let out = Command::new("node")
         .arg(root.join("tests/page/page.mjs"))
         .env("API_URL", &endpoints.api)
-        .env("ENV", "page-env")
+        .env("PAGE_URL", endpoints.page_url(demo::ENVIRONMENT))
+        .env("ENV", demo::ENVIRONMENT)
         .env("OUT_DIR", &out_dir)
         .env("CHROMIUM", &chromium)
         .output()
@@ -40,6 +38,7 @@ async fn publish_schedule_cancel_and_a_bad_email_in_a_real_browser() {
         String::from_utf8_lossy(&out.stderr)
     );
     println!("{text}");
+    sandbox.stop();
     assert!(out.status.success(), "page test failed:\n{text}");
     for shot in [
         "bad-email",

@@ -1,4 +1,5 @@
-//! `autosky-sandbox demo`: seeds a demo environment and runs one deployment
+//! The demo environment (`make demo`, `make sandbox`), and `autosky-sandbox
+//! demo`: seeds it and runs one deployment
 //! end to end, printing each step as it finishes, then the result: version,
 //! AMI, the group's instances on it, and the e-mail that was sent.
 
@@ -10,20 +11,29 @@ use autosky_core::store::Store;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-pub async fn run(c: &Clients) -> Result<(), String> {
-    let started = Instant::now();
-    let env_id = "demo";
-    println!("Seeding scaling environment '{env_id}': a preparation server, a launch template, an Auto Scaling group with 2 instances");
-    let seeded = seed::environment(
+/// The environment `make demo` deploys to and `make sandbox` starts with.
+pub const ENVIRONMENT: &str = "demo";
+
+/// Seeds [`ENVIRONMENT`]: a preparation server, a launch template and an
+/// Auto Scaling group with 2 instances, registered with a notification address.
+pub async fn seed(c: &Clients) -> Result<seed::Seeded, String> {
+    seed::environment(
         c,
-        env_id,
+        ENVIRONMENT,
         2,
         EnvironmentDefaults {
             notification_emails: vec!["ops@demo.example.com".into()],
             ..Default::default()
         },
     )
-    .await?;
+    .await
+}
+
+pub async fn run(c: &Clients) -> Result<(), String> {
+    let started = Instant::now();
+    let env_id = ENVIRONMENT;
+    println!("Seeding scaling environment '{env_id}': a preparation server, a launch template, an Auto Scaling group with 2 instances");
+    let seeded = seed(c).await?;
     let env = &seeded.environment;
     let group = &env.auto_scaling_groups[0];
     let before = seed::group_instance_images(c, group).await?;

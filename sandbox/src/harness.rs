@@ -20,12 +20,15 @@ pub struct SandboxProcess {
 }
 
 impl SandboxProcess {
-    /// Starts `bin up --ready-line`; the child exits when our end of its stdin
-    /// closes (when this process ends, however it ends), so it never outlives us.
-    pub fn spawn(bin: &str) -> Result<Self, String> {
+    /// Starts `bin up --ready-line`, with the demo environment as `make
+    /// sandbox` has it when `seeded`, empty otherwise (tests seed their own);
+    /// the child exits when our end of its stdin closes (when this process
+    /// ends, however it ends), so it never outlives us.
+    pub fn spawn(bin: &str, seeded: bool) -> Result<Self, String> {
         use std::io::BufRead;
         let mut child = std::process::Command::new(bin)
             .args(["up", "--ready-line", "--refresh-phase-ms", "300"])
+            .args((!seeded).then_some("--no-seed"))
             // Tests schedule deployments a few seconds ahead.
             .env("SCHEDULE_MIN_LEAD_SECONDS", "2")
             .stdin(Stdio::piped())
@@ -60,11 +63,12 @@ impl SandboxProcess {
     }
 }
 
-/// The sandbox shared by the tests of one test binary (started on first use).
+/// The sandbox shared by the tests of one test binary (started on first use),
+/// without the demo environment.
 pub fn shared(bin: &str) -> &'static Endpoints {
     static SANDBOX: std::sync::OnceLock<SandboxProcess> = std::sync::OnceLock::new();
     &SANDBOX
-        .get_or_init(|| SandboxProcess::spawn(bin).expect("sandbox starts"))
+        .get_or_init(|| SandboxProcess::spawn(bin, false).expect("sandbox starts"))
         .endpoints
 }
 

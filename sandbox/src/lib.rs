@@ -31,6 +31,13 @@ pub struct Endpoints {
     pub sender: String,
 }
 
+impl Endpoints {
+    /// The Deployments page, opened on environment `env`.
+    pub fn page_url(&self, env: &str) -> String {
+        format!("{}/?env={env}", self.api)
+    }
+}
+
 /// SDK clients aimed at the sandbox (Auto Scaling through the bridge).
 #[derive(Clone)]
 pub struct Clients {

@@ -1,5 +1,7 @@
 //! `autosky-sandbox`: the Autosky pipeline on a local AWS emulator.
-//!   up [--ready-line] [--refresh-phase-ms N]   start and keep running (Ctrl-C stops)
+//!   up [--no-seed] [--ready-line] [--refresh-phase-ms N]
+//!                                              start with the demo environment (unless
+//!                                              --no-seed) and keep running (Ctrl-C stops)
 //!   demo                                       one deployment end to end, then stop
 //!   bench-api                                  API latency and DynamoDB calls per request
 //!   bench [--runs N] [--bootstraps DIR] [--out FILE] [--functions-only]
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const USAGE: &str =
-    "usage: autosky-sandbox up [--ready-line] [--refresh-phase-ms N] | demo | bench-api \
+    "usage: autosky-sandbox up [--no-seed] [--ready-line] [--refresh-phase-ms N] | demo | bench-api \
                      | bench [--runs N] [--bootstraps DIR] [--out FILE] [--functions-only]";
 
 fn main() -> ExitCode {
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let ready_line = args.iter().any(|a| a == "--ready-line");
+    let seed = !args.iter().any(|a| a == "--no-seed");
     let phase_ms = args
         .iter()
         .position(|a| a == "--refresh-phase-ms")
@@ -79,6 +82,19 @@ fn main() -> ExitCode {
                 None => Ok(()),
             },
             _ => {
+                if seed {
+                    eprintln!("sandbox: seeding the demo environment '{}' (a preparation server, a launch template, a group with 2 instances)", demo::ENVIRONMENT);
+                    if let Err(err) = demo::seed(&Clients::new(&e)).await {
+                        sandbox.stop().await;
+                        return Err(err);
+                    }
+                    println!("Page: {}", e.page_url(demo::ENVIRONMENT));
+                    println!(
+                        "CLI: cargo run -q -p autosky -- --api {} deploy {} --wait",
+                        e.api,
+                        demo::ENVIRONMENT
+                    );
+                }
                 println!("API: {}", e.api);
                 println!("Emulator: {}", e.emulator);
                 println!("Auto Scaling bridge: {}", e.autoscaling);

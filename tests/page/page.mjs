@@ -1,7 +1,8 @@
 // Browser test of the Deployments page in headless Chromium (playwright-core,
 // the system's /usr/bin/chromium). Driven by tests/page.rs, which starts the
-// sandbox and seeds the environment; this script gets API_URL, ENV and
-// OUT_DIR (screenshots) and exits non-zero on the first failed check.
+// sandbox with its demo environment; this script gets API_URL, PAGE_URL (as
+// `make sandbox` prints it), ENV and OUT_DIR (screenshots) and exits
+// non-zero on the first failed check.
 import { createRequire } from "node:module";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,8 +11,8 @@ import { join } from "node:path";
 const require = createRequire(new URL("../../tools/package.json", import.meta.url));
 const { chromium } = require("playwright-core");
 
-const { API_URL, ENV, OUT_DIR } = process.env;
-if (!API_URL || !ENV || !OUT_DIR) throw new Error("API_URL, ENV and OUT_DIR are required");
+const { API_URL, PAGE_URL, ENV, OUT_DIR } = process.env;
+if (!API_URL || !PAGE_URL || !ENV || !OUT_DIR) throw new Error("API_URL, PAGE_URL, ENV and OUT_DIR are required");
 mkdirSync(OUT_DIR, { recursive: true });
 
 function check(ok, what) {
@@ -34,7 +35,7 @@ try {
   const requests = [];
   page.on("request", (r) => requests.push(r.url()));
   page.on("pageerror", (e) => { throw new Error(`page error: ${e.message}`); });
-  await page.goto(`${API_URL}/?env=${ENV}`);
+  await page.goto(PAGE_URL);
   await page.waitForFunction((env) => document.getElementById("env").value === env, ENV);
   check(await page.isChecked("input[name=mode][value=optimized]"), "Optimized is the default mode");
   check((await page.textContent(".notice")).includes("Optimized"), "the Optimized notice is shown");
