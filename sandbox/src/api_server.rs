@@ -3,7 +3,7 @@
 //! authorizer. `GET /_sandbox/dynamodb-calls` returns the DynamoDB calls the
 //! API has made, per operation (tests check "one Query per history page").
 
-use autosky_core::api::{Api, ApiRequest, ScheduleSettings};
+use autosky_core::api::{Api, ApiRequest, ApiSettings, ScheduleSettings};
 use autosky_core::deps::Settings;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
@@ -78,12 +78,11 @@ pub async fn start(
 ) -> Result<String, String> {
     let settings = Settings::from_env()?;
     let counter = CallCounter::default();
-    let mut api = Api::from_config(config, settings.clone(), state_machine_arn, Some(1));
     // Scheduled deployments: the provisioned group; the lead time from
     // SCHEDULE_MIN_LEAD_SECONDS as in the Lambda (tests lower it). No dead-letter
     // queue here: the emulator's schedules start the state machine directly.
     let defaults = ScheduleSettings::default();
-    api.settings.schedules = ScheduleSettings {
+    let schedules = ScheduleSettings {
         group: crate::provision::SCHEDULE_GROUP.into(),
         role_arn: crate::provision::SCHEDULER_ROLE.into(),
         dead_letter_arn: None,
@@ -92,12 +91,21 @@ pub async fn start(
             .and_then(|v| v.parse().ok())
             .unwrap_or(defaults.min_lead_seconds),
     };
+    let mut api = Api::from_config(
+        config,
+        settings.clone(),
+        ApiSettings {
+            state_machine_arn,
+            poll_seconds: Some(1),
+            schedules,
+        },
+    );
     let ddb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(config)
             .interceptor(counter.clone())
             .build(),
     );
-    api.store = Arc::new(autosky_core::store::DynamoStore::new(
+    api.deps.store = Arc::new(autosky_core::store::DynamoStore::new(
         ddb,
         settings.table_name,
     ));

@@ -6,7 +6,7 @@
 
 use crate::api_server::CallCounter;
 use crate::{seed, Clients};
-use autosky_core::api::{Api, ApiRequest};
+use autosky_core::api::{Api, ApiRequest, ApiSettings};
 use autosky_core::deps::Settings;
 use autosky_core::domain::{new_deployment_id, Deployment, DeploymentOptions, EnvironmentDefaults};
 use autosky_core::store::{DynamoStore, Store};
@@ -88,15 +88,17 @@ pub async fn setup(c: &Clients) -> Result<ApiBench, String> {
     let mut api = Api::from_config(
         &config,
         settings,
-        c.endpoints.state_machine_arn.clone(),
-        None,
+        ApiSettings {
+            state_machine_arn: c.endpoints.state_machine_arn.clone(),
+            ..ApiSettings::default()
+        },
     );
     let ddb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&config)
             .interceptor(counter.clone())
             .build(),
     );
-    api.store = Arc::new(DynamoStore::new(ddb, c.endpoints.table.clone()));
+    api.deps.store = Arc::new(DynamoStore::new(ddb, c.endpoints.table.clone()));
     let get = |path: String, query: Vec<(String, String)>| ApiRequest {
         method: "GET".into(),
         path,

@@ -218,13 +218,13 @@ fn template_defines_each_substituted_function_from_its_crate() {
     }
 }
 
-/// Every API route is an event of the function `ROUTES` names for it (the
+/// Every API route is an event of the function its `Route` names (the
 /// page's files of the api function) and a path of the HTTP API with a
 /// `security` requirement (an event without it would be an open route), and
 /// nothing else is.
 #[test]
 fn template_routes_match_the_router_and_are_all_protected() {
-    use autosky_core::api::{Function, ROUTES};
+    use autosky_core::api::{Function, Route};
     let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
     let t: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     let resources = &t["Resources"];
@@ -248,10 +248,10 @@ fn template_routes_match_the_router_and_are_all_protected() {
         events
     };
     let routes_of = |function: Function| -> BTreeSet<(String, String)> {
-        ROUTES
+        Route::ALL
             .iter()
-            .filter(|(_, _, f)| *f == function)
-            .map(|(m, p, _)| (m.to_string(), p.to_string()))
+            .filter(|r| r.function() == function)
+            .map(|r| (r.method().to_string(), r.template().to_string()))
             .collect()
     };
     let page: BTreeSet<(String, String)> = autosky_core::api::page::PAGE_ROUTES
@@ -268,9 +268,9 @@ fn template_routes_match_the_router_and_are_all_protected() {
         routes_of(Function::Schedules),
         "schedules function events: its routes"
     );
-    let router: BTreeSet<(String, String)> = ROUTES
+    let router: BTreeSet<(String, String)> = Route::ALL
         .iter()
-        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .map(|r| (r.method().to_string(), r.template().to_string()))
         .collect();
     let mut secured = BTreeSet::new();
     for (path, item) in resources["DeploymentsApi"]["Properties"]["DefinitionBody"]["paths"]

@@ -72,7 +72,7 @@ fn every_api_function_has_a_sample_request_for_one_of_its_routes() {
                 .unwrap_or_else(|e| panic!("{name}: not an HTTP API request: {e}"));
             let r = to_api_request(&req);
             assert_eq!(
-                route_of(&r.method, &r.path).map(|(_, _, f)| f),
+                route_of(&r.method, &r.path).map(|route| route.function()),
                 Some(function),
                 "{name}"
             );

@@ -2,13 +2,9 @@
 //! from the request context — the IAM caller ARN, or the JWT's `email`
 //! (else `sub`) claim — never from the request itself.
 
-use super::{Api, ApiRequest, ApiResponse, ApiSettings, ScheduleSettings, SfnExecutions};
-use crate::aws::{AutoScaling, Ec2, LazyClient, Mailer, Scheduler};
-use crate::deps::{Settings, SystemClock};
-use crate::store::DynamoStore;
+use super::{Api, ApiRequest, ApiResponse};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use std::sync::Arc;
 
 /// The authenticated identity of an API Gateway request, if any.
 pub fn identity(req: &Request) -> Option<String> {
@@ -56,58 +52,6 @@ pub fn to_response(r: ApiResponse) -> Response<Body> {
     }
     b.body(Body::from(r.body))
         .unwrap_or_else(|_| Response::new(Body::Empty))
-}
-
-impl Api {
-    /// Configuration from the function's environment: TABLE_NAME,
-    /// STATE_MACHINE_ARN, SENDER_EMAIL, SCHEDULE_GROUP, SCHEDULER_ROLE_ARN,
-    /// SCHEDULE_DLQ_ARN, SCHEDULE_MIN_LEAD_SECONDS; one shared SDK config.
-    pub async fn from_env() -> Result<Self, String> {
-        let settings = Settings::from_env()?;
-        let schedules = ScheduleSettings::from_lookup(|k| std::env::var(k).ok())?;
-        let state_machine_arn = std::env::var("STATE_MACHINE_ARN")
-            .ok()
-            .filter(|v| !v.is_empty())
-            .ok_or("STATE_MACHINE_ARN is not set: it must name the deployment state machine")?;
-        let config = crate::aws::config::from_env()?;
-        let mut api = Self::from_config(&config, settings, state_machine_arn, None);
-        api.settings.schedules = schedules;
-        Ok(api)
-    }
-
-    pub fn from_config(
-        config: &aws_config::SdkConfig,
-        settings: Settings,
-        state_machine_arn: String,
-        poll_seconds: Option<u64>,
-    ) -> Self {
-        // Every request reads the table; the other clients are built on
-        // first use, so each function builds (and links the setup of) only
-        // those its routes call.
-        let shared = Arc::new(config.clone());
-        Self {
-            store: Arc::new(DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(config),
-                settings.table_name.clone(),
-            )),
-            executions: Arc::new(SfnExecutions {
-                client: LazyClient::lazy(shared.clone()),
-                state_machine_arn: state_machine_arn.clone(),
-            }),
-            ec2: Ec2::lazy(shared.clone()),
-            asg: AutoScaling::lazy(shared.clone()),
-            scheduler: Scheduler::lazy(shared.clone()),
-            mailer: Mailer::lazy(shared),
-            clock: Arc::new(SystemClock),
-            settings: ApiSettings {
-                state_machine_arn,
-                region: settings.region,
-                poll_seconds,
-                sender_email: settings.sender_email,
-                schedules: ScheduleSettings::default(),
-            },
-        }
-    }
 }
 
 /// The whole main() of an API function, around the handler of the routes it

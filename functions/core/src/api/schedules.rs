@@ -4,8 +4,9 @@
 //! environment's schedules version, so the one-per-hour rule holds under
 //! concurrent requests.
 
-use super::{input, step_err, store_err, Api, ApiResponse, ApiResult, DeploymentView, Problem};
-use super::{RescheduleInput, ScheduleInput};
+use super::input::{self, RescheduleInput, ScheduleInput};
+use super::problem::{step_err, store_err};
+use super::{Api, ApiResponse, ApiResult, DeploymentView, Problem};
 use crate::aws::OneTimeSchedule;
 use crate::domain::{
     Action, Deployment, DeploymentError, DeploymentStatus, ScheduleInfo, StepName,
@@ -99,8 +100,11 @@ impl Api {
     fn when(&self, at: Option<&str>, timezone: Option<&str>) -> ApiResult<When> {
         let at = at.ok_or_else(|| Problem::bad_request("at is required").field("at"))?;
         let when = When::parse(at, timezone).map_err(bad_when)?;
-        when.check_window(self.clock.now(), self.settings.schedules.min_lead_seconds)
-            .map_err(bad_when)?;
+        when.check_window(
+            self.deps.clock.now(),
+            self.settings.schedules.min_lead_seconds,
+        )
+        .map_err(bad_when)?;
         Ok(when)
     }
 
@@ -108,11 +112,12 @@ impl Api {
     /// could not be deleted) under Initial validation, the step that starts
     /// the run; best effort: the answer does not depend on it.
     async fn note(&self, dep: &mut Deployment, message: String) {
-        let now = self.clock.now();
+        let now = self.deps.clock.now();
         let step = dep.step_mut(StepName::InitialValidation);
         step.actions.push(Action { at: now, message });
         let step = step.clone();
         if let Err(e) = self
+            .deps
             .store
             .save_step(
                 &dep.environment_id,
@@ -130,6 +135,7 @@ impl Api {
     /// schedule confirmation, or its cancellation); failures become actions.
     async fn mail(&self, dep: &mut Deployment, what: &str) {
         let env = self
+            .deps
             .store
             .environment(&dep.environment_id)
             .await
@@ -139,7 +145,7 @@ impl Api {
         if recipients.is_empty() {
             return;
         }
-        let Some(sender) = self.settings.sender_email.clone() else {
+        let Some(sender) = self.deps.settings.sender_email.clone() else {
             self.note(
                 dep,
                 format!("{what} e-mail not sent: no sender address configured"),
@@ -148,7 +154,7 @@ impl Api {
             return;
         };
         let email = crate::email::render(dep, None);
-        let message = match self.mailer.send(&sender, &recipients, &email).await {
+        let message = match self.deps.mailer.send(&sender, &recipients, &email).await {
             Ok(_) => format!("{what} e-mail sent to {} recipient(s)", recipients.len()),
             Err(e) => format!("{what} e-mail failed: {}", e.message()),
         };
@@ -166,7 +172,7 @@ impl Api {
         let when = self.when(req.at.as_deref(), req.timezone.as_deref())?;
         let env = self.environment(env_id).await?;
         let id = crate::domain::new_deployment_id();
-        let now = self.clock.now();
+        let now = self.deps.clock.now();
         let mut dep = Deployment::new_scheduled(
             id.clone(),
             env_id.into(),
@@ -178,11 +184,12 @@ impl Api {
         );
         let mut created = false;
         for _ in 0..VERSION_ATTEMPTS {
-            let schedules = self.store.schedules(env_id).await.map_err(store_err)?;
+            let schedules = self.deps.store.schedules(env_id).await.map_err(store_err)?;
             if let Some(other) = schedules.conflict(when.utc, None) {
                 return Err(conflict(env_id, other));
             }
             if self
+                .deps
                 .store
                 .create_scheduled(&dep, schedules.version)
                 .await
@@ -212,12 +219,14 @@ impl Api {
                     message: e.message().into(),
                 }),
             };
-            let _ = self.store.end_scheduled(env_id, &id, &end).await;
+            let _ = self.deps.store.end_scheduled(env_id, &id, &end).await;
             return Err(step_err(e));
         }
         self.mail(&mut dep, "Schedule confirmation").await;
-        let mut res =
-            ApiResponse::json(201, &DeploymentView::new(&dep, &self.settings.region, true));
+        let mut res = ApiResponse::json(
+            201,
+            &DeploymentView::new(&dep, &self.deps.settings.region, true),
+        );
         res.headers.push((
             "location".into(),
             format!("/environments/{env_id}/deployments/{id}"),
@@ -247,11 +256,12 @@ impl Api {
         let info = self.schedule_info(id, &when);
         let mut moved = false;
         for _ in 0..VERSION_ATTEMPTS {
-            let schedules = self.store.schedules(env_id).await.map_err(store_err)?;
+            let schedules = self.deps.store.schedules(env_id).await.map_err(store_err)?;
             if let Some(other) = schedules.conflict(when.utc, Some(id)) {
                 return Err(conflict(env_id, other));
             }
             if self
+                .deps
                 .store
                 .reschedule(env_id, id, when.utc, &info, schedules.version)
                 .await
@@ -286,8 +296,9 @@ impl Api {
         if let Err(e) = result {
             // Put the record back at its old time (the schedule did not move).
             if let (Some(info), Some(at)) = (old_info, old_at) {
-                if let Ok(s) = self.store.schedules(env_id).await {
+                if let Ok(s) = self.deps.store.schedules(env_id).await {
                     let _ = self
+                        .deps
                         .store
                         .reschedule(env_id, id, at, &info, s.version)
                         .await;
@@ -297,7 +308,7 @@ impl Api {
         }
         Ok(ApiResponse::json(
             200,
-            &DeploymentView::new(&dep, &self.settings.region, true),
+            &DeploymentView::new(&dep, &self.deps.settings.region, true),
         ))
     }
 
@@ -317,11 +328,12 @@ impl Api {
         }
         let end = ScheduledEnd {
             status: DeploymentStatus::Cancelled,
-            at: self.clock.now(),
+            at: self.deps.clock.now(),
             cancelled_by: Some(by.to_string()),
             error: None,
         };
         if !self
+            .deps
             .store
             .end_scheduled(env_id, id, &end)
             .await
@@ -354,7 +366,7 @@ impl Api {
         self.mail(&mut dep, "Cancellation").await;
         Ok(ApiResponse::json(
             200,
-            &DeploymentView::new(&dep, &self.settings.region, true),
+            &DeploymentView::new(&dep, &self.deps.settings.region, true),
         ))
     }
 }

@@ -1,14 +1,12 @@
-//! What the API returns: deployments as operators see them (no internal
-//! runtime memory; a console link), and RFC 9457 problem details.
+//! Deployments as the API shows them to operators: no internal runtime
+//! memory, a console link, steps under their console names.
 
-use super::ApiResponse;
 use crate::domain::{
     Deployment, DeploymentError, DeploymentOptions, DeploymentStatus, GeneratedVersion, IgnoredRun,
-    ScheduleInfo, StepRecord,
+    ScheduleInfo, StepName, StepRecord,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -104,56 +102,7 @@ impl DeploymentView {
     }
 }
 
-/// An `application/problem+json` error.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
-    pub status: u16,
-    pub title: &'static str,
-    pub detail: String,
-    /// Extension members (rare; boxed to keep `Result<_, Problem>` small).
-    pub extra: Option<Box<Map<String, Value>>>,
-}
-
-impl Problem {
-    pub fn new(status: u16, title: &'static str, detail: &str) -> Self {
-        Self {
-            status,
-            title,
-            detail: detail.into(),
-            extra: None,
-        }
-    }
-
-    pub fn bad_request(detail: &str) -> Self {
-        Self::new(400, "Bad request", detail)
-    }
-
-    pub fn with(mut self, key: &str, value: Value) -> Self {
-        self.extra
-            .get_or_insert_with(Default::default)
-            .insert(key.into(), value);
-        self
-    }
-
-    /// Names the offending input field (the page shows the error next to it).
-    pub fn field(self, name: &str) -> Self {
-        self.with("field", json!(name))
-    }
-
-    pub fn response(&self) -> ApiResponse {
-        let mut body = json!({
-            "type": "about:blank",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        });
-        if let (Value::Object(m), Some(extra)) = (&mut body, &self.extra) {
-            m.extend(extra.as_ref().clone());
-        }
-        ApiResponse {
-            status: self.status,
-            headers: vec![("content-type".into(), "application/problem+json".into())],
-            body: serde_json::to_vec(&body).unwrap_or_default(),
-        }
-    }
+/// Step names as the API shows them (the console names).
+pub fn step_names() -> Vec<&'static str> {
+    StepName::ALL.iter().map(|s| s.as_str()).collect()
 }

@@ -1,0 +1,126 @@
+//! The environment routes: list, read, and register or replace one after
+//! checking its AWS resources exist and fit together.
+
+use super::input::{self, EnvironmentInput};
+use super::problem::{step_err, store_err};
+use super::{Api, ApiResponse, ApiResult, Problem};
+use crate::domain::Environment;
+use serde_json::json;
+
+impl Api {
+    /// `GET /environments`
+    pub(super) async fn list_environments(&self) -> ApiResult<ApiResponse> {
+        let items = self
+            .deps
+            .store
+            .list_environments()
+            .await
+            .map_err(store_err)?;
+        Ok(ApiResponse::json(200, &json!({ "items": items })))
+    }
+
+    /// The registered environment `env`, or 404.
+    pub(super) async fn environment(&self, env: &str) -> ApiResult<Environment> {
+        self.deps
+            .store
+            .environment(env)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| {
+                Problem::new(
+                    404,
+                    "Not found",
+                    &format!("environment '{env}' is not registered"),
+                )
+            })
+    }
+
+    /// `GET /environments/{env}`
+    pub(super) async fn get_environment(&self, env: &str) -> ApiResult<ApiResponse> {
+        Ok(ApiResponse::json(200, &self.environment(env).await?))
+    }
+
+    /// `PUT /environments/{env}`: 201 when new, 200 when replaced.
+    pub(super) async fn put_environment(&self, env: &str, body: &[u8]) -> ApiResult<ApiResponse> {
+        let input: EnvironmentInput = input::parse(body)?;
+        input.check()?;
+        self.check_resources(&input).await?;
+        let existed = self
+            .deps
+            .store
+            .environment(env)
+            .await
+            .map_err(store_err)?
+            .is_some();
+        let environment = input.into_environment(env);
+        self.deps
+            .store
+            .put_environment(&environment)
+            .await
+            .map_err(store_err)?;
+        Ok(ApiResponse::json(
+            if existed { 200 } else { 201 },
+            &environment,
+        ))
+    }
+
+    /// The preparation server, the launch template and every group exist,
+    /// and every group uses that launch template.
+    async fn check_resources(&self, input: &EnvironmentInput) -> ApiResult<()> {
+        let unprocessable = |d: String| Problem::new(422, "Unprocessable environment", &d);
+        match self
+            .deps
+            .ec2
+            .instance(&input.preparation_server_id)
+            .await
+            .map_err(step_err)?
+        {
+            None => {
+                return Err(unprocessable(format!(
+                    "preparation server {} not found",
+                    input.preparation_server_id
+                )))
+            }
+            Some(i) if matches!(i.state.as_str(), "terminated" | "shutting-down") => {
+                return Err(unprocessable(format!(
+                    "preparation server {} is {}",
+                    i.id, i.state
+                )))
+            }
+            Some(_) => {}
+        }
+        if self
+            .deps
+            .ec2
+            .launch_template(&input.launch_template_id)
+            .await
+            .map_err(step_err)?
+            .is_none()
+        {
+            return Err(unprocessable(format!(
+                "launch template {} not found",
+                input.launch_template_id
+            )));
+        }
+        let groups = self
+            .deps
+            .asg
+            .groups(&input.auto_scaling_groups)
+            .await
+            .map_err(step_err)?;
+        for name in &input.auto_scaling_groups {
+            let g = groups
+                .iter()
+                .find(|g| &g.name == name)
+                .ok_or_else(|| unprocessable(format!("Auto Scaling group {name} not found")))?;
+            if g.launch_template_id.as_deref() != Some(input.launch_template_id.as_str()) {
+                return Err(unprocessable(format!(
+                    "Auto Scaling group {name} uses launch template {}, not {}",
+                    g.launch_template_id.as_deref().unwrap_or("none"),
+                    input.launch_template_id
+                )));
+            }
+        }
+        Ok(())
+    }
+}

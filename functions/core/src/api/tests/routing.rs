@@ -1,0 +1,342 @@
+//! Routing and the checks every route shares: the route table against the
+//! spec, identity, ids, body size, query parameters, and each function
+//! serving only its own routes.
+
+use super::*;
+
+#[test]
+fn router_and_spec_have_the_same_routes() {
+    let spec = spec::Spec::load().routes();
+    let router: std::collections::BTreeSet<(String, String)> = Route::ALL
+        .iter()
+        .map(|r| (r.method().to_string(), r.template().to_string()))
+        .collect();
+    assert_eq!(router, spec);
+}
+
+#[test]
+fn the_schema_check_can_fail() {
+    let spec = spec::Spec::load();
+    let problem = json!({"$ref": "#/components/schemas/Problem"});
+    assert!(spec
+        .check(
+            &problem,
+            &json!({"type": "about:blank", "title": "t", "status": 400, "detail": "d"}),
+            "$"
+        )
+        .is_ok());
+    assert!(spec
+        .check(
+            &problem,
+            &json!({"type": "about:blank", "title": "t", "status": "400", "detail": "d"}),
+            "$"
+        )
+        .is_err());
+    assert!(spec
+        .check(
+            &problem,
+            &json!({"type": "about:blank", "title": "t", "status": 400}),
+            "$"
+        )
+        .is_err());
+    assert!(spec
+        .check(
+            &problem,
+            &json!({"type": "about:blank", "title": "t", "status": 400, "detail": "d", "x": 1}),
+            "$"
+        )
+        .is_err());
+}
+
+#[tokio::test]
+async fn no_identity_is_401_and_nothing_happens() {
+    let w = world().await;
+    let mut r = req("POST", "/environments/prod-web/deployments", "{}");
+    r.identity = None;
+    assert_eq!(call(&w.api, r).await.status, 401);
+    assert!(w.recorder.started.lock().unwrap().is_empty());
+    assert_eq!(w.store.lock_holder(ENV).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn bad_inputs_get_the_right_4xx_and_change_nothing() {
+    let w = world().await;
+    let long_email = format!("{}@example.com", "a".repeat(65));
+    let many: Vec<String> = (0..21).map(|i| format!("u{i}@example.com")).collect();
+    let cases: Vec<(ApiRequest, u16)> = vec![
+        (req("POST", "/environments/Prod/deployments", "{}"), 400),
+        (req("POST", "/environments/prod_web/deployments", "{}"), 400),
+        (
+            req(
+                "POST",
+                &format!("/environments/{}/deployments", "a".repeat(65)),
+                "{}",
+            ),
+            400,
+        ),
+        (req("POST", "/environments/prod-web/deployments", "{"), 400),
+        (
+            req(
+                "POST",
+                "/environments/prod-web/deployments",
+                r#"{"owner":"mallory"}"#,
+            ),
+            400,
+        ),
+        (
+            req(
+                "POST",
+                "/environments/prod-web/deployments",
+                r#"{"lockInstances":"yes"}"#,
+            ),
+            400,
+        ),
+        (
+            req(
+                "POST",
+                "/environments/prod-web/deployments",
+                r#"{"notificationEmails":["x"]}"#,
+            ),
+            400,
+        ),
+        (
+            req(
+                "POST",
+                "/environments/prod-web/deployments",
+                r#"{"notificationEmails":["a@example.com\r\nBcc: b@example.com"]}"#,
+            ),
+            400,
+        ),
+        (
+            req(
+                "POST",
+                "/environments/prod-web/deployments",
+                &json!({"notificationEmails": [long_email]}).to_string(),
+            ),
+            400,
+        ),
+        (
+            req(
+                "POST",
+                "/environments/prod-web/deployments",
+                &json!({"notificationEmails": many}).to_string(),
+            ),
+            400,
+        ),
+        (
+            req(
+                "POST",
+                "/environments/prod-web/deployments",
+                &format!(r#"{{"x":"{}"}}"#, "a".repeat(17_000)),
+            ),
+            413,
+        ),
+        (req("POST", "/environments/nowhere/deployments", "{}"), 404),
+        (
+            with_query(
+                req("GET", "/environments/prod-web/deployments", ""),
+                &[("limit", "0")],
+            ),
+            400,
+        ),
+        (
+            with_query(
+                req("GET", "/environments/prod-web/deployments", ""),
+                &[("limit", "101")],
+            ),
+            400,
+        ),
+        (
+            with_query(
+                req("GET", "/environments/prod-web/deployments", ""),
+                &[("limit", "ten")],
+            ),
+            400,
+        ),
+        (
+            with_query(
+                req("GET", "/environments/prod-web/deployments", ""),
+                &[("nextToken", "forged")],
+            ),
+            400,
+        ),
+        (
+            with_query(
+                req("GET", "/environments/prod-web/deployments", ""),
+                &[("status", "Exploded")],
+            ),
+            400,
+        ),
+        (
+            with_query(
+                req("GET", "/environments/prod-web/deployments", ""),
+                &[("sort", "asc")],
+            ),
+            400,
+        ),
+        (
+            with_query(
+                req("GET", "/environments/prod-web/deployments", ""),
+                &[("limit", "5"), ("limit", "6")],
+            ),
+            400,
+        ),
+        (
+            req("GET", "/environments/prod-web/deployments/not-a-ulid", ""),
+            400,
+        ),
+        (
+            req(
+                "GET",
+                "/environments/prod-web/deployments/01JABCDEFGHJKMNPQRSTVWXYZ9",
+                "",
+            ),
+            404,
+        ),
+        (req("GET", "/environments/nowhere", ""), 404),
+        (req("DELETE", "/environments/prod-web", ""), 405),
+        (req("GET", "/nothing/here", ""), 404),
+        (
+            req(
+                "PUT",
+                "/environments/new-env",
+                r#"{"preparationServerId":"server-1","autoScalingGroups":["g"],"launchTemplateId":"lt-0abc12345"}"#,
+            ),
+            400,
+        ),
+        (
+            req(
+                "PUT",
+                "/environments/new-env",
+                r#"{"preparationServerId":"i-0123456789abcdef0","autoScalingGroups":[],"launchTemplateId":"lt-0abc12345"}"#,
+            ),
+            400,
+        ),
+        (
+            req(
+                "PUT",
+                "/environments/new-env",
+                r#"{"preparationServerId":"i-0123456789abcdef0","autoScalingGroups":["g"],"launchTemplateId":"lt-0abc12345","defaults":{"retention":1}}"#,
+            ),
+            400,
+        ),
+        (
+            req(
+                "PUT",
+                "/environments/new-env",
+                r#"{"preparationServerId":"i-0123456789abcdef0","autoScalingGroups":["g"],"launchTemplateId":"lt-0abc12345","extra":1}"#,
+            ),
+            400,
+        ),
+    ];
+    assert!(cases.len() >= 25);
+    for (r, status) in cases {
+        let what = format!("{} {} {:?}", r.method, r.path, r.query);
+        let res = call(&w.api, r).await;
+        assert_eq!(
+            res.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        assert_eq!(
+            res.header("content-type"),
+            Some("application/problem+json"),
+            "{what}"
+        );
+        let p = res.json_body();
+        assert_eq!(p["status"], status, "{what}");
+        assert!(
+            p["title"].is_string() && p["detail"].is_string() && p["type"].is_string(),
+            "{what}"
+        );
+    }
+    assert!(w.recorder.started.lock().unwrap().is_empty());
+    assert_eq!(w.store.lock_holder(ENV).await.unwrap(), None);
+    assert!(w.store.environment("new-env").await.unwrap().is_none());
+    assert!(w
+        .store
+        .history(ENV, 10, None, None)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
+
+#[tokio::test]
+async fn each_function_serves_its_own_routes_and_refuses_the_others_unchanged() {
+    let w = world().await;
+    let schedule = || {
+        req(
+            "POST",
+            "/environments/prod-web/schedules",
+            &sched_body("2026-11-27T15:30", Some("Europe/Paris")),
+        )
+    };
+    let history = || req("GET", "/environments/prod-web/deployments", "");
+    // The api function: a scheduling route reached it by a wrong integration.
+    let r = handler::api(&w.api, schedule()).await;
+    assert_eq!(r.status, 500);
+    let detail = r.json_body()["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.contains("POST /environments/{env}/schedules is served by the schedules function, and reached the api function"),
+        "{detail}"
+    );
+    assert_eq!(w.sched.create.num_calls(), 0);
+    assert_eq!(w.mail.num_calls(), 0);
+    assert!(w.store.schedules(ENV).await.unwrap().entries.is_empty());
+    assert_eq!(handler::api(&w.api, history()).await.status, 200);
+    let page = handler::api(&w.api, req("GET", "/", "")).await;
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    // The schedules function: the other routes and the page are not its own.
+    let r = handler::schedules(&w.api, history()).await;
+    assert_eq!(r.status, 500);
+    assert!(r.json_body()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("served by the api function, and reached the schedules function"));
+    let r = handler::schedules(
+        &w.api,
+        req("POST", "/environments/prod-web/deployments", "{}"),
+    )
+    .await;
+    assert_eq!(r.status, 500);
+    assert!(w.recorder.started.lock().unwrap().is_empty());
+    assert_eq!(w.store.lock_holder(ENV).await.unwrap(), None);
+    assert_eq!(
+        handler::schedules(&w.api, req("GET", "/", "")).await.status,
+        404
+    );
+    let r = handler::schedules(&w.api, schedule()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(w.sched.create.num_calls(), 1);
+    // Shared checks come first in both: no identity is 401 before any routing.
+    let mut anonymous = history();
+    anonymous.identity = None;
+    assert_eq!(handler::schedules(&w.api, anonymous).await.status, 401);
+    // Every route reaching the other function is refused there, before any work.
+    for route in Route::ALL {
+        let (method, template, function) = (route.method(), route.template(), route.function());
+        let path = template
+            .replace("{env}", "prod-web")
+            .replace("{id}", "01JDEPLOYMENT0000000000000");
+        let r = match function {
+            Function::Api => handler::schedules(&w.api, req(method, &path, "{}")).await,
+            Function::Schedules => handler::api(&w.api, req(method, &path, "{}")).await,
+        };
+        assert_eq!(r.status, 500, "{method} {path}");
+        assert!(
+            r.json_body()["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("served by the {} function", function.binary())),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(w.sched.create.num_calls(), 1);
+    assert!(w.recorder.started.lock().unwrap().is_empty());
+}
