@@ -6,7 +6,6 @@
 
 pub mod api_server;
 pub mod bench;
-pub mod bench_functions;
 pub mod bridge;
 pub mod demo;
 pub mod emulator;

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         // bench: short refresh phases, so the replace step's polls are few.
         .unwrap_or(if command == "bench" { 200 } else { 500 });
     let bench = match command.as_str() {
-        "bench" => match autosky_sandbox::bench_functions::Options::from_args(&args) {
+        "bench" => match autosky_sandbox::bench::functions::Options::from_args(&args) {
             Ok(o) => Some(o),
             Err(e) => {
                 eprintln!("sandbox: {e}\n{USAGE}");
@@ -76,9 +76,9 @@ fn main() -> ExitCode {
         eprintln!("sandbox: up in {:.1} s", t0.elapsed().as_secs_f64());
         let result = match command.as_str() {
             "demo" => demo::run(&Clients::new(&e)).await,
-            "bench-api" => autosky_sandbox::bench::api(&Clients::new(&e)).await,
+            "bench-api" => autosky_sandbox::bench::api::run(&Clients::new(&e)).await,
             "bench" => match &bench {
-                Some(o) => autosky_sandbox::bench_functions::run(&Clients::new(&e), o).await,
+                Some(o) => autosky_sandbox::bench::functions::run(&Clients::new(&e), o).await,
                 None => Ok(()),
             },
             _ => {

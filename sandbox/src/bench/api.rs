@@ -141,7 +141,7 @@ pub async fn calls_per_request(
         .collect())
 }
 
-pub async fn api(c: &Clients) -> Result<(), String> {
+pub async fn run(c: &Clients) -> Result<(), String> {
     let ApiBench {
         api,
         counter,

@@ -1,0 +1,94 @@
+//! The cold-start rounds: per round, the six step functions on one seeded
+//! deployment in pipeline order, then the API's two functions on their
+//! sample requests, and the Python reference.
+
+use super::cold_start::{cold_start, python_reference};
+use super::samples::{finish_in_process, http_sample_event, sample_event, seed_deployment};
+use super::{FunctionResult, Options, FUNCTIONS};
+use crate::{harness, Clients};
+use autosky_core::steps::Step;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// The six steps' cold starts, `opts.runs` rounds on environment `env`; a
+/// step that answered "not done yet" is finished in-process before the next.
+pub async fn steps(
+    c: &Clients,
+    opts: &Options,
+    env: &str,
+    functions: &mut BTreeMap<&str, FunctionResult>,
+) -> Result<(), String> {
+    let deps = harness::deps(c);
+    for round in 0..opts.runs {
+        let id = seed_deployment(c, env).await?;
+        for (i, step) in Step::ALL.iter().enumerate() {
+            let f = FUNCTIONS[i];
+            let event = sample_event(&opts.events, f, env, &id)?;
+            let cs = cold_start(
+                std::process::Command::new(opts.bootstrap(f)),
+                f,
+                Some(event.clone()),
+            )
+            .await?;
+            let r = functions.get_mut(f).ok_or("unknown function")?;
+            r.record(&cs);
+            match cs.output {
+                Some(Ok(output)) => finish_in_process(&deps, *step, event, output).await?,
+                Some(Err(e)) => {
+                    r.errors.push(format!("round {round}: {e}"));
+                    return Err(format!("{f} answered an error to its sample event: {e}"));
+                }
+                None => {}
+            }
+        }
+        eprint!("\rbench: cold starts, round {}/{}", round + 1, opts.runs);
+    }
+    eprintln!();
+
+    Ok(())
+}
+
+/// The API's two functions on their sample HTTP API requests.
+pub async fn api_functions(
+    c: &Clients,
+    opts: &Options,
+    env: &str,
+    functions: &mut BTreeMap<&str, FunctionResult>,
+) -> Result<(), String> {
+    // Their sample HTTP API (payload v2) requests, the
+    // history page for `api` and a new schedule for `schedules`.
+    for run in 0..opts.runs {
+        for (f, file, expected) in [
+            ("api", "api-history.json", 200),
+            ("schedules", "schedules-create.json", 201),
+        ] {
+            let event = http_sample_event(&opts.events, file, env, run)?;
+            let mut cmd = std::process::Command::new(opts.bootstrap(f));
+            // The API functions' own configuration (template.yaml sets it on AWS).
+            cmd.env("STATE_MACHINE_ARN", &c.endpoints.state_machine_arn)
+                .env("SCHEDULE_GROUP", crate::provision::SCHEDULE_GROUP)
+                .env("SCHEDULER_ROLE_ARN", crate::provision::SCHEDULER_ROLE);
+            let cs = cold_start(cmd, f, Some(event)).await?;
+            functions.get_mut(f).ok_or("unknown function")?.record(&cs);
+            match cs.output {
+                Some(Ok(v)) if v.get("statusCode") == Some(&json!(expected)) => {}
+                other => return Err(format!("{f} answered {other:?} to its request")),
+            }
+        }
+    }
+
+    Ok(())
+}
+
+/// `runs` spawn→ready times of the Python reference.
+pub async fn python(runs: usize) -> Result<Vec<f64>, String> {
+    let mut python = Vec::new();
+    for _ in 0..runs {
+        python.push(
+            cold_start(python_reference(), "python-boto3", None)
+                .await?
+                .ready_ms,
+        );
+    }
+    Ok(python)
+}

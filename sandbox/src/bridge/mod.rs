@@ -1,0 +1,179 @@
+//! The gateway in front of the emulator: every AWS call of the steps goes
+//! through it (the workers' `AWS_ENDPOINT_URL` and
+//! `AWS_ENDPOINT_URL_AUTO_SCALING`). It counts each call ([`calls`]), answers
+//! with an injected fault when one is due ([`faults`]), serves the Auto
+//! Scaling actions fakecloud lacks ([`autoscaling`], [`refresh`]) and forwards
+//! everything else to the emulator ([`forward`]). Its control routes, under
+//! `/_sandbox/`:
+//!
+//! - `POST /_sandbox/refresh-outcome` (form `group`, `outcome` = Successful |
+//!   Failed | RollbackSuccessful) makes a group's next refresh end that way;
+//! - `POST /_sandbox/faults` with `{"service": "ec2", "action": "CreateImage",
+//!   "nth": 1, "error": "Throttling" | "ServerError" | "AccessDenied"}` makes
+//!   the nth call of that action from now answer that error, in the service's
+//!   protocol; `GET /_sandbox/faults` lists them with whether they fired;
+//! - `GET /_sandbox/calls` returns the number of calls per `service:Action`,
+//!   and per Auto Scaling action (`Action`) and action and group
+//!   (`Action group`).
+
+mod autoscaling;
+mod calls;
+mod faults;
+mod forward;
+mod refresh;
+pub mod xml;
+
+pub use faults::Fault;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Everything the gateway remembers, behind one lock.
+#[derive(Default)]
+struct State {
+    /// Suspended processes per group.
+    suspended: HashMap<String, BTreeSet<String>>,
+    refreshes: refresh::Refreshes,
+    calls: calls::Calls,
+    faults: Vec<Fault>,
+}
+
+#[derive(Clone)]
+pub struct Bridge {
+    emulator: String,
+    state: Arc<Mutex<State>>,
+    /// The bridge's own Auto Scaling client, straight to the emulator.
+    asg: aws_sdk_autoscaling::Client,
+    /// How long each phase of an emulated refresh lasts.
+    phase: Duration,
+}
+
+/// Starts the bridge on `port` (loopback); returns its URL.
+pub async fn start(
+    port: u16,
+    emulator_url: String,
+    config: &aws_config::SdkConfig,
+    phase: Duration,
+) -> Result<String, String> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("bridge port {port}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // The bridge's own calls go straight to the emulator.
+    let asg_conf = aws_sdk_autoscaling::config::Builder::from(config)
+        .endpoint_url(&emulator_url)
+        .build();
+    let bridge = Bridge {
+        emulator: emulator_url,
+        state: Arc::default(),
+        asg: aws_sdk_autoscaling::Client::from_conf(asg_conf),
+        phase,
+    };
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let bridge = bridge.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let bridge = bridge.clone();
+                    async move { Ok::<_, hyper::Error>(bridge.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(format!("http://{addr}"))
+}
+
+/// A fresh request id (also the id of an emulated refresh).
+fn request_id() -> String {
+    autosky_core::domain::new_deployment_id().to_lowercase()
+}
+
+/// The service a request is for, from its SigV4 credential scope
+/// (`Credential=AKID/date/region/SERVICE/aws4_request`).
+fn service_of(headers: &hyper::HeaderMap) -> String {
+    headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+/// A control route's JSON answer.
+fn json(body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts")
+}
+
+impl Bridge {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = req.into_parts();
+        let body = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return xml::error(400, "InvalidRequest", &e.to_string()),
+        };
+        let path = parts.uri.path().to_string();
+        if let Some(control) = path.strip_prefix("/_sandbox/") {
+            return self.control(control, &body);
+        }
+        let service = service_of(&parts.headers);
+        // JSON protocols (DynamoDB, Step Functions) name the action in X-Amz-Target,
+        // query protocols (EC2, Auto Scaling, SES) in the form body.
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .map(|t| t.rsplit('.').next().unwrap_or(t).to_string());
+        let form: HashMap<String, String> = match target {
+            Some(_) => HashMap::new(),
+            None => form_urlencoded::parse(&body).into_owned().collect(),
+        };
+        let action = target.unwrap_or_else(|| form.get("Action").cloned().unwrap_or_default());
+        let fault = {
+            let mut st = self.lock();
+            let group = form.get("AutoScalingGroupName").map(String::as_str);
+            st.calls.count(&service, &action, group);
+            faults::due(&mut st.faults, &service, &action)
+        };
+        if let Some(kind) = fault {
+            return faults::response(&service, &action, &kind);
+        }
+        if service != "autoscaling" {
+            return self.forward(parts, body).await;
+        }
+        self.autoscaling(&action, &form, parts, body).await
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("bridge state poisoned")
+    }
+
+    fn control(&self, what: &str, body: &Bytes) -> Response<Full<Bytes>> {
+        match what {
+            "refresh-outcome" => {
+                let form: HashMap<String, String> =
+                    form_urlencoded::parse(body).into_owned().collect();
+                self.set_outcome(&form)
+            }
+            "faults" if !body.is_empty() => faults::add(&mut self.lock().faults, body),
+            "faults" => json(serde_json::to_string(&self.lock().faults).unwrap_or_default()),
+            "calls" => json(self.lock().calls.to_json()),
+            _ => xml::error(404, "NotFound", "unknown sandbox control"),
+        }
+    }
+}
