@@ -3,8 +3,10 @@
 //! the ASL's Retry/Catch match on it: never rename one without the ASL.
 
 use std::fmt;
+use strum::{IntoStaticStr, VariantNames};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The name of a variant is its stable name (derived, so the two cannot differ).
+#[derive(Debug, Clone, PartialEq, Eq, IntoStaticStr, VariantNames)]
 pub enum StepError {
     /// Transient (throttling, 5xx, timeouts, a state that will settle): retry.
     Retryable(String),
@@ -42,42 +44,10 @@ pub enum StepError {
 
 impl StepError {
     /// Every stable name the code can return, for the ASL coverage test.
-    pub const NAMES: [&'static str; 15] = [
-        "Retryable",
-        "ValidationFailed",
-        "EnvironmentLocked",
-        "RefreshInProgress",
-        "StopFailed",
-        "ImageFailed",
-        "ImageTimeout",
-        "ModelsFailed",
-        "RefreshFailed",
-        "RefreshRolledBack",
-        "AwsError",
-        "InvalidState",
-        "BadInput",
-        "Cancelled",
-        "AlreadyHandled",
-    ];
+    pub const NAMES: &'static [&'static str] = <Self as VariantNames>::VARIANTS;
 
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Retryable(_) => "Retryable",
-            Self::ValidationFailed(_) => "ValidationFailed",
-            Self::EnvironmentLocked(_) => "EnvironmentLocked",
-            Self::RefreshInProgress(_) => "RefreshInProgress",
-            Self::StopFailed(_) => "StopFailed",
-            Self::ImageFailed(_) => "ImageFailed",
-            Self::ImageTimeout(_) => "ImageTimeout",
-            Self::ModelsFailed(_) => "ModelsFailed",
-            Self::RefreshFailed(_) => "RefreshFailed",
-            Self::RefreshRolledBack(_) => "RefreshRolledBack",
-            Self::AwsError(_) => "AwsError",
-            Self::InvalidState(_) => "InvalidState",
-            Self::BadInput(_) => "BadInput",
-            Self::Cancelled(_) => "Cancelled",
-            Self::AlreadyHandled(_) => "AlreadyHandled",
-        }
+        self.into()
     }
 
     pub fn message(&self) -> &str {
@@ -147,7 +117,7 @@ where
 }
 
 /// Error codes AWS documents as transient for EC2, Auto Scaling, DynamoDB and SES.
-pub fn is_transient_code(code: &str) -> bool {
+fn is_transient_code(code: &str) -> bool {
     matches!(
         code,
         "Throttling"

@@ -5,6 +5,7 @@
 //! the terminal status, then sends the notification. Safe to call again.
 
 use super::{Journal, StepInput};
+use crate::aws::ec2::InstanceState;
 use crate::deps::Deps;
 use crate::domain::{
     millis_between, DeploymentError, DeploymentStatus, GeneratedVersion, StepName, StepStatus,
@@ -102,15 +103,16 @@ async fn cleanup(
     }
 
     if rt.server_stopped_by_us
-        && matches!(
-            rt.prior_server_state.as_deref(),
-            Some("running") | Some("pending")
-        )
+        && rt
+            .prior_server_state
+            .as_deref()
+            .and_then(|s| s.parse::<InstanceState>().ok())
+            .is_some_and(|s| s.is_up())
     {
         if let Some(env) = env {
             let server = &env.preparation_server_id;
             match deps.ec2.instance(server).await.map(|i| i.map(|i| i.state)) {
-                Ok(Some(s)) if s == "stopped" => match deps.ec2.start_instance(server).await {
+                Ok(Some(InstanceState::Stopped)) => match deps.ec2.start_instance(server).await {
                     Ok(()) => {
                         j.action(format!("Started preparation server {server} again"))
                             .await?
@@ -118,18 +120,18 @@ async fn cleanup(
                     Err(e) => note(format!("start preparation server {server}"), e),
                 },
                 // Started by an earlier attempt of this step (or by someone else).
-                Ok(Some(s)) if s == "running" || s == "pending" => {
+                Ok(Some(s)) if s.is_up() => {
                     j.action(format!("Preparation server {server} is {s}"))
                         .await?
                 }
-                Ok(Some(s)) if s == "stopping" => note(
+                Ok(Some(InstanceState::Stopping)) => note(
                     format!("start preparation server {server}"),
                     StepError::Retryable("it is still stopping".into()),
                 ),
                 Ok(other) => {
                     j.action(format!(
                         "Preparation server {server} could not be started again (state {})",
-                        other.as_deref().unwrap_or("unknown")
+                        other.as_ref().map_or("unknown", InstanceState::as_str)
                     ))
                     .await?
                 }

@@ -2,7 +2,7 @@
 //! belong together, no refresh is running, the environment lock is ours; with
 //! "lock instances" the fleet-changing processes are suspended.
 
-use super::{Journal, Poll, ValidateEvent};
+use super::{Journal, Poll, StateWithExecution};
 use crate::deps::Deps;
 use crate::domain::{
     Deployment, DeploymentStatus, IgnoredRun, StepName, StepStatus, LOCK_PROCESSES,
@@ -76,7 +76,7 @@ async fn claim(
     })
 }
 
-pub async fn run(deps: &Deps, event: ValidateEvent) -> Result<Poll, StepError> {
+pub async fn run(deps: &Deps, event: StateWithExecution) -> Result<Poll, StepError> {
     let input = event.state;
     input.check()?;
     let env_id = &input.environment_id;
@@ -165,7 +165,7 @@ pub async fn run(deps: &Deps, event: ValidateEvent) -> Result<Poll, StepError> {
                 env.preparation_server_id
             ))
         })?;
-    if matches!(server.state.as_str(), "terminated" | "shutting-down") {
+    if server.state.is_gone() {
         return Err(StepError::ValidationFailed(format!(
             "preparation server {} is {}",
             server.id, server.state
@@ -318,8 +318,8 @@ mod tests {
     type Ec2 = aws_sdk_ec2::Client;
     type Asg = aws_sdk_autoscaling::Client;
 
-    fn event() -> ValidateEvent {
-        ValidateEvent {
+    fn event() -> StateWithExecution {
+        StateWithExecution {
             state: input(),
             execution_arn: Some("arn:aws:states:us-east-1:1:execution:sm:x".into()),
         }
