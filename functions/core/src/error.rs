@@ -92,8 +92,11 @@ impl From<StepError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// Classifies an SDK error: throttling, 5xx and transport failures are
+/// Classifies an SDK error of any service (every SDK crate re-exports the
+/// same `SdkError` type): throttling, 5xx and transport failures are
 /// `Retryable`; everything else is an `AwsError` with the service's code.
+/// The one classification: the DynamoDB store maps its result to
+/// `StoreError` too.
 pub fn classify_sdk_error<E, R>(what: &str, err: &aws_sdk_ec2::error::SdkError<E, R>) -> StepError
 where
     E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
