@@ -491,7 +491,7 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
         }
     });
     let deps = harness::deps(&c);
-    let out = autosky_core::steps::run(autosky_core::steps::Step::Finalize, &deps, event.clone())
+    let out = autosky_core::steps::run(StepName::Finalization, &deps, event.clone())
         .await
         .unwrap();
     assert_eq!(out["status"], "Cancelled");
@@ -507,7 +507,7 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
         "running"
     );
     // A second delivery of the event changes nothing.
-    autosky_core::steps::run(autosky_core::steps::Step::Finalize, &deps, event)
+    autosky_core::steps::run(StepName::Finalization, &deps, event)
         .await
         .unwrap();
     assert_eq!(
@@ -526,7 +526,7 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
 /// model version, one refresh, one e-mail.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_step_twice_has_the_effect_of_once() {
-    use autosky_core::steps::{run, Step};
+    use autosky_core::steps::run;
     let c = clients();
     let env = "e2e-twice";
     let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
@@ -542,14 +542,16 @@ async fn every_step_twice_has_the_effect_of_once() {
     let validate = json!({"state": state, "executionArn": "arn:aws:states:us-east-1:123456789012:execution:sm:x"});
     let calls_before = bridge_calls(&c).await;
     for _ in 0..2 {
-        run(Step::Validate, &deps, validate.clone()).await.unwrap();
+        run(StepName::InitialValidation, &deps, validate.clone())
+            .await
+            .unwrap();
     }
     let key = format!("SuspendProcesses {group}");
     let suspends = bridge_calls(&c).await.get(&key).copied().unwrap_or(0)
         - calls_before.get(&key).copied().unwrap_or(0);
     assert_eq!(suspends, 1, "one SuspendProcesses");
     // The waiting steps: twice per round until done.
-    for step in [Step::StopPreparationServer, Step::CreateImage] {
+    for step in [StepName::StopPreparationServer, StepName::CreateImage] {
         let mut done = false;
         for _ in 0..20 {
             let a = run(step, &deps, state.clone()).await.unwrap();
@@ -565,7 +567,9 @@ async fn every_step_twice_has_the_effect_of_once() {
     let images = harness::deployment_images(&c, &id).await;
     assert_eq!(images.len(), 1, "one AMI");
     for _ in 0..2 {
-        run(Step::CreateModels, &deps, state.clone()).await.unwrap();
+        run(StepName::CreateModels, &deps, state.clone())
+            .await
+            .unwrap();
     }
     let versions = c
         .ec2
@@ -581,10 +585,10 @@ async fn every_step_twice_has_the_effect_of_once() {
     );
     let mut done = false;
     for _ in 0..40 {
-        let a = run(Step::ReplaceInstances, &deps, state.clone())
+        let a = run(StepName::ReplaceInstances, &deps, state.clone())
             .await
             .unwrap();
-        let b = run(Step::ReplaceInstances, &deps, state.clone())
+        let b = run(StepName::ReplaceInstances, &deps, state.clone())
             .await
             .unwrap();
         if a["done"] == true && b["done"] == true {
@@ -608,7 +612,9 @@ async fn every_step_twice_has_the_effect_of_once() {
     );
     for _ in 0..2 {
         assert_eq!(
-            run(Step::Finalize, &deps, state.clone()).await.unwrap()["status"],
+            run(StepName::Finalization, &deps, state.clone())
+                .await
+                .unwrap()["status"],
             "Succeeded"
         );
     }

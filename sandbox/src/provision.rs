@@ -3,7 +3,7 @@
 //! machine from `infra/statemachine/deployment.asl.json` — the same file SAM
 //! deploys, with the Task resources substituted by the activity ARNs.
 
-use autosky_core::steps::Step;
+use autosky_core::domain::StepName;
 use std::collections::BTreeMap;
 
 /// The ASL file, read at build time (one definition, never a copy).
@@ -19,7 +19,7 @@ pub const SCHEDULER_ROLE: &str = "arn:aws:iam::000000000000:role/autosky-sandbox
 #[derive(Debug, Clone)]
 pub struct Stack {
     pub state_machine_arn: String,
-    pub activities: Vec<(Step, String)>,
+    pub activities: Vec<(StepName, String)>,
 }
 
 /// Replaces every `${Key}` with its value; a placeholder without a value is an error.
@@ -90,7 +90,7 @@ pub async fn provision(config: &aws_config::SdkConfig) -> Result<Stack, String> 
     let sfn = aws_sdk_sfn::Client::new(config);
     let mut activities = Vec::new();
     let mut values = BTreeMap::new();
-    for step in Step::ALL {
+    for step in StepName::ALL {
         let arn = sfn
             .create_activity()
             .name(format!("autosky-{}", step.function()))
@@ -99,7 +99,7 @@ pub async fn provision(config: &aws_config::SdkConfig) -> Result<Stack, String> 
             .map_err(|e| format!("CreateActivity: {e:?}"))?
             .activity_arn()
             .to_string();
-        values.insert(step.substitution_key().to_string(), arn.clone());
+        values.insert(step.substitution_key(), arn.clone());
         activities.push((step, arn));
     }
     let definition = substitute(DEFINITION, &values)?;
@@ -126,11 +126,11 @@ mod tests {
 
     #[test]
     fn every_placeholder_of_the_definition_gets_an_activity() {
-        let values: BTreeMap<String, String> = Step::ALL
+        let values: BTreeMap<String, String> = StepName::ALL
             .iter()
             .map(|s| {
                 (
-                    s.substitution_key().to_string(),
+                    s.substitution_key(),
                     format!("arn:activity:{}", s.function()),
                 )
             })

@@ -3,12 +3,13 @@
 //! stable error name (`SendTaskFailure`), with the cause shaped like a Lambda
 //! error (`{"errorType", "errorMessage"}`), so Retry/Catch behave as on AWS.
 
-use autosky_core::steps::{self, Step};
+use autosky_core::domain::StepName;
+use autosky_core::steps;
 use autosky_core::Deps;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn spawn(deps: Arc<Deps>, sfn: aws_sdk_sfn::Client, activities: Vec<(Step, String)>) {
+pub fn spawn(deps: Arc<Deps>, sfn: aws_sdk_sfn::Client, activities: Vec<(StepName, String)>) {
     for (step, arn) in activities {
         let (deps, sfn) = (deps.clone(), sfn.clone());
         tokio::spawn(async move {
@@ -40,7 +41,13 @@ pub fn spawn(deps: Arc<Deps>, sfn: aws_sdk_sfn::Client, activities: Vec<(Step, S
     }
 }
 
-async fn work(step: Step, deps: &Deps, sfn: &aws_sdk_sfn::Client, token: String, input: String) {
+async fn work(
+    step: StepName,
+    deps: &Deps,
+    sfn: &aws_sdk_sfn::Client,
+    token: String,
+    input: String,
+) {
     let payload = serde_json::from_str(&input).unwrap_or(serde_json::Value::Null);
     let sent = match steps::run(step, deps, payload).await {
         Ok(output) => sfn

@@ -3,8 +3,10 @@
 //! the ASL's Retry/Catch match on it: never rename one without the ASL.
 
 use std::fmt;
+use strum::{IntoStaticStr, VariantNames};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The name of a variant is its stable name (derived, so the two cannot differ).
+#[derive(Debug, Clone, PartialEq, Eq, IntoStaticStr, VariantNames)]
 pub enum StepError {
     /// Transient (throttling, 5xx, timeouts, a state that will settle): retry.
     Retryable(String),
@@ -42,42 +44,10 @@ pub enum StepError {
 
 impl StepError {
     /// Every stable name the code can return, for the ASL coverage test.
-    pub const NAMES: [&'static str; 15] = [
-        "Retryable",
-        "ValidationFailed",
-        "EnvironmentLocked",
-        "RefreshInProgress",
-        "StopFailed",
-        "ImageFailed",
-        "ImageTimeout",
-        "ModelsFailed",
-        "RefreshFailed",
-        "RefreshRolledBack",
-        "AwsError",
-        "InvalidState",
-        "BadInput",
-        "Cancelled",
-        "AlreadyHandled",
-    ];
+    pub const NAMES: &'static [&'static str] = <Self as VariantNames>::VARIANTS;
 
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Retryable(_) => "Retryable",
-            Self::ValidationFailed(_) => "ValidationFailed",
-            Self::EnvironmentLocked(_) => "EnvironmentLocked",
-            Self::RefreshInProgress(_) => "RefreshInProgress",
-            Self::StopFailed(_) => "StopFailed",
-            Self::ImageFailed(_) => "ImageFailed",
-            Self::ImageTimeout(_) => "ImageTimeout",
-            Self::ModelsFailed(_) => "ModelsFailed",
-            Self::RefreshFailed(_) => "RefreshFailed",
-            Self::RefreshRolledBack(_) => "RefreshRolledBack",
-            Self::AwsError(_) => "AwsError",
-            Self::InvalidState(_) => "InvalidState",
-            Self::BadInput(_) => "BadInput",
-            Self::Cancelled(_) => "Cancelled",
-            Self::AlreadyHandled(_) => "AlreadyHandled",
-        }
+        self.into()
     }
 
     pub fn message(&self) -> &str {
@@ -122,8 +92,11 @@ impl From<StepError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// Classifies an SDK error: throttling, 5xx and transport failures are
+/// Classifies an SDK error of any service (every SDK crate re-exports the
+/// same `SdkError` type): throttling, 5xx and transport failures are
 /// `Retryable`; everything else is an `AwsError` with the service's code.
+/// The one classification: the DynamoDB store maps its result to
+/// `StoreError` too.
 pub fn classify_sdk_error<E, R>(what: &str, err: &aws_sdk_ec2::error::SdkError<E, R>) -> StepError
 where
     E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -147,7 +120,7 @@ where
 }
 
 /// Error codes AWS documents as transient for EC2, Auto Scaling, DynamoDB and SES.
-pub fn is_transient_code(code: &str) -> bool {
+fn is_transient_code(code: &str) -> bool {
     matches!(
         code,
         "Throttling"

@@ -11,7 +11,7 @@ use std::future::Future;
 /// name (`errorType`).
 ///
 /// The binary passes its step's function (`steps::handler::validate`, …)
-/// rather than a `Step` value: a value would keep the whole dispatcher, and
+/// rather than a `StepName`: a value would keep the whole dispatcher, and
 /// so all six steps and every SDK operation they call, in every binary.
 pub async fn serve<H, Fut>(handler: H) -> Result<(), lambda_runtime::Error>
 where

@@ -4,7 +4,7 @@
 //! loops wait on their own step's result, and every substitution is a function
 //! of template.yaml built from the matching crate.
 
-use autosky_core::steps::Step;
+use autosky_core::domain::StepName;
 use autosky_core::StepError;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -51,12 +51,12 @@ fn every_task_is_a_step_under_its_console_name() {
         .filter(|(_, s)| s["Type"] == "Task")
         .collect();
     assert_eq!(tasks.len(), 6, "exactly the six steps are Tasks");
-    for step in Step::ALL {
+    for step in StepName::ALL {
         let (name, _) = tasks
             .iter()
             .find(|(_, s)| s["Resource"] == format!("${{{}}}", step.substitution_key()))
             .unwrap_or_else(|| panic!("no Task uses ${{{}}}", step.substitution_key()));
-        assert_eq!(name.as_str(), step.name().as_str());
+        assert_eq!(name.as_str(), step.as_str());
     }
     assert_eq!(asl["StartAt"], "Initial validation");
 }
@@ -187,8 +187,8 @@ fn template_defines_each_substituted_function_from_its_crate() {
     );
     assert_eq!(sm["Properties"]["Type"], "STANDARD");
     let subs = &sm["Properties"]["DefinitionSubstitutions"];
-    for step in Step::ALL {
-        let value = &subs[step.substitution_key()];
+    for step in StepName::ALL {
+        let value = &subs[step.substitution_key().as_str()];
         let target = match value {
             serde_yaml::Value::Tagged(tag) if tag.tag == "!GetAtt" => {
                 tag.value.as_str().unwrap().to_string()

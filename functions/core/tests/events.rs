@@ -3,7 +3,8 @@
 //! parsing as the type that step reads, or for the API's functions as an HTTP
 //! API request for one of that function's routes, from an authenticated caller.
 
-use autosky_core::steps::{cleanup, Step, StepInput, ValidateEvent};
+use autosky_core::domain::StepName;
+use autosky_core::steps::{cleanup, StateWithExecution, StepInput};
 use std::path::PathBuf;
 
 #[test]
@@ -14,7 +15,7 @@ fn every_step_has_a_sample_event_that_parses() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
-    for step in Step::ALL {
+    for step in StepName::ALL {
         let mine: Vec<_> = files
             .iter()
             .filter(|p| {
@@ -30,11 +31,10 @@ fn every_step_has_a_sample_event_that_parses() {
             let text = std::fs::read_to_string(path).unwrap();
             let value: serde_json::Value = serde_json::from_str(&text).unwrap();
             let ok = match step {
-                Step::Validate => {
-                    serde_json::from_value::<ValidateEvent>(value).map(|e| e.state.deployment_id)
-                }
+                StepName::InitialValidation => serde_json::from_value::<StateWithExecution>(value)
+                    .map(|e| e.state.deployment_id),
                 // The safety net's EventBridge event: the deployment is in the execution input.
-                Step::Finalize if cleanup::is_status_change(&value) => {
+                StepName::Finalization if cleanup::is_status_change(&value) => {
                     serde_json::from_value::<cleanup::StatusChangeEvent>(value).map(|e| {
                         let input: StepInput =
                             serde_json::from_str(e.detail.input.as_deref().unwrap()).unwrap();

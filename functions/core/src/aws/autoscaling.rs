@@ -1,15 +1,12 @@
 //! Auto Scaling capability: groups, scaling processes and instance refreshes.
 
-use super::LazyClient;
 use crate::domain::RefreshPreferences;
 use crate::error::{classify_sdk_error, StepError};
-use aws_config::SdkConfig;
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::{
     DesiredConfiguration, LaunchTemplateSpecification, RefreshStrategy,
 };
 use aws_sdk_autoscaling::Client;
-use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupInfo {
@@ -47,25 +44,10 @@ impl RefreshInfo {
     }
 }
 
-#[derive(Clone, Debug)]
-pub struct AutoScaling {
-    client: LazyClient<Client>,
-}
+/// Auto Scaling as the steps and the API use it.
+pub type AutoScaling = super::Capability<Client>;
 
 impl AutoScaling {
-    pub fn new(client: Client) -> Self {
-        Self {
-            client: LazyClient::ready(client),
-        }
-    }
-
-    /// The client is built from `config` when first used.
-    pub fn lazy(config: Arc<SdkConfig>) -> Self {
-        Self {
-            client: LazyClient::lazy(config),
-        }
-    }
-
     /// The named groups that exist (missing ones are simply absent).
     pub async fn groups(&self, names: &[String]) -> Result<Vec<GroupInfo>, StepError> {
         let out = self

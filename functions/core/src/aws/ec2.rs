@@ -1,22 +1,104 @@
 //! EC2 capability: the preparation server, images and launch template versions,
 //! as the steps need them (domain-shaped results, errors already classified).
 
-use super::LazyClient;
 use crate::error::{classify_sdk_error, StepError};
-use aws_config::SdkConfig;
 use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{Filter, RequestLaunchTemplateData, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{
+    Filter, InstanceStateName, RequestLaunchTemplateData, ResourceType, Tag, TagSpecification,
+};
 use aws_sdk_ec2::Client;
-use std::sync::Arc;
 
 pub const TAG_ENVIRONMENT: &str = "autosky:environment";
 pub const TAG_DEPLOYMENT: &str = "autosky:deployment-id";
+
+/// An instance's state, by EC2's name for it (`stopped`, `shutting-down`, …).
+#[derive(Debug, Clone, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Terminated,
+    Stopping,
+    Stopped,
+    /// A state this code does not know, under EC2's name (`unknown` if none).
+    #[strum(default)]
+    Other(String),
+}
+
+impl InstanceState {
+    /// Running or on its way there.
+    pub fn is_up(&self) -> bool {
+        matches!(self, Self::Pending | Self::Running)
+    }
+
+    /// Terminated or on its way there: the instance can never run again.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, Self::ShuttingDown | Self::Terminated)
+    }
+}
+
+/// An image's state, by EC2's name for it (`available`, `failed`, …).
+#[derive(Debug, Clone, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")]
+pub enum ImageState {
+    Pending,
+    Available,
+    Invalid,
+    Deregistered,
+    Transient,
+    Failed,
+    Error,
+    Disabled,
+    /// A state this code does not know, under EC2's name (`unknown` if none).
+    #[strum(default)]
+    Other(String),
+}
+
+impl ImageState {
+    /// The image will never become available.
+    pub fn is_failed(&self) -> bool {
+        matches!(
+            self,
+            Self::Failed | Self::Invalid | Self::Error | Self::Deregistered | Self::Disabled
+        )
+    }
+}
+
+/// Both state enums are read from the SDK's enum of the same states
+/// (`InstanceStateName`, `ImageState`) through EC2's names, and shown by them.
+macro_rules! state_by_name {
+    ($state:ty, $sdk:ty) => {
+        impl $state {
+            fn of(sdk: Option<&$sdk>) -> Self {
+                let name = sdk.map_or("unknown", <$sdk>::as_str);
+                name.parse().unwrap_or_else(|_| Self::Other(name.into()))
+            }
+
+            /// EC2's name of the state.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    Self::Other(name) => name,
+                    known => known.into(),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $state {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+state_by_name!(InstanceState, InstanceStateName);
+state_by_name!(ImageState, aws_sdk_ec2::types::ImageState);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstanceInfo {
     pub id: String,
     pub name: Option<String>,
-    pub state: String,
+    pub state: InstanceState,
     pub private_ip: Option<String>,
     pub platform: Option<String>,
 }
@@ -25,7 +107,7 @@ pub struct InstanceInfo {
 pub struct ImageInfo {
     pub id: String,
     pub name: Option<String>,
-    pub state: String,
+    pub state: ImageState,
     pub state_reason: Option<String>,
 }
 
@@ -44,10 +126,8 @@ pub struct TemplateVersion {
     pub image_id: Option<String>,
 }
 
-#[derive(Clone, Debug)]
-pub struct Ec2 {
-    client: LazyClient<Client>,
-}
+/// EC2 as the steps and the API use it.
+pub type Ec2 = super::Capability<Client>;
 
 fn not_found(code: Option<&str>) -> bool {
     code.is_some_and(|c| {
@@ -56,19 +136,6 @@ fn not_found(code: Option<&str>) -> bool {
 }
 
 impl Ec2 {
-    pub fn new(client: Client) -> Self {
-        Self {
-            client: LazyClient::ready(client),
-        }
-    }
-
-    /// The client is built from `config` when first used.
-    pub fn lazy(config: Arc<SdkConfig>) -> Self {
-        Self {
-            client: LazyClient::lazy(config),
-        }
-    }
-
     /// The instance, or `None` when EC2 does not know it.
     pub async fn instance(&self, id: &str) -> Result<Option<InstanceInfo>, StepError> {
         let out = match self
@@ -95,11 +162,7 @@ impl Ec2 {
                 .find(|t| t.key() == Some("Name"))
                 .and_then(|t| t.value())
                 .map(str::to_string),
-            state: i
-                .state()
-                .and_then(|s| s.name())
-                .map(|n| n.as_str().to_string())
-                .unwrap_or_else(|| "unknown".into()),
+            state: InstanceState::of(i.state().and_then(|s| s.name())),
             private_ip: i.private_ip_address().map(str::to_string),
             platform: i.platform_details().map(str::to_string),
         }))
@@ -343,13 +406,29 @@ fn image_info(i: &aws_sdk_ec2::types::Image) -> ImageInfo {
     ImageInfo {
         id: i.image_id().unwrap_or_default().to_string(),
         name: i.name().map(str::to_string),
-        state: i
-            .state()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|| "unknown".into()),
+        state: ImageState::of(i.state()),
         state_reason: i
             .state_reason()
             .and_then(|r| r.message())
             .map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_are_read_by_ec2_names_and_keep_unknown_ones() {
+        let state = |n: &str| InstanceState::of(Some(&InstanceStateName::from(n)));
+        assert_eq!(state("shutting-down"), InstanceState::ShuttingDown);
+        assert!(state("shutting-down").is_gone() && state("terminated").is_gone());
+        assert!(state("pending").is_up() && !state("stopping").is_up());
+        assert_eq!(state("hibernating").as_str(), "hibernating");
+        assert_eq!(InstanceState::of(None).to_string(), "unknown");
+        let image = |n: &str| ImageState::of(Some(&aws_sdk_ec2::types::ImageState::from(n)));
+        assert_eq!(image("available"), ImageState::Available);
+        assert!(image("deregistered").is_failed() && !image("pending").is_failed());
+        assert_eq!(image("pending").to_string(), "pending");
     }
 }

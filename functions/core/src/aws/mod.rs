@@ -15,6 +15,29 @@ pub use ses::{Email, Mailer};
 use aws_config::SdkConfig;
 use std::sync::{Arc, OnceLock};
 
+/// One service's capability: its SDK client, built on first use (`lazy`) or
+/// given ready-made (`new`, as tests do). Each service's operations are an
+/// `impl` on its alias ([`Ec2`], [`AutoScaling`], [`Mailer`], [`Scheduler`]).
+#[derive(Clone, Debug)]
+pub struct Capability<C> {
+    client: LazyClient<C>,
+}
+
+impl<C> Capability<C> {
+    pub fn new(client: C) -> Self {
+        Self {
+            client: LazyClient::ready(client),
+        }
+    }
+
+    /// The client is built from `config` when first used.
+    pub fn lazy(config: Arc<SdkConfig>) -> Self {
+        Self {
+            client: LazyClient::lazy(config),
+        }
+    }
+}
+
 /// An SDK client of one service, built on first use from the process's one
 /// shared `SdkConfig` (or given ready-made, as tests do). A step function
 /// that never calls a service never builds its client, and — since the

@@ -1,25 +1,20 @@
 //! EventBridge Scheduler capability: the one-time `at()` schedule that starts
 //! a scheduled deployment (templated Step Functions target), moved or deleted.
 
-use super::LazyClient;
 use crate::error::{classify_sdk_error, StepError};
-use aws_config::SdkConfig;
 use aws_sdk_scheduler::error::ProvideErrorMetadata;
 use aws_sdk_scheduler::types::{
     ActionAfterCompletion, DeadLetterConfig, FlexibleTimeWindow, FlexibleTimeWindowMode,
     RetryPolicy, Target,
 };
 use aws_sdk_scheduler::Client;
-use std::sync::Arc;
 
 /// How long Scheduler keeps retrying a start that fails (then: the DLQ).
 pub const MAX_EVENT_AGE_SECONDS: i32 = 1800;
 pub const MAX_RETRY_ATTEMPTS: i32 = 10;
 
-#[derive(Clone, Debug)]
-pub struct Scheduler {
-    client: LazyClient<Client>,
-}
+/// EventBridge Scheduler as the scheduling routes use it.
+pub type Scheduler = super::Capability<Client>;
 
 /// Everything a one-time schedule is made of.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,34 +63,28 @@ impl OneTimeSchedule {
     }
 }
 
+/// The whole definition of a one-time schedule on a CreateSchedule or
+/// UpdateSchedule request (two SDK builder types with the same setters;
+/// UpdateSchedule replaces the whole definition, so both set all of it).
+macro_rules! definition {
+    ($request:expr, $s:expr) => {
+        $request
+            .name(&$s.name)
+            .group_name(&$s.group)
+            .schedule_expression(&$s.expression)
+            .schedule_expression_timezone(&$s.timezone)
+            .description(&$s.description)
+            .flexible_time_window(OneTimeSchedule::window()?)
+            .action_after_completion(ActionAfterCompletion::Delete)
+            .target($s.target()?)
+    };
+}
+
 impl Scheduler {
-    pub fn new(client: Client) -> Self {
-        Self {
-            client: LazyClient::ready(client),
-        }
-    }
-
-    /// The client is built from `config` when first used.
-    pub fn lazy(config: Arc<SdkConfig>) -> Self {
-        Self {
-            client: LazyClient::lazy(config),
-        }
-    }
-
     /// Creates the schedule; the deployment id is the client token too, so a
     /// retried request cannot create a second one.
     pub async fn create(&self, s: &OneTimeSchedule) -> Result<String, StepError> {
-        let res = self
-            .client
-            .create_schedule()
-            .name(&s.name)
-            .group_name(&s.group)
-            .schedule_expression(&s.expression)
-            .schedule_expression_timezone(&s.timezone)
-            .description(&s.description)
-            .flexible_time_window(OneTimeSchedule::window()?)
-            .action_after_completion(ActionAfterCompletion::Delete)
-            .target(s.target()?)
+        let res = definition!(self.client.create_schedule(), s)
             .client_token(&s.name)
             .send()
             .await;
@@ -111,19 +100,7 @@ impl Scheduler {
     /// Moves the schedule (UpdateSchedule replaces the whole definition);
     /// false when it no longer exists (it fired, or was deleted).
     pub async fn update(&self, s: &OneTimeSchedule) -> Result<bool, StepError> {
-        let res = self
-            .client
-            .update_schedule()
-            .name(&s.name)
-            .group_name(&s.group)
-            .schedule_expression(&s.expression)
-            .schedule_expression_timezone(&s.timezone)
-            .description(&s.description)
-            .flexible_time_window(OneTimeSchedule::window()?)
-            .action_after_completion(ActionAfterCompletion::Delete)
-            .target(s.target()?)
-            .send()
-            .await;
+        let res = definition!(self.client.update_schedule(), s).send().await;
         match res {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(false),

@@ -1,16 +1,11 @@
 //! E-mail capability (SES `SendEmail`: one message, text and HTML parts).
 
-use super::LazyClient;
 use crate::error::{classify_sdk_error, StepError};
-use aws_config::SdkConfig;
 use aws_sdk_ses::types::{Body, Content, Destination, Message};
 use aws_sdk_ses::Client;
-use std::sync::Arc;
 
-#[derive(Clone, Debug)]
-pub struct Mailer {
-    client: LazyClient<Client>,
-}
+/// SES as the notifications use it.
+pub type Mailer = super::Capability<Client>;
 
 /// A rendered notification.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,19 +24,6 @@ fn content(data: &str) -> Result<Content, StepError> {
 }
 
 impl Mailer {
-    pub fn new(client: Client) -> Self {
-        Self {
-            client: LazyClient::ready(client),
-        }
-    }
-
-    /// The client is built from `config` when first used.
-    pub fn lazy(config: Arc<SdkConfig>) -> Self {
-        Self {
-            client: LazyClient::lazy(config),
-        }
-    }
-
     /// Sends one message to all recipients; returns the SES message id.
     pub async fn send(
         &self,

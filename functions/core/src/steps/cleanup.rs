@@ -140,7 +140,7 @@ mod tests {
         let deps = f.deps(&[], &[&resume], &[&send]);
         let payload = event("ABORTED");
         assert!(is_status_change(&payload));
-        let out = crate::steps::run(crate::steps::Step::Finalize, &deps, payload)
+        let out = crate::steps::run(crate::domain::StepName::Finalization, &deps, payload)
             .await
             .unwrap();
         assert_eq!(out["status"], "Cancelled");
@@ -155,9 +155,13 @@ mod tests {
     async fn a_succeeded_execution_is_left_alone() {
         let f = Fixture::new(DeploymentOptions::default()).await;
         let deps = f.deps(&[], &[], &[]);
-        let out = crate::steps::run(crate::steps::Step::Finalize, &deps, event("SUCCEEDED"))
-            .await
-            .unwrap();
+        let out = crate::steps::run(
+            crate::domain::StepName::Finalization,
+            &deps,
+            event("SUCCEEDED"),
+        )
+        .await
+        .unwrap();
         assert!(out.is_null());
         assert_eq!(f.deployment().await.status, DeploymentStatus::Running);
     }

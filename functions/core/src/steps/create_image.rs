@@ -3,6 +3,7 @@
 //! deployment never creates a second image. Fails on `failed` with the reason.
 
 use super::{Journal, Poll, StepInput};
+use crate::aws::ec2::ImageState;
 use crate::deps::Deps;
 use crate::domain::{StepName, StepStatus};
 use crate::error::StepError;
@@ -69,21 +70,18 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
         }
     };
 
-    match image.state.as_str() {
-        "available" => {
-            j.action(format!("Image {} is available", image.id)).await?;
-            j.end(StepStatus::Succeeded).await?;
-            return Ok(Poll::done());
-        }
-        "failed" | "invalid" | "error" | "deregistered" | "disabled" => {
-            return Err(StepError::ImageFailed(format!(
-                "image {} is {}: {}",
-                image.id,
-                image.state,
-                image.state_reason.as_deref().unwrap_or("no reason given")
-            )))
-        }
-        _ => {}
+    if image.state == ImageState::Available {
+        j.action(format!("Image {} is available", image.id)).await?;
+        j.end(StepStatus::Succeeded).await?;
+        return Ok(Poll::done());
+    }
+    if image.state.is_failed() {
+        return Err(StepError::ImageFailed(format!(
+            "image {} is {}: {}",
+            image.id,
+            image.state,
+            image.state_reason.as_deref().unwrap_or("no reason given")
+        )));
     }
     if j.elapsed_seconds() > env.defaults.image_timeout_seconds as i64 {
         return Err(StepError::ImageTimeout(format!(

@@ -3,6 +3,7 @@
 //! stops it once, and is called again by the ASL's wait loop until `stopped`.
 
 use super::{Journal, Poll, StepInput};
+use crate::aws::ec2::InstanceState;
 use crate::deps::Deps;
 use crate::domain::{StepName, StepStatus};
 use crate::error::StepError;
@@ -30,7 +31,7 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
             ))
         })?;
     if j.dep.runtime.prior_server_state.is_none() {
-        j.dep.runtime.prior_server_state = Some(server.state.clone());
+        j.dep.runtime.prior_server_state = Some(server.state.to_string());
         j.save_runtime().await?;
         j.action(format!(
             "Preparation server {} was {}",
@@ -38,14 +39,14 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
         ))
         .await?;
     }
-    match server.state.as_str() {
-        "stopped" => {
+    match &server.state {
+        InstanceState::Stopped => {
             j.action(format!("Preparation server {} is stopped", server.id))
                 .await?;
             j.end(StepStatus::Succeeded).await?;
             return Ok(Poll::done());
         }
-        "running" | "pending" if !j.dep.runtime.server_stopped_by_us => {
+        up if up.is_up() && !j.dep.runtime.server_stopped_by_us => {
             // Flag first: if we die after StopInstances, Finalization still restarts it.
             j.dep.runtime.server_stopped_by_us = true;
             j.save_runtime().await?;
@@ -53,7 +54,8 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
             j.action(format!("Stopping preparation server {}", server.id))
                 .await?;
         }
-        "running" | "pending" | "stopping" => {}
+        up if up.is_up() => {}
+        InstanceState::Stopping => {}
         other => {
             return Err(StepError::StopFailed(format!(
                 "preparation server {} is {other}, it cannot be stopped",

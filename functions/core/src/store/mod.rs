@@ -1,11 +1,13 @@
 //! The deployment store: environment configs, the environment lock, deployment
 //! records and history pages. One trait, a DynamoDB implementation for AWS and
-//! the sandbox, an in-memory one for unit tests.
+//! the sandbox, an in-memory one for tests (feature `test-util`).
 
 mod dynamo;
+#[cfg(any(test, feature = "test-util"))]
 mod memory;
 
 pub use dynamo::DynamoStore;
+#[cfg(any(test, feature = "test-util"))]
 pub use memory::MemoryStore;
 
 use crate::domain::{

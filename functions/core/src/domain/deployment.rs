@@ -1,105 +1,10 @@
-//! Domain types: scaling environments, deployments, their steps and actions.
-//! These are the records the store persists and the API shows, so field names
-//! (camelCase in JSON and DynamoDB) are part of the public contract.
+//! Deployment records: options, step records and actions, the generated
+//! version, the error, and the runtime memory later steps and cleanup rely on.
 
+use super::{DeploymentStatus, Environment, EnvironmentDefaults, StepName, StepStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
-
-/// Default number of launch template versions kept by "remove old models".
-pub const DEFAULT_RETENTION: u32 = 5;
-/// Scaling processes that change the fleet on their own and are suspended by
-/// "lock instances". Launch/Terminate stay active: an instance refresh needs them.
-pub const LOCK_PROCESSES: [&str; 3] = ["AZRebalance", "AlarmNotification", "ScheduledActions"];
-
-/// Checks an environment id: `[a-z0-9-]{1,64}`, the same rule as the API.
-pub fn valid_environment_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-}
-
-/// Checks a deployment id: a canonical (upper-case Crockford) ULID.
-pub fn valid_deployment_id(id: &str) -> bool {
-    id.len() == 26 && ulid::Ulid::from_string(id).is_ok_and(|u| u.to_string() == id)
-}
-
-/// A new deployment id (ULID): sortable by creation time, so history is newest first.
-pub fn new_deployment_id() -> String {
-    ulid::Ulid::new().to_string()
-}
-
-/// Instance refresh preferences applied by "Replace instances".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct RefreshPreferences {
-    pub min_healthy_percentage: i32,
-    pub instance_warmup_seconds: Option<i32>,
-    pub skip_matching: bool,
-    pub auto_rollback: bool,
-}
-
-impl Default for RefreshPreferences {
-    fn default() -> Self {
-        Self {
-            min_healthy_percentage: 90,
-            instance_warmup_seconds: None,
-            skip_matching: true,
-            auto_rollback: true,
-        }
-    }
-}
-
-/// Per-environment defaults and limits ("configuration of deployment methods").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct EnvironmentDefaults {
-    pub lock_instances: bool,
-    pub stop_preparation_server: bool,
-    pub notification_emails: Vec<String>,
-    /// Launch template versions kept by "remove old models".
-    pub retention: u32,
-    /// When false, "Replace instances" is not applicable (new launches use the new model).
-    pub replace_instances: bool,
-    pub refresh_preferences: RefreshPreferences,
-    pub image_timeout_seconds: u64,
-    pub stop_timeout_seconds: u64,
-    pub refresh_timeout_seconds: u64,
-    /// Also e-mail when a deployment starts (not only when it ends).
-    pub notify_on_start: bool,
-}
-
-impl Default for EnvironmentDefaults {
-    fn default() -> Self {
-        Self {
-            lock_instances: false,
-            stop_preparation_server: false,
-            notification_emails: Vec::new(),
-            retention: DEFAULT_RETENTION,
-            replace_instances: true,
-            refresh_preferences: RefreshPreferences::default(),
-            image_timeout_seconds: 3600,
-            stop_timeout_seconds: 900,
-            refresh_timeout_seconds: 7200,
-            notify_on_start: false,
-        }
-    }
-}
-
-/// A scaling environment: the preparation server and the fleet it feeds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Environment {
-    pub environment_id: String,
-    pub preparation_server_id: String,
-    pub auto_scaling_groups: Vec<String>,
-    pub launch_template_id: String,
-    #[serde(default)]
-    pub defaults: EnvironmentDefaults,
-}
 
 /// Options chosen for one deployment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -138,108 +43,6 @@ impl RequestedOptions {
             notification_emails: self.notification_emails.clone().unwrap_or_default(),
             notify_on_start: self.notify_on_start.unwrap_or(defaults.notify_on_start),
         }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeploymentStatus {
-    Scheduled,
-    Running,
-    Succeeded,
-    Failed,
-    RolledBack,
-    Cancelled,
-}
-
-impl DeploymentStatus {
-    pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::Scheduled | Self::Running)
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Scheduled => "Scheduled",
-            Self::Running => "Running",
-            Self::Succeeded => "Succeeded",
-            Self::Failed => "Failed",
-            Self::RolledBack => "RolledBack",
-            Self::Cancelled => "Cancelled",
-        }
-    }
-}
-
-impl fmt::Display for DeploymentStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StepStatus {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    NotApplicable,
-}
-
-impl StepStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "Pending",
-            Self::Running => "Running",
-            Self::Succeeded => "Succeeded",
-            Self::Failed => "Failed",
-            Self::NotApplicable => "NotApplicable",
-        }
-    }
-}
-
-/// The six steps, in order. The name is the state name in the console.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum StepName {
-    #[serde(rename = "Initial validation")]
-    InitialValidation,
-    #[serde(rename = "Stop preparation server")]
-    StopPreparationServer,
-    #[serde(rename = "Create image")]
-    CreateImage,
-    #[serde(rename = "Create models")]
-    CreateModels,
-    #[serde(rename = "Replace instances")]
-    ReplaceInstances,
-    #[serde(rename = "Finalization")]
-    Finalization,
-}
-
-impl StepName {
-    pub const ALL: [StepName; 6] = [
-        Self::InitialValidation,
-        Self::StopPreparationServer,
-        Self::CreateImage,
-        Self::CreateModels,
-        Self::ReplaceInstances,
-        Self::Finalization,
-    ];
-
-    pub fn index(self) -> usize {
-        Self::ALL.iter().position(|s| *s == self).unwrap_or(0)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InitialValidation => "Initial validation",
-            Self::StopPreparationServer => "Stop preparation server",
-            Self::CreateImage => "Create image",
-            Self::CreateModels => "Create models",
-            Self::ReplaceInstances => "Replace instances",
-            Self::Finalization => "Finalization",
-        }
-    }
-}
-
-impl fmt::Display for StepName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -467,84 +270,10 @@ impl Deployment {
     }
 }
 
-/// The ARN of the execution named `deployment_id` of a state machine.
-pub fn execution_arn(state_machine_arn: &str, deployment_id: &str) -> String {
-    format!(
-        "{}:{deployment_id}",
-        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
-    )
-}
-
-/// At most `max` characters of untrusted text, for error messages.
-pub fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
-}
-
-/// Masks e-mail addresses for logs (`ops@example.com` → `o***@example.com`):
-/// addresses never reach CloudWatch, though the deployment record keeps them.
-pub fn mask_emails(s: &str) -> String {
-    let is_sep = |c: char| c.is_whitespace() || "<>()[],;:\"'".contains(c);
-    let mut out = String::with_capacity(s.len());
-    let mut token = String::new();
-    let flush = |token: &mut String, out: &mut String| {
-        match token.split_once('@') {
-            Some((local, domain)) if !local.is_empty() && domain.contains('.') => {
-                out.push_str(&local.chars().take(1).collect::<String>());
-                out.push_str("***@");
-                out.push_str(domain);
-            }
-            _ => out.push_str(token),
-        }
-        token.clear();
-    };
-    for c in s.chars() {
-        if is_sep(c) {
-            flush(&mut token, &mut out);
-            out.push(c);
-        } else {
-            token.push(c);
-        }
-    }
-    flush(&mut token, &mut out);
-    out
-}
-
-/// Milliseconds between two instants (never negative).
-pub fn millis_between(start: DateTime<Utc>, end: DateTime<Utc>) -> i64 {
-    (end - start).num_milliseconds().max(0)
-}
-
-/// "1m 05s" style duration for actions and e-mails.
-pub fn human_duration(ms: i64) -> String {
-    let s = ms / 1000;
-    match s {
-        0 => format!("{ms} ms"),
-        1..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
-        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn environment_ids_follow_the_api_rule() {
-        assert!(valid_environment_id("prod-web-1"));
-        assert!(!valid_environment_id(""));
-        assert!(!valid_environment_id("Prod"));
-        assert!(!valid_environment_id("a_b"));
-        assert!(!valid_environment_id(&"a".repeat(65)));
-    }
-
-    #[test]
-    fn deployment_ids_are_canonical_ulids() {
-        let id = new_deployment_id();
-        assert!(valid_deployment_id(&id));
-        assert!(!valid_deployment_id(&id.to_lowercase()));
-        assert!(!valid_deployment_id("not-a-ulid"));
-    }
+    use crate::domain::new_deployment_id;
 
     #[test]
     fn recipients_merge_and_deduplicate() {
@@ -571,22 +300,5 @@ mod tests {
             d.recipients(Some(&env)),
             vec!["A@x.io", "b@x.io", "ops@x.io"]
         );
-    }
-
-    #[test]
-    fn logs_never_show_a_whole_address() {
-        assert_eq!(
-            mask_emails("rejected: ops@example.com, <dev@x.io> and 'me@y.org'"),
-            "rejected: o***@example.com, <d***@x.io> and 'm***@y.org'"
-        );
-        assert_eq!(mask_emails("no address @ here"), "no address @ here");
-    }
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(human_duration(450), "450 ms");
-        assert_eq!(human_duration(5_000), "5s");
-        assert_eq!(human_duration(65_000), "1m 05s");
-        assert_eq!(human_duration(3_660_000), "1h 01m");
     }
 }

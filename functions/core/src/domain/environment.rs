@@ -1,0 +1,79 @@
+//! Scaling environments: the preparation server, the fleet it feeds, and the
+//! per-environment defaults and limits of its deployments.
+
+use serde::{Deserialize, Serialize};
+
+/// Default number of launch template versions kept by "remove old models".
+pub const DEFAULT_RETENTION: u32 = 5;
+/// Scaling processes that change the fleet on their own and are suspended by
+/// "lock instances". Launch/Terminate stay active: an instance refresh needs them.
+pub const LOCK_PROCESSES: [&str; 3] = ["AZRebalance", "AlarmNotification", "ScheduledActions"];
+
+/// Instance refresh preferences applied by "Replace instances".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RefreshPreferences {
+    pub min_healthy_percentage: i32,
+    pub instance_warmup_seconds: Option<i32>,
+    pub skip_matching: bool,
+    pub auto_rollback: bool,
+}
+
+impl Default for RefreshPreferences {
+    fn default() -> Self {
+        Self {
+            min_healthy_percentage: 90,
+            instance_warmup_seconds: None,
+            skip_matching: true,
+            auto_rollback: true,
+        }
+    }
+}
+
+/// Per-environment defaults and limits ("configuration of deployment methods").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EnvironmentDefaults {
+    pub lock_instances: bool,
+    pub stop_preparation_server: bool,
+    pub notification_emails: Vec<String>,
+    /// Launch template versions kept by "remove old models".
+    pub retention: u32,
+    /// When false, "Replace instances" is not applicable (new launches use the new model).
+    pub replace_instances: bool,
+    pub refresh_preferences: RefreshPreferences,
+    pub image_timeout_seconds: u64,
+    pub stop_timeout_seconds: u64,
+    pub refresh_timeout_seconds: u64,
+    /// Also e-mail when a deployment starts (not only when it ends).
+    pub notify_on_start: bool,
+}
+
+impl Default for EnvironmentDefaults {
+    fn default() -> Self {
+        Self {
+            lock_instances: false,
+            stop_preparation_server: false,
+            notification_emails: Vec::new(),
+            retention: DEFAULT_RETENTION,
+            replace_instances: true,
+            refresh_preferences: RefreshPreferences::default(),
+            image_timeout_seconds: 3600,
+            stop_timeout_seconds: 900,
+            refresh_timeout_seconds: 7200,
+            notify_on_start: false,
+        }
+    }
+}
+
+/// A scaling environment: the preparation server and the fleet it feeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Environment {
+    pub environment_id: String,
+    pub preparation_server_id: String,
+    pub auto_scaling_groups: Vec<String>,
+    pub launch_template_id: String,
+    #[serde(default)]
+    pub defaults: EnvironmentDefaults,
+}

@@ -1,0 +1,309 @@
+//! Initial validation against mocked AWS answers and the in-memory store:
+//! the checks and their refusals, the lock, retries, and whose run it is.
+
+use super::*;
+use crate::domain::DeploymentOptions;
+use crate::steps::testkit::{aws, environment, input, strs, Fixture, DEP, ENV, GROUP, LT, SERVER};
+use crate::store::Store;
+use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
+use aws_sdk_autoscaling::operation::suspend_processes::SuspendProcessesOutput;
+use aws_sdk_ec2::error::ErrorMetadata;
+use aws_sdk_ec2::operation::describe_instances::{DescribeInstancesError, DescribeInstancesOutput};
+use aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput;
+use aws_smithy_mocks::{mock, Rule};
+
+type Ec2 = aws_sdk_ec2::Client;
+type Asg = aws_sdk_autoscaling::Client;
+
+fn event() -> StateWithExecution {
+    StateWithExecution {
+        state: input(),
+        execution_arn: Some("arn:aws:states:us-east-1:1:execution:sm:x".into()),
+    }
+}
+
+struct World {
+    instances: Rule,
+    templates: Rule,
+    groups: Rule,
+    refreshes: Rule,
+    suspend: Rule,
+}
+
+fn world(
+    server_state: &str,
+    group_lt: &str,
+    suspended: &'static [&'static str],
+    refresh: Option<&'static str>,
+) -> World {
+    let state = server_state.to_string();
+    let lt = group_lt.to_string();
+    World {
+        instances: mock!(Ec2::describe_instances)
+            .match_requests(|r| strs(r.instance_ids()) == [SERVER])
+            .then_output(move || {
+                DescribeInstancesOutput::builder()
+                    .reservations(aws::instance(SERVER, &state))
+                    .build()
+            }),
+        templates: mock!(Ec2::describe_launch_templates).then_output(|| {
+            DescribeLaunchTemplatesOutput::builder()
+                .launch_templates(aws::template(3, 3))
+                .build()
+        }),
+        groups: mock!(Asg::describe_auto_scaling_groups).then_output(move || {
+            DescribeAutoScalingGroupsOutput::builder()
+                .auto_scaling_groups(aws::group(2, "3", suspended, &lt))
+                .build()
+        }),
+        refreshes: mock!(Asg::describe_instance_refreshes).then_output(move || {
+            let mut b = DescribeInstanceRefreshesOutput::builder();
+            if let Some(status) = refresh {
+                b = b.instance_refreshes(aws::refresh("r-old", status, 10, "2", None));
+            }
+            b.build()
+        }),
+        // Only the exact set not already suspended may be requested.
+        suspend: mock!(Asg::suspend_processes)
+            .match_requests(|r| {
+                r.auto_scaling_group_name() == Some(GROUP)
+                    && strs(r.scaling_processes()) == ["AZRebalance", "ScheduledActions"]
+            })
+            .then_output(|| SuspendProcessesOutput::builder().build()),
+    }
+}
+
+impl World {
+    fn deps(&self, f: &Fixture) -> Deps {
+        f.deps(
+            &[&self.instances, &self.templates],
+            &[&self.groups, &self.refreshes, &self.suspend],
+            &[],
+        )
+    }
+}
+
+#[tokio::test]
+async fn happy_path_records_server_info_locks_and_suspends_the_missing_processes() {
+    // GIVEN a registered environment, no record yet, AlarmNotification already suspended
+    let f = Fixture::empty();
+    f.store.put_environment(&environment()).await.unwrap();
+    let w = world("running", LT, &["AlarmNotification"], Some("Successful"));
+    let mut e = event();
+    e.state.options = Some(crate::domain::RequestedOptions {
+        lock_instances: Some(true),
+        ..Default::default()
+    });
+    e.state.owner = Some("alice".into());
+    // WHEN
+    let out = run(&w.deps(&f), e).await.unwrap();
+    // THEN
+    assert!(out.done);
+    assert_eq!(w.suspend.num_calls(), 1);
+    assert_eq!(
+        f.store.lock_holder(ENV).await.unwrap().as_deref(),
+        Some(DEP)
+    );
+    let d = f.deployment().await;
+    assert_eq!(d.owner, "alice");
+    assert_eq!(
+        d.execution_arn.as_deref(),
+        Some("arn:aws:states:us-east-1:1:execution:sm:x")
+    );
+    assert_eq!(d.runtime.prior_suspended[GROUP], vec!["AlarmNotification"]);
+    assert_eq!(
+        d.runtime.suspended_by_us[GROUP],
+        vec!["AZRebalance", "ScheduledActions"]
+    );
+    let step = d.step(StepName::InitialValidation);
+    assert_eq!(step.status, StepStatus::Succeeded);
+    let log: Vec<_> = step.actions.iter().map(|a| a.message.as_str()).collect();
+    assert!(log.contains(&"Preparation server i-0prep (prep): state running, private IP 10.0.0.10, platform Linux/UNIX"));
+    assert!(log
+        .iter()
+        .any(|m| m.contains("already suspended: AlarmNotification")));
+}
+
+#[tokio::test]
+async fn a_retry_suspends_nothing_twice() {
+    let f = Fixture::new(DeploymentOptions {
+        lock_instances: true,
+        ..Default::default()
+    })
+    .await;
+    let w = world("running", LT, &["AlarmNotification"], None);
+    run(&w.deps(&f), event()).await.unwrap();
+    f.update(|d| d.steps[0] = crate::domain::StepRecord::pending(StepName::InitialValidation))
+        .await;
+    run(&w.deps(&f), event()).await.unwrap();
+    assert_eq!(w.suspend.num_calls(), 1);
+}
+
+fn scheduled(f: &Fixture) -> Deployment {
+    Deployment::new_scheduled(
+        DEP.into(),
+        ENV.into(),
+        "alice@example.com".into(),
+        DeploymentOptions {
+            lock_instances: true,
+            ..Default::default()
+        },
+        f.now(),
+        f.now(),
+        crate::domain::ScheduleInfo {
+            at: "2026-11-27T09:00:00".into(),
+            timezone: "UTC".into(),
+            schedule_name: DEP.into(),
+            schedule_group: "autosky".into(),
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_schedule_delivered_twice_runs_once_and_records_the_second() {
+    let f = Fixture::empty();
+    f.store.put_environment(&environment()).await.unwrap();
+    assert!(f.store.create_scheduled(&scheduled(&f), 0).await.unwrap());
+    let w = world("running", LT, &["AlarmNotification"], None);
+    // First delivery: Scheduled → Running, owned by this execution.
+    run(&w.deps(&f), event()).await.unwrap();
+    let d = f.deployment().await;
+    assert_eq!(d.status, DeploymentStatus::Running);
+    assert_eq!(d.owner, "alice@example.com");
+    assert_eq!(d.execution_arn.as_deref(), event().execution_arn.as_deref());
+    assert!(f.store.schedules(ENV).await.unwrap().entries.is_empty());
+    // A retry of the same execution carries on.
+    run(&w.deps(&f), event()).await.unwrap();
+    let before = f.deployment().await;
+    // Second delivery (another execution): ignored, nothing touched.
+    let mut second = event();
+    second.execution_arn = Some("arn:aws:states:us-east-1:1:execution:sm:y".into());
+    let err = run(&w.deps(&f), second).await.unwrap_err();
+    assert_eq!(err.name(), "AlreadyHandled");
+    assert_eq!(w.suspend.num_calls(), 1);
+    let after = f.deployment().await;
+    assert_eq!(after.steps, before.steps);
+    assert_eq!(after.runtime, before.runtime);
+    assert_eq!(after.status, DeploymentStatus::Running);
+    assert_eq!(after.ignored_runs.len(), 1);
+    assert!(after.ignored_runs[0].reason.contains("is run by execution"));
+    assert_eq!(
+        f.store.lock_holder(ENV).await.unwrap().as_deref(),
+        Some(DEP)
+    );
+}
+
+#[tokio::test]
+async fn a_schedule_firing_after_cancel_touches_nothing() {
+    let f = Fixture::empty();
+    f.store.put_environment(&environment()).await.unwrap();
+    assert!(f.store.create_scheduled(&scheduled(&f), 0).await.unwrap());
+    let end = crate::store::ScheduledEnd {
+        status: DeploymentStatus::Cancelled,
+        at: f.now(),
+        cancelled_by: Some("bob".into()),
+        error: None,
+    };
+    assert!(f.store.end_scheduled(ENV, DEP, &end).await.unwrap());
+    let w = world("running", LT, &[], None);
+    let err = run(&w.deps(&f), event()).await.unwrap_err();
+    assert_eq!(err.name(), "AlreadyHandled");
+    assert!(err.message().contains("cancelled by bob"), "{err}");
+    assert_eq!(w.instances.num_calls(), 0);
+    assert_eq!(w.suspend.num_calls(), 0);
+    assert_eq!(f.store.lock_holder(ENV).await.unwrap(), None);
+    let d = f.deployment().await;
+    assert_eq!(d.status, DeploymentStatus::Cancelled);
+    assert_eq!(d.ignored_runs.len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_environment_fails_and_creates_nothing() {
+    let f = Fixture::empty();
+    let w = world("running", LT, &[], None);
+    let err = run(&w.deps(&f), event()).await.unwrap_err();
+    assert_eq!(
+        err,
+        StepError::ValidationFailed("environment 'prod-web' is not registered".into())
+    );
+    assert!(f.store.deployment(ENV, DEP).await.unwrap().is_none());
+    assert!(f.store.lock_holder(ENV).await.unwrap().is_none());
+    assert_eq!(w.instances.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn missing_server_is_named() {
+    let f = Fixture::new(DeploymentOptions::default()).await;
+    let w = world("running", LT, &[], None);
+    let none = mock!(Ec2::describe_instances).then_error(|| {
+        DescribeInstancesError::generic(
+            ErrorMetadata::builder()
+                .code("InvalidInstanceID.NotFound")
+                .build(),
+        )
+    });
+    let deps = f.deps(&[&none, &w.templates], &[&w.groups, &w.refreshes], &[]);
+    let err = run(&deps, event()).await.unwrap_err();
+    assert_eq!(
+        err,
+        StepError::ValidationFailed("preparation server i-0prep not found".into())
+    );
+}
+
+#[tokio::test]
+async fn group_on_another_template_is_refused() {
+    let f = Fixture::new(DeploymentOptions::default()).await;
+    let w = world("running", "lt-other", &[], None);
+    let err = run(&w.deps(&f), event()).await.unwrap_err();
+    assert_eq!(err.name(), "ValidationFailed");
+    assert!(
+        err.message()
+            .contains("web-asg uses launch template lt-other, not lt-0abc"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_running_refresh_refuses_the_deployment() {
+    let f = Fixture::new(DeploymentOptions {
+        lock_instances: true,
+        ..Default::default()
+    })
+    .await;
+    let w = world("running", LT, &[], Some("InProgress"));
+    let err = run(&w.deps(&f), event()).await.unwrap_err();
+    assert_eq!(err.name(), "RefreshInProgress");
+    assert!(err.message().contains("r-old"));
+    assert_eq!(w.suspend.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_held_lock_refuses_with_the_holder() {
+    let f = Fixture::new(DeploymentOptions::default()).await;
+    f.store
+        .acquire_lock(ENV, "01JOTHER000000000000000000", f.now())
+        .await
+        .unwrap();
+    let w = world("running", LT, &[], None);
+    let err = run(&w.deps(&f), event()).await.unwrap_err();
+    assert_eq!(err.name(), "EnvironmentLocked");
+    assert!(err.message().contains("01JOTHER000000000000000000"));
+    assert_eq!(w.instances.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn throttling_is_retryable() {
+    let f = Fixture::new(DeploymentOptions::default()).await;
+    let w = world("running", LT, &[], None);
+    let throttled = mock!(Ec2::describe_instances).then_error(|| {
+        DescribeInstancesError::generic(
+            ErrorMetadata::builder()
+                .code("RequestLimitExceeded")
+                .message("slow down")
+                .build(),
+        )
+    });
+    let deps = f.deps(&[&throttled, &w.templates], &[&w.groups, &w.refreshes], &[]);
+    assert_eq!(run(&deps, event()).await.unwrap_err().name(), "Retryable");
+}
