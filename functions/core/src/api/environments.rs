@@ -81,7 +81,7 @@ impl Api {
                     input.preparation_server_id
                 )))
             }
-            Some(i) if matches!(i.state.as_str(), "terminated" | "shutting-down") => {
+            Some(i) if i.state.is_gone() => {
                 return Err(unprocessable(format!(
                     "preparation server {} is {}",
                     i.id, i.state

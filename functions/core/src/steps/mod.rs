@@ -22,9 +22,5 @@ pub use wire::{CaughtError, Poll, StateWithExecution, StepInput};
 pub(crate) use journal::check_cancel;
 pub(crate) use notify::{notify, Notice};
 
-/// The step a binary or worker runs: the same enum as the record's step
-/// names. (This name is kept for callers that still say `steps::Step`.)
-pub use crate::domain::StepName as Step;
-
 #[cfg(any(test, feature = "test-util"))]
 pub mod testkit;

@@ -6,7 +6,7 @@ use super::cold_start::{cold_start, python_reference};
 use super::samples::{finish_in_process, http_sample_event, sample_event, seed_deployment};
 use super::{FunctionResult, Options, FUNCTIONS};
 use crate::{harness, Clients};
-use autosky_core::steps::Step;
+use autosky_core::domain::StepName;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -21,7 +21,7 @@ pub async fn steps(
     let deps = harness::deps(c);
     for round in 0..opts.runs {
         let id = seed_deployment(c, env).await?;
-        for (i, step) in Step::ALL.iter().enumerate() {
+        for (i, step) in StepName::ALL.iter().enumerate() {
             let f = FUNCTIONS[i];
             let event = sample_event(&opts.events, f, env, &id)?;
             let cs = cold_start(

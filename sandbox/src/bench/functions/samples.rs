@@ -3,8 +3,9 @@
 //! done yet" to its end in-process.
 
 use crate::Clients;
+use autosky_core::domain::StepName;
 use autosky_core::domain::{new_deployment_id, Deployment, DeploymentOptions};
-use autosky_core::steps::{self, Poll, Step};
+use autosky_core::steps::{self, Poll};
 use autosky_core::store::Store;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -35,11 +36,11 @@ pub fn sample_event(events: &Path, function: &str, env: &str, id: &str) -> Resul
 }
 
 /// Where Step Functions puts each waiting step's result (its ResultPath).
-fn result_key(step: Step) -> Option<&'static str> {
+fn result_key(step: StepName) -> Option<&'static str> {
     match step {
-        Step::StopPreparationServer => Some("stop"),
-        Step::CreateImage => Some("image"),
-        Step::ReplaceInstances => Some("replace"),
+        StepName::StopPreparationServer => Some("stop"),
+        StepName::CreateImage => Some("image"),
+        StepName::ReplaceInstances => Some("replace"),
         _ => None,
     }
 }
@@ -49,7 +50,7 @@ fn result_key(step: Step) -> Option<&'static str> {
 /// the refresh emulation takes a few phases).
 pub async fn finish_in_process(
     deps: &autosky_core::Deps,
-    step: Step,
+    step: StepName,
     mut event: Value,
     mut output: Value,
 ) -> Result<(), String> {
