@@ -291,3 +291,140 @@ fn template_routes_match_the_router_and_are_all_protected() {
     // Only the page's static files are open (they hold no data).
     assert_eq!(secured, router, "HTTP API paths with security");
 }
+
+/// The logical id `!GetAtt <id>.<attribute>` names, if `value` is one.
+fn get_att<'a>(value: &'a serde_yaml::Value, attribute: &str) -> Option<&'a str> {
+    match value {
+        serde_yaml::Value::Tagged(tag) if tag.tag == "!GetAtt" => {
+            tag.value.as_str()?.strip_suffix(&format!(".{attribute}"))
+        }
+        _ => None,
+    }
+}
+
+/// The safety net (the EventBridge rule on the state machine's execution
+/// status change, invoking Finalization's function asynchronously) keeps what
+/// it cannot handle: an event Finalize still fails on after Lambda's retries
+/// goes to the function's OnFailure destination (Lambda discards it
+/// otherwise), an event EventBridge cannot deliver to the rule's dead-letter
+/// queue (which lets only that rule send); each queue is a standard one
+/// (Lambda destinations refuse FIFO) and is alarmed as soon as it holds a
+/// message. Every other function invoked asynchronously keeps its failures too.
+#[test]
+fn safety_net_keeps_failed_events_and_alarms_on_them() {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let t: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let resource = |id: &str| &t["Resources"][id];
+    let standard_queue = |id: &str, what: &str| {
+        assert_eq!(resource(id)["Type"], "AWS::SQS::Queue", "{what}: {id}");
+        assert_ne!(
+            resource(id)["Properties"]["FifoQueue"],
+            serde_yaml::Value::Bool(true),
+            "{what}: {id} must be a standard queue"
+        );
+    };
+    let alarmed = |queue: &str| {
+        resources.values().any(|r| {
+            let p = &r["Properties"];
+            r["Type"] == "AWS::CloudWatch::Alarm"
+                && p["Namespace"] == "AWS/SQS"
+                && p["MetricName"] == "ApproximateNumberOfMessagesVisible"
+                && p["ComparisonOperator"] == "GreaterThanThreshold"
+                && p["Threshold"].as_i64() == Some(0)
+                && !p["AlarmActions"].is_null()
+                && p["Dimensions"].as_sequence().is_some_and(|d| {
+                    d.iter().any(|d| {
+                        d["Name"] == "QueueName" && get_att(&d["Value"], "QueueName") == Some(queue)
+                    })
+                })
+        })
+    };
+
+    // The rule: Finalization's function, on the state machine's status change.
+    let finalize = resources
+        .iter()
+        .find(|(_, r)| {
+            r["Metadata"]["BuildProperties"]["Binary"] == StepName::Finalization.function()
+        })
+        .map(|(id, _)| id.as_str().unwrap())
+        .expect("Finalization's function");
+    let (event, rule) = resource(finalize)["Properties"]["Events"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .find(|(_, e)| {
+            e["Type"] == "EventBridgeRule"
+                && e["Properties"]["Pattern"]["source"][0] == "aws.states"
+                && e["Properties"]["Pattern"]["detail-type"][0]
+                    == "Step Functions Execution Status Change"
+        })
+        .expect("the safety-net rule on FinalizeFunction");
+    let event = event.as_str().unwrap();
+
+    // Failures inside Finalize (after Lambda's retries).
+    let on_failure =
+        &resource(finalize)["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+    assert_eq!(
+        on_failure["Type"], "SQS",
+        "{finalize}: OnFailure destination"
+    );
+    let destination =
+        get_att(&on_failure["Destination"], "Arn").expect("OnFailure: !GetAtt <queue>.Arn");
+    standard_queue(destination, "OnFailure destination");
+    assert!(alarmed(destination), "no alarm on {destination}");
+
+    // Events EventBridge could not deliver, with the queue's permission for
+    // this rule alone (SAM names the rule <function><event>).
+    let dlq = get_att(&rule["Properties"]["DeadLetterConfig"]["Arn"], "Arn")
+        .expect("the safety-net rule needs DeadLetterConfig.Arn: !GetAtt <queue>.Arn");
+    standard_queue(dlq, "rule dead-letter queue");
+    assert!(alarmed(dlq), "no alarm on {dlq}");
+    let rule_id = format!("{finalize}{event}");
+    let allowed = resources.values().any(|r| {
+        r["Type"] == "AWS::SQS::QueuePolicy"
+            && r["Properties"]["Queues"]
+                .as_sequence()
+                .is_some_and(|q| q.iter().any(|q| matches!(q, serde_yaml::Value::Tagged(t) if t.tag == "!Ref" && t.value == dlq)))
+            && r["Properties"]["PolicyDocument"]["Statement"]
+                .as_sequence()
+                .is_some_and(|s| {
+                    s.iter().any(|s| {
+                        s["Effect"] == "Allow"
+                            && s["Principal"]["Service"] == "events.amazonaws.com"
+                            && s["Action"] == "sqs:SendMessage"
+                            && get_att(&s["Condition"]["ArnEquals"]["aws:SourceArn"], "Arn")
+                                == Some(rule_id.as_str())
+                    })
+                })
+    });
+    assert!(
+        allowed,
+        "{dlq} needs a queue policy letting events.amazonaws.com sqs:SendMessage with aws:SourceArn = !GetAtt {rule_id}.Arn"
+    );
+
+    // Any function with an asynchronous event source keeps failed events.
+    const ASYNC_SOURCES: [&str; 6] = [
+        "EventBridgeRule",
+        "CloudWatchEvent",
+        "Schedule",
+        "ScheduleV2",
+        "SNS",
+        "S3",
+    ];
+    for (id, r) in resources {
+        let events = r["Properties"]["Events"].as_mapping();
+        let asynchronous = events.is_some_and(|e| {
+            e.values()
+                .any(|e| ASYNC_SOURCES.iter().any(|s| e["Type"] == *s))
+        });
+        if r["Type"] == "AWS::Serverless::Function" && asynchronous {
+            let on_failure =
+                &r["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"];
+            assert!(
+                !on_failure["Destination"].is_null(),
+                "{id:?} is invoked asynchronously: it needs EventInvokeConfig.DestinationConfig.OnFailure"
+            );
+        }
+    }
+}

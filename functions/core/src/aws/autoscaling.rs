@@ -202,3 +202,73 @@ impl AutoScaling {
         }
     }
 }
+
+/// A launch template as a group (or one of its instances) refers to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateReference {
+    pub launch_template_id: Option<String>,
+    pub launch_template_name: Option<String>,
+    /// As written: a number, `$Default` or `$Latest`; `None` when left out,
+    /// which AWS reads as `$Default`.
+    pub version: Option<String>,
+}
+
+/// Every launch template reference of one group: its launch template, its
+/// mixed instances policy's template and each override's, and each instance's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupTemplates {
+    pub name: String,
+    pub references: Vec<TemplateReference>,
+}
+
+impl AutoScaling {
+    /// Every group of the account in this Region (not only an environment's),
+    /// with every launch template reference it holds, all pages.
+    pub async fn all_groups(&self) -> Result<Vec<GroupTemplates>, StepError> {
+        let reference = |s: &LaunchTemplateSpecification| TemplateReference {
+            launch_template_id: s.launch_template_id().map(str::to_string),
+            launch_template_name: s.launch_template_name().map(str::to_string),
+            version: s.version().map(str::to_string),
+        };
+        let mut groups = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            // No names: every group is described, up to MaxRecords (at most
+            // 100) per page; a page may hold fewer while NextToken says more.
+            let out = self
+                .client
+                .describe_auto_scaling_groups()
+                .max_records(100)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify_sdk_error("DescribeAutoScalingGroups", &e))?;
+            groups.extend(out.auto_scaling_groups().iter().map(|g| {
+                let mixed = g.mixed_instances_policy().and_then(|m| m.launch_template());
+                let references = g
+                    .launch_template()
+                    .into_iter()
+                    .chain(mixed.and_then(|l| l.launch_template_specification()))
+                    .chain(
+                        mixed
+                            .map(|l| l.overrides())
+                            .unwrap_or_default()
+                            .iter()
+                            .filter_map(|o| o.launch_template_specification()),
+                    )
+                    .chain(g.instances().iter().filter_map(|i| i.launch_template()))
+                    .map(reference)
+                    .collect();
+                GroupTemplates {
+                    name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+                    references,
+                }
+            }));
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(groups)
+    }
+}

@@ -414,6 +414,78 @@ fn image_info(i: &aws_sdk_ec2::types::Image) -> ImageInfo {
     }
 }
 
+/// EC2's own tags on every instance launched from a launch template: the
+/// template's id and the version the instance was launched from.
+pub const TAG_LAUNCH_TEMPLATE_ID: &str = "aws:ec2launchtemplate:id";
+pub const TAG_LAUNCH_TEMPLATE_VERSION: &str = "aws:ec2launchtemplate:version";
+
+/// An instance launched from a launch template, with the version EC2 tagged
+/// it with (`None` if the tag is missing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceTemplateVersion {
+    pub instance_id: String,
+    pub version: Option<String>,
+}
+
+impl Ec2 {
+    /// The instances launched from the template that are not terminated or
+    /// terminating (a stopped instance can be started again), in any group
+    /// or none, all pages.
+    pub async fn template_versions_on_instances(
+        &self,
+        launch_template_id: &str,
+    ) -> Result<Vec<InstanceTemplateVersion>, StepError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            // DescribeInstances has no launch template filter: EC2's tag is
+            // the way to find them.
+            let out = self
+                .client
+                .describe_instances()
+                .filters(
+                    Filter::builder()
+                        .name(format!("tag:{TAG_LAUNCH_TEMPLATE_ID}"))
+                        .values(launch_template_id)
+                        .build(),
+                )
+                .filters(
+                    Filter::builder()
+                        .name("instance-state-name")
+                        .values("pending")
+                        .values("running")
+                        .values("stopping")
+                        .values("stopped")
+                        .build(),
+                )
+                .max_results(1000)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify_sdk_error("DescribeInstances", &e))?;
+            found.extend(
+                out.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .map(|i| InstanceTemplateVersion {
+                        instance_id: i.instance_id().unwrap_or_default().to_string(),
+                        version: i
+                            .tags()
+                            .iter()
+                            .find(|t| t.key() == Some(TAG_LAUNCH_TEMPLATE_VERSION))
+                            .and_then(|t| t.value())
+                            .map(str::to_string),
+                    }),
+            );
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

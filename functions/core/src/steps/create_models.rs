@@ -1,10 +1,12 @@
 //! Step 4, "Create models": the main model (a new launch template version
 //! from the current default with the new image, made default), the backup
 //! model (the previous default, recorded as the rollback target) and removal
-//! of old models beyond the retention count — never one that is in use.
+//! of old models beyond the retention count — never one that is in use by any
+//! group or instance of the account and Region.
 
 use super::{Journal, Poll, StepInput};
-use crate::aws::autoscaling::GroupInfo;
+use crate::aws::autoscaling::{GroupTemplates, TemplateReference};
+use crate::aws::ec2::{InstanceTemplateVersion, TemplateInfo};
 use crate::deps::Deps;
 use crate::domain::{StepName, StepStatus};
 use crate::error::StepError;
@@ -85,66 +87,138 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     j.action(format!("Version {main} is now the default version"))
         .await?;
 
-    // Remove old models.
-    let groups = deps.asg.groups(&env.auto_scaling_groups).await?;
+    // Remove old models, never one in use anywhere in the account and Region.
     let latest = versions
         .iter()
         .map(|v| v.number)
         .max()
         .unwrap_or(main)
         .max(main);
-    let in_use = versions_in_use(&groups, &lt_id, main, latest);
     let mut all: Vec<i64> = versions.iter().map(|v| v.number).chain([main]).collect();
     all.sort_unstable();
     all.dedup();
-    let remove = versions_to_remove(&all, env.defaults.retention, main, backup, &in_use);
-    if remove.is_empty() {
-        j.action(format!(
-            "No old models to remove ({} versions, retention {})",
-            all.len(),
-            env.defaults.retention.max(2)
-        ))
-        .await?;
+    let retention = env.defaults.retention;
+    let candidates = versions_to_remove(&all, retention, main, backup, &BTreeSet::new());
+    let remove = if candidates.is_empty() {
+        Some(candidates)
     } else {
-        let (deleted, failed) = deps.ec2.delete_template_versions(&lt_id, &remove).await?;
-        if !deleted.is_empty() {
-            j.action(format!("Removed old models: versions {}", join(&deleted)))
+        // Main is the default now: `$Default` resolves to it.
+        match versions_in_use_anywhere(deps, &template, main, latest).await {
+            Ok(in_use) => Some(versions_to_remove(&all, retention, main, backup, &in_use)),
+            Err(why) => {
+                // DeleteLaunchTemplateVersions does not check use: when the use
+                // of a version cannot be told, none is deleted. Housekeeping does
+                // not fail the deployment; the next one removes them.
+                tracing::warn!(launch_template = %lt_id, "old models not removed: {why}");
+                j.action(format!(
+                    "Old models not removed: {why}; no version is deleted while one in use could be among them"
+                ))
                 .await?;
+                None
+            }
         }
-        for (v, reason) in failed {
-            j.action(format!("Could not remove version {v}: {reason}"))
-                .await?;
+    };
+    match remove {
+        None => {}
+        Some(remove) if remove.is_empty() => {
+            j.action(format!(
+                "No old models to remove ({} versions, retention {})",
+                all.len(),
+                retention.max(2)
+            ))
+            .await?;
+        }
+        Some(remove) => {
+            let (deleted, failed) = deps.ec2.delete_template_versions(&lt_id, &remove).await?;
+            if !deleted.is_empty() {
+                j.action(format!("Removed old models: versions {}", join(&deleted)))
+                    .await?;
+            }
+            for (v, reason) in failed {
+                j.action(format!("Could not remove version {v}: {reason}"))
+                    .await?;
+            }
         }
     }
     j.end(StepStatus::Succeeded).await?;
     Ok(Poll::done())
 }
 
-/// Version numbers any group or group instance references (`$Latest` and
-/// `$Default` resolved), which retention must never delete.
-pub fn versions_in_use(
-    groups: &[GroupInfo],
-    lt_id: &str,
+/// The versions of `template` in use anywhere in the account and Region: by
+/// any group (not only the environment's) and by any instance launched from
+/// it that is not terminated. `Err` says why that cannot be told.
+async fn versions_in_use_anywhere(
+    deps: &Deps,
+    template: &TemplateInfo,
     default: i64,
     latest: i64,
-) -> BTreeSet<i64> {
-    let resolve = |v: &str| match v {
-        "$Latest" => Some(latest),
-        "$Default" => Some(default),
-        n => n.parse().ok(),
-    };
-    groups
-        .iter()
-        .filter(|g| g.launch_template_id.as_deref() == Some(lt_id))
-        .flat_map(|g| {
-            std::iter::once(g.launch_template_version.as_deref().unwrap_or("$Default")).chain(
-                g.instances
-                    .iter()
-                    .filter_map(|i| i.launch_template_version.as_deref()),
+) -> Result<BTreeSet<i64>, String> {
+    let groups = deps
+        .asg
+        .all_groups()
+        .await
+        .map_err(|e| format!("could not list the Auto Scaling groups ({e})"))?;
+    let instances = deps
+        .ec2
+        .template_versions_on_instances(&template.id)
+        .await
+        .map_err(|e| {
+            format!(
+                "could not list the instances launched from {} ({e})",
+                template.id
             )
-        })
-        .filter_map(resolve)
-        .collect()
+        })?;
+    versions_in_use(&groups, &instances, template, default, latest)
+}
+
+/// Version numbers of `template` that any group refers to (its launch
+/// template, its mixed instances policy's template and overrides, its
+/// instances; `$Latest` and `$Default` resolved, a missing version being
+/// `$Default`) or any instance was launched from, which retention must never
+/// delete. `Err` names a reference whose version cannot be told.
+pub fn versions_in_use(
+    groups: &[GroupTemplates],
+    instances: &[InstanceTemplateVersion],
+    template: &TemplateInfo,
+    default: i64,
+    latest: i64,
+) -> Result<BTreeSet<i64>, String> {
+    // A reference names the template by id, or (where only a name is given)
+    // by its name, unique in the Region.
+    let ours = |r: &TemplateReference| match &r.launch_template_id {
+        Some(id) => *id == template.id,
+        None => r.launch_template_name.is_some() && r.launch_template_name == template.name,
+    };
+    let mut in_use = BTreeSet::new();
+    for g in groups {
+        for r in g.references.iter().filter(|r| ours(r)) {
+            let v = match r.version.as_deref().unwrap_or("$Default") {
+                "$Default" => Some(default),
+                "$Latest" => Some(latest),
+                n => n.parse().ok(),
+            };
+            in_use.insert(v.ok_or_else(|| {
+                format!(
+                    "group {} refers to version {:?} of {}",
+                    g.name,
+                    r.version.as_deref().unwrap_or_default(),
+                    template.id
+                )
+            })?);
+        }
+    }
+    for i in instances {
+        // EC2 tags an instance with the number it was launched from.
+        let v = i.version.as_deref().and_then(|v| v.parse().ok());
+        in_use.insert(v.ok_or_else(|| {
+            format!(
+                "instance {} has no launch template version number ({:?})",
+                i.instance_id,
+                i.version.as_deref().unwrap_or_default()
+            )
+        })?);
+    }
+    Ok(in_use)
 }
 
 /// The versions beyond the newest `retention` (at least 2: main and backup),
@@ -175,12 +249,17 @@ fn join(v: &[i64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::autoscaling::GroupInstance;
     use crate::domain::DeploymentOptions;
-    use crate::steps::testkit::{aws, input, strs, Fixture, DEP, LT};
-    use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
+    use crate::steps::testkit::{aws, environment, input, strs, Fixture, DEP, GROUP, LT};
+    use crate::store::Store;
+    use aws_sdk_autoscaling::error::ErrorMetadata;
+    use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::{
+        DescribeAutoScalingGroupsError, DescribeAutoScalingGroupsOutput,
+    };
+    use aws_sdk_autoscaling::types as asg;
     use aws_sdk_ec2::operation::create_launch_template_version::CreateLaunchTemplateVersionOutput;
     use aws_sdk_ec2::operation::delete_launch_template_versions::DeleteLaunchTemplateVersionsOutput;
+    use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
     use aws_sdk_ec2::operation::describe_launch_template_versions::DescribeLaunchTemplateVersionsOutput;
     use aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput;
     use aws_sdk_ec2::operation::modify_launch_template::ModifyLaunchTemplateOutput;
@@ -199,10 +278,31 @@ mod tests {
         modify: Rule,
         delete: Rule,
         groups: Rule,
+        instances: Rule,
     }
 
-    /// Versions 1..=8 exist, default 8; the group pins version 2.
+    /// Versions 1..=8 exist, default 8; the environment's group pins version 2.
     fn world(ours: bool) -> World {
+        world_with(
+            ours,
+            vec![aws::group(2, "2", &[], LT)],
+            vec![],
+            &["1", "3", "4"],
+        )
+    }
+
+    /// Versions 1..=8 exist, default 8. DescribeAutoScalingGroups answers as
+    /// AWS does: the named groups, or without names every group of the
+    /// Region (one per page here, so paging is exercised);
+    /// DescribeInstances (one per page too) answers `instances` (id,
+    /// version tag) to the launch template filter. The delete request must
+    /// name exactly `delete`.
+    fn world_with(
+        ours: bool,
+        groups: Vec<asg::AutoScalingGroup>,
+        instances: Vec<(&'static str, Option<&'static str>)>,
+        delete: &'static [&'static str],
+    ) -> World {
         World {
             template: mock!(Ec2::describe_launch_templates).then_output(move || {
                 DescribeLaunchTemplatesOutput::builder()
@@ -235,27 +335,92 @@ mod tests {
             modify: mock!(Ec2::modify_launch_template)
                 .match_requests(|r| r.default_version() == Some("9"))
                 .then_output(|| ModifyLaunchTemplateOutput::builder().build()),
-            // Retention 5 keeps 9..5; backup 8 is among them; 2 is in use: remove 1, 3, 4.
             delete: mock!(Ec2::delete_launch_template_versions)
-                .match_requests(|r| strs(r.versions()) == ["1", "3", "4"])
-                .then_output(|| {
-                    let ok = |n| {
-                        DeleteLaunchTemplateVersionsResponseSuccessItem::builder()
-                            .version_number(n)
-                            .build()
-                    };
-                    DeleteLaunchTemplateVersionsOutput::builder()
-                        .successfully_deleted_launch_template_versions(ok(1))
-                        .successfully_deleted_launch_template_versions(ok(3))
-                        .successfully_deleted_launch_template_versions(ok(4))
+                .match_requests(move |r| strs(r.versions()) == delete)
+                .then_compute_output(|r| {
+                    r.versions()
+                        .iter()
+                        .fold(DeleteLaunchTemplateVersionsOutput::builder(), |b, v| {
+                            b.successfully_deleted_launch_template_versions(
+                                DeleteLaunchTemplateVersionsResponseSuccessItem::builder()
+                                    .version_number(v.parse().unwrap())
+                                    .build(),
+                            )
+                        })
                         .build()
                 }),
-            groups: mock!(Asg::describe_auto_scaling_groups).then_output(|| {
+            groups: mock!(Asg::describe_auto_scaling_groups).then_compute_output(move |r| {
+                let names = r.auto_scaling_group_names();
+                if !names.is_empty() {
+                    return DescribeAutoScalingGroupsOutput::builder()
+                        .set_auto_scaling_groups(Some(
+                            groups
+                                .iter()
+                                .filter(|g| {
+                                    names
+                                        .iter()
+                                        .any(|n| Some(n.as_str()) == g.auto_scaling_group_name())
+                                })
+                                .cloned()
+                                .collect(),
+                        ))
+                        .build();
+                }
+                assert!(
+                    r.max_records().is_some_and(|m| m <= 100),
+                    "MaxRecords is at most 100"
+                );
+                let (g, next) = page(&groups, r.next_token());
                 DescribeAutoScalingGroupsOutput::builder()
-                    .auto_scaling_groups(aws::group(2, "2", &[], LT))
+                    .set_auto_scaling_groups(Some(g.into_iter().cloned().collect()))
+                    .set_next_token(next)
                     .build()
             }),
+            instances: mock!(Ec2::describe_instances)
+                .match_requests(|r| {
+                    let filter = |name: &str| {
+                        r.filters()
+                            .iter()
+                            .find(|f| f.name() == Some(name))
+                            .map(|f| strs(f.values()))
+                    };
+                    filter("tag:aws:ec2launchtemplate:id") == Some(vec![LT])
+                        && filter("instance-state-name")
+                            == Some(vec!["pending", "running", "stopping", "stopped"])
+                        && r.instance_ids().is_empty()
+                })
+                .then_compute_output(move |r| {
+                    let (item, next) = page(&instances, r.next_token());
+                    let reservations = item.map(|(id, v)| {
+                        let tag = |k: &str, v: &str| {
+                            aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()
+                        };
+                        let mut i = aws_sdk_ec2::types::Instance::builder()
+                            .instance_id(*id)
+                            .tags(tag("aws:ec2launchtemplate:id", LT));
+                        if let Some(v) = v {
+                            i = i.tags(tag("aws:ec2launchtemplate:version", v));
+                        }
+                        aws_sdk_ec2::types::Reservation::builder()
+                            .instances(i.build())
+                            .build()
+                    });
+                    DescribeInstancesOutput::builder()
+                        .set_reservations(Some(reservations.into_iter().collect()))
+                        .set_next_token(next)
+                        .build()
+                }),
         }
+    }
+
+    /// A page of one item: the item at `token` (an index; none = 0), and
+    /// the next index as NextToken while items remain.
+    fn page<'a, T>(items: &'a [T], token: Option<&str>) -> (Option<&'a T>, Option<String>) {
+        let at: usize = token.map_or(0, |t| t.parse().unwrap());
+        (
+            items.get(at),
+            (at + 1 < items.len()).then(|| (at + 1).to_string()),
+        )
     }
 
     impl World {
@@ -267,11 +432,37 @@ mod tests {
                     &self.create,
                     &self.modify,
                     &self.delete,
+                    &self.instances,
                 ],
                 &[&self.groups],
                 &[],
             )
         }
+    }
+
+    fn log(d: &crate::domain::Deployment) -> Vec<String> {
+        d.step(StepName::CreateModels)
+            .actions
+            .iter()
+            .map(|a| a.message.clone())
+            .collect()
+    }
+
+    /// A fixture whose environment keeps `retention` versions, with the image made.
+    async fn fixture(retention: u32) -> Fixture {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        let mut env = environment();
+        env.defaults.retention = retention;
+        f.store.put_environment(&env).await.unwrap();
+        f.update(|d| d.runtime.image_id = Some("ami-new".into()))
+            .await;
+        f
+    }
+
+    fn other_group(name: &str, version: &str) -> asg::AutoScalingGroup {
+        let mut g = aws::group(0, version, &[], LT);
+        g.auto_scaling_group_name = Some(name.into());
+        g
     }
 
     #[tokio::test]
@@ -294,14 +485,123 @@ mod tests {
             (d.runtime.main_version, d.runtime.backup_version),
             (Some(9), Some(8))
         );
-        let log: Vec<_> = d
-            .step(StepName::CreateModels)
-            .actions
-            .iter()
-            .map(|a| a.message.clone())
-            .collect();
+        let log = log(&d);
         assert_eq!(log[0], "Identifying compatible resources");
         assert!(log.contains(&"Removed old models: versions 1, 3, 4".to_string()));
+    }
+
+    /// Retention 2 keeps 9 and 8 (main, backup); the environment's group
+    /// pins 2. Another group of the Region (not the environment's) pins 5,
+    /// and instances launched from the template run 6 and 3 (each list on
+    /// two pages): only 1, 4 and 7 may go.
+    #[tokio::test]
+    async fn keeps_versions_used_by_other_groups_and_instances() {
+        let f = fixture(2).await;
+        let w = world_with(
+            false,
+            vec![aws::group(2, "2", &[], LT), other_group("other", "5")],
+            vec![("i-standalone", Some("6")), ("i-old", Some("3"))],
+            &["1", "4", "7"],
+        );
+        assert!(run(&w.deps(&f), input()).await.unwrap().done);
+        assert_eq!(w.delete.num_calls(), 1);
+        assert_eq!((w.groups.num_calls(), w.instances.num_calls()), (2, 2));
+        assert!(log(&f.deployment().await)
+            .contains(&"Removed old models: versions 1, 4, 7".to_string()));
+    }
+
+    /// A group with a mixed instances policy uses its policy's template
+    /// version and every override's that names the template; an override
+    /// on another template keeps nothing of ours.
+    #[tokio::test]
+    async fn keeps_versions_of_mixed_instances_policies_and_their_overrides() {
+        let f = fixture(2).await;
+        let spec = |lt: &str, v: &str| {
+            asg::LaunchTemplateSpecification::builder()
+                .launch_template_id(lt)
+                .version(v)
+                .build()
+        };
+        let mixed = asg::AutoScalingGroup::builder()
+            .auto_scaling_group_name("mixed")
+            .mixed_instances_policy(
+                asg::MixedInstancesPolicy::builder()
+                    .launch_template(
+                        asg::LaunchTemplate::builder()
+                            .launch_template_specification(spec(LT, "4"))
+                            .overrides(
+                                asg::LaunchTemplateOverrides::builder()
+                                    .instance_type("c5.large")
+                                    .launch_template_specification(spec(LT, "3"))
+                                    .build(),
+                            )
+                            .overrides(
+                                asg::LaunchTemplateOverrides::builder()
+                                    .instance_type("m6g.large")
+                                    .launch_template_specification(spec("lt-other", "7"))
+                                    .build(),
+                            )
+                            .overrides(
+                                asg::LaunchTemplateOverrides::builder()
+                                    .instance_type("m5.large")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build();
+        let w = world_with(
+            false,
+            vec![aws::group(2, "2", &[], LT), mixed],
+            vec![],
+            &["1", "5", "6", "7"],
+        );
+        assert!(run(&w.deps(&f), input()).await.unwrap().done);
+        assert_eq!(w.delete.num_calls(), 1);
+    }
+
+    /// When which versions are in use cannot be told (a describe call
+    /// fails, an instance without a version number), nothing is deleted and
+    /// the record says why; the step itself succeeds.
+    #[tokio::test]
+    async fn deletes_nothing_when_use_cannot_be_told() {
+        // DescribeAutoScalingGroups refused.
+        let f = fixture(2).await;
+        let mut w = world(false);
+        w.groups = mock!(Asg::describe_auto_scaling_groups).then_error(|| {
+            DescribeAutoScalingGroupsError::generic(
+                ErrorMetadata::builder()
+                    .code("AccessDenied")
+                    .message("not authorized to perform: autoscaling:DescribeAutoScalingGroups")
+                    .build(),
+            )
+        });
+        assert!(run(&w.deps(&f), input()).await.unwrap().done);
+        assert_eq!(w.delete.num_calls(), 0);
+        let d = f.deployment().await;
+        assert_eq!(d.step(StepName::CreateModels).status, StepStatus::Succeeded);
+        assert!(
+            log(&d).iter().any(|a| a
+                .starts_with("Old models not removed: could not list the Auto Scaling groups")
+                && a.contains("AccessDenied")),
+            "{:?}",
+            log(&d)
+        );
+
+        // An instance whose launch template version is not a number.
+        let f = fixture(2).await;
+        let w = world_with(
+            false,
+            vec![aws::group(2, "2", &[], LT)],
+            vec![("i-odd", None)],
+            &[],
+        );
+        assert!(run(&w.deps(&f), input()).await.unwrap().done);
+        assert_eq!(w.delete.num_calls(), 0);
+        assert!(log(&f.deployment().await)
+            .iter()
+            .any(|a| a.starts_with("Old models not removed: instance i-odd")),);
     }
 
     #[tokio::test]
@@ -329,19 +629,33 @@ mod tests {
         assert_eq!(w.create.num_calls(), 0);
     }
 
-    fn group(version: Option<&str>, instance_versions: &[&str]) -> GroupInfo {
-        GroupInfo {
-            name: "g".into(),
-            desired_capacity: 2,
-            launch_template_id: Some("lt-1".into()),
-            launch_template_version: version.map(str::to_string),
-            suspended: vec![],
-            instances: instance_versions
-                .iter()
-                .map(|v| GroupInstance {
-                    id: "i".into(),
-                    launch_template_version: Some(v.to_string()),
-                })
+    fn template() -> TemplateInfo {
+        TemplateInfo {
+            id: "lt-1".into(),
+            name: Some("web".into()),
+            default_version: 10,
+            latest_version: 10,
+        }
+    }
+
+    fn reference(id: Option<&str>, name: Option<&str>, version: Option<&str>) -> TemplateReference {
+        TemplateReference {
+            launch_template_id: id.map(str::to_string),
+            launch_template_name: name.map(str::to_string),
+            version: version.map(str::to_string),
+        }
+    }
+
+    /// A group on `lt-1` at `version` whose instances run `instance_versions`.
+    fn group(version: Option<&str>, instance_versions: &[&str]) -> GroupTemplates {
+        GroupTemplates {
+            name: GROUP.into(),
+            references: std::iter::once(reference(Some("lt-1"), Some("web"), version))
+                .chain(
+                    instance_versions
+                        .iter()
+                        .map(|v| reference(Some("lt-1"), Some("web"), Some(v))),
+                )
                 .collect(),
         }
     }
@@ -349,7 +663,8 @@ mod tests {
     #[test]
     fn retention_keeps_newest_main_backup_and_in_use() {
         let all: Vec<i64> = (1..=10).collect();
-        let in_use = versions_in_use(&[group(Some("2"), &["3"])], "lt-1", 10, 10);
+        let in_use =
+            versions_in_use(&[group(Some("2"), &["3"])], &[], &template(), 10, 10).unwrap();
         assert_eq!(in_use, BTreeSet::from([2, 3]));
         // newest 5 = 10..6; backup 4 kept; 2 and 3 in use.
         assert_eq!(versions_to_remove(&all, 5, 10, 4, &in_use), vec![1, 5]);
@@ -358,11 +673,17 @@ mod tests {
     #[test]
     fn retention_never_below_two_and_resolves_aliases() {
         let in_use = versions_in_use(
-            &[group(Some("$Default"), &[]), group(Some("$Latest"), &[])],
-            "lt-1",
+            &[
+                group(Some("$Default"), &[]),
+                group(Some("$Latest"), &[]),
+                group(None, &[]),
+            ],
+            &[],
+            &template(),
             7,
             9,
-        );
+        )
+        .unwrap();
         assert_eq!(in_use, BTreeSet::from([7, 9]));
         assert_eq!(
             versions_to_remove(&[1, 2, 3], 0, 3, 2, &BTreeSet::new()),
@@ -373,7 +694,45 @@ mod tests {
     #[test]
     fn other_templates_are_not_in_use() {
         let mut g = group(Some("1"), &[]);
-        g.launch_template_id = Some("lt-other".into());
-        assert!(versions_in_use(&[g], "lt-1", 5, 5).is_empty());
+        g.references[0].launch_template_id = Some("lt-other".into());
+        assert!(versions_in_use(&[g], &[], &template(), 5, 5)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_reference_by_name_alone_is_matched_by_name() {
+        let g = GroupTemplates {
+            name: "by-name".into(),
+            references: vec![
+                reference(None, Some("web"), Some("3")),
+                reference(None, Some("api"), Some("4")),
+            ],
+        };
+        let instances = [InstanceTemplateVersion {
+            instance_id: "i-1".into(),
+            version: Some("6".into()),
+        }];
+        assert_eq!(
+            versions_in_use(&[g], &instances, &template(), 5, 5).unwrap(),
+            BTreeSet::from([3, 6])
+        );
+    }
+
+    #[test]
+    fn a_version_that_cannot_be_told_is_an_error() {
+        let g = GroupTemplates {
+            name: "odd".into(),
+            references: vec![reference(Some("lt-1"), None, Some("latest"))],
+        };
+        assert_eq!(
+            versions_in_use(&[g], &[], &template(), 5, 5).unwrap_err(),
+            "group odd refers to version \"latest\" of lt-1"
+        );
+        let i = InstanceTemplateVersion {
+            instance_id: "i-1".into(),
+            version: Some("$Default".into()),
+        };
+        assert!(versions_in_use(&[], &[i], &template(), 5, 5).is_err());
     }
 }
