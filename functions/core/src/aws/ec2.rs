@@ -229,13 +229,16 @@ impl Ec2 {
     }
 
     /// Creates the image with the environment, deployment id and Name tags on
-    /// the image and on its snapshots.
+    /// the image and on its snapshots. `no_reboot` false lets EC2 reboot a
+    /// running instance before the snapshots (EC2's default); true images it
+    /// as it runs.
     pub async fn create_image(
         &self,
         instance_id: &str,
         name: &str,
         environment_id: &str,
         deployment_id: &str,
+        no_reboot: bool,
     ) -> Result<String, StepError> {
         let tags = [
             ("Name", name),
@@ -260,6 +263,7 @@ impl Ec2 {
             ))
             .tag_specifications(spec(ResourceType::Image))
             .tag_specifications(spec(ResourceType::Snapshot))
+            .no_reboot(no_reboot)
             .send()
             .await
             .map_err(|e| classify_sdk_error("CreateImage", &e))?;

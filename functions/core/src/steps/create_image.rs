@@ -1,11 +1,13 @@
 //! Step 3, "Create image": one AMI per deployment, found again by its
 //! deployment-id tag on every later call (the wait loop and retries), so a
-//! deployment never creates a second image. Fails on `failed` with the reason.
+//! deployment never creates a second image. With "stop preparation server"
+//! off the server keeps running and is imaged without a reboot (`NoReboot`).
+//! Fails on `failed` with the reason.
 
 use super::{Journal, Poll, StepInput};
 use crate::aws::ec2::ImageState;
 use crate::deps::Deps;
-use crate::domain::{StepName, StepStatus};
+use crate::domain::{ImageTaken, StepName, StepStatus};
 use crate::error::StepError;
 
 pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
@@ -46,6 +48,15 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
                 env.environment_id,
                 deps.clock.now().format("%Y%m%dT%H%M%SZ")
             );
+            let taken = if j.dep.options.stop_preparation_server {
+                ImageTaken::FromStoppedServer
+            } else {
+                ImageTaken::FromRunningServerNoReboot
+            };
+            // Saved before the call, so the record says how the image was
+            // taken even if the answer is lost.
+            j.dep.runtime.image_taken = Some(taken);
+            j.save_runtime().await?;
             let id = deps
                 .ec2
                 .create_image(
@@ -53,13 +64,14 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
                     &name,
                     &env.environment_id,
                     &j.dep.deployment_id,
+                    taken == ImageTaken::FromRunningServerNoReboot,
                 )
                 .await?;
             j.dep.runtime.image_id = Some(id.clone());
             j.dep.runtime.image_name = Some(name.clone());
             j.save_runtime().await?;
             j.action(format!(
-                "Creating image {name} ({id}) from {}",
+                "Creating image {name} ({id}) of preparation server {}: {taken}",
                 env.preparation_server_id
             ))
             .await?;
@@ -210,5 +222,63 @@ mod tests {
             "ImageTimeout"
         );
         assert_eq!(c.num_calls(), 1);
+    }
+
+    const NAME: &str = "prod-web-20261127T090000Z";
+
+    fn no_reboot_is(expected: bool) -> Rule {
+        mock!(Ec2::create_image)
+            .match_requests(move |r| r.name() == Some(NAME) && r.no_reboot() == Some(expected))
+            .then_output(|| CreateImageOutput::builder().image_id("ami-new").build())
+    }
+
+    fn actions(d: &crate::domain::Deployment) -> Vec<String> {
+        d.step(StepName::CreateImage)
+            .actions
+            .iter()
+            .map(|a| a.message.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn running_server_is_imaged_without_reboot() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        let (t, c, a) = (by_tag(None), no_reboot_is(true), by_id("available", None));
+        assert!(
+            run(&f.deps(&[&t, &c, &a], &[], &[]), input())
+                .await
+                .unwrap()
+                .done
+        );
+        assert_eq!(c.num_calls(), 1);
+        let d = f.deployment().await;
+        assert_eq!(
+            d.runtime.image_taken,
+            Some(ImageTaken::FromRunningServerNoReboot)
+        );
+        assert!(
+            actions(&d).iter().any(|m| m.contains("is not rebooted")),
+            "{:?}",
+            actions(&d)
+        );
+    }
+
+    #[tokio::test]
+    async fn stopped_server_is_imaged_with_ec2s_default() {
+        let f = Fixture::new(DeploymentOptions {
+            stop_preparation_server: true,
+            ..Default::default()
+        })
+        .await;
+        let (t, c, a) = (by_tag(None), no_reboot_is(false), by_id("available", None));
+        assert!(
+            run(&f.deps(&[&t, &c, &a], &[], &[]), input())
+                .await
+                .unwrap()
+                .done
+        );
+        assert_eq!(c.num_calls(), 1);
+        let d = f.deployment().await;
+        assert_eq!(d.runtime.image_taken, Some(ImageTaken::FromStoppedServer));
     }
 }
