@@ -114,7 +114,12 @@ pub struct Runtime {
     pub server_stopped_by_us: bool,
     pub image_id: Option<String>,
     pub image_name: Option<String>,
-    /// How the image was taken (saved before CreateImage).
+    /// When CreateImage was first asked for (saved before the call): new AMIs
+    /// may stay invisible to DescribeImages for a while, and the wait for them
+    /// to show up is measured from here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_requested_at: Option<DateTime<Utc>>,
+    /// How the image was taken (saved with `image_requested_at`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_taken: Option<ImageTaken>,
     /// Default version before the deployment: the backup model.
