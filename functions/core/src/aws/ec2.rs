@@ -109,6 +109,19 @@ pub struct ImageInfo {
     pub name: Option<String>,
     pub state: ImageState,
     pub state_reason: Option<String>,
+    /// The image's deployment-id tag: which deployment made it, if Autosky did.
+    pub deployment_id: Option<String>,
+}
+
+/// What CreateImage answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreatedImage {
+    /// A new image, with its id.
+    Created(String),
+    /// `InvalidAMIName.Duplicate`: an image of this account already has the
+    /// name (CreateImage has no client token, so the name is what makes a
+    /// repeated call safe).
+    NameInUse,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -220,6 +233,21 @@ impl Ec2 {
         Ok(out.images().first().map(image_info))
     }
 
+    /// This account's image with that name, if DescribeImages shows it yet.
+    pub async fn image_by_name(&self, name: &str) -> Result<Option<ImageInfo>, StepError> {
+        let out = self
+            .client
+            .describe_images()
+            .owners("self")
+            .filters(Filter::builder().name("name").values(name).build())
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error("DescribeImages", &e))?;
+        Ok(out.images().first().map(image_info))
+    }
+
+    /// The image, or `None` when DescribeImages does not show it (unknown, or
+    /// not visible yet: EC2 is eventually consistent).
     pub async fn image(&self, id: &str) -> Result<Option<ImageInfo>, StepError> {
         match self.client.describe_images().image_ids(id).send().await {
             Ok(out) => Ok(out.images().first().map(image_info)),
@@ -229,14 +257,17 @@ impl Ec2 {
     }
 
     /// Creates the image with the environment, deployment id and Name tags on
-    /// the image and on its snapshots.
+    /// the image and on its snapshots. `no_reboot` false lets EC2 reboot a
+    /// running instance before the snapshots (EC2's default); true images it
+    /// as it runs.
     pub async fn create_image(
         &self,
         instance_id: &str,
         name: &str,
         environment_id: &str,
         deployment_id: &str,
-    ) -> Result<String, StepError> {
+        no_reboot: bool,
+    ) -> Result<CreatedImage, StepError> {
         let tags = [
             ("Name", name),
             (TAG_ENVIRONMENT, environment_id),
@@ -260,11 +291,18 @@ impl Ec2 {
             ))
             .tag_specifications(spec(ResourceType::Image))
             .tag_specifications(spec(ResourceType::Snapshot))
+            .no_reboot(no_reboot)
             .send()
-            .await
-            .map_err(|e| classify_sdk_error("CreateImage", &e))?;
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) if e.code() == Some("InvalidAMIName.Duplicate") => {
+                return Ok(CreatedImage::NameInUse)
+            }
+            Err(e) => return Err(classify_sdk_error("CreateImage", &e)),
+        };
         out.image_id()
-            .map(str::to_string)
+            .map(|id| CreatedImage::Created(id.to_string()))
             .ok_or_else(|| StepError::AwsError("CreateImage returned no image id".into()))
     }
 
@@ -410,6 +448,12 @@ fn image_info(i: &aws_sdk_ec2::types::Image) -> ImageInfo {
         state_reason: i
             .state_reason()
             .and_then(|r| r.message())
+            .map(str::to_string),
+        deployment_id: i
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(TAG_DEPLOYMENT))
+            .and_then(|t| t.value())
             .map(str::to_string),
     }
 }

@@ -114,6 +114,14 @@ pub struct Runtime {
     pub server_stopped_by_us: bool,
     pub image_id: Option<String>,
     pub image_name: Option<String>,
+    /// When CreateImage was first asked for (saved before the call): new AMIs
+    /// may stay invisible to DescribeImages for a while, and the wait for them
+    /// to show up is measured from here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_requested_at: Option<DateTime<Utc>>,
+    /// How the image was taken (saved with `image_requested_at`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_taken: Option<ImageTaken>,
     /// Default version before the deployment: the backup model.
     pub backup_version: Option<i64>,
     /// The new version: the main model.
@@ -129,6 +137,21 @@ pub struct Runtime {
     pub cleanup_attempts: u32,
     /// Set (before sending) when the "started" e-mail has been claimed.
     pub notified_start: bool,
+}
+
+/// How the image was taken from the preparation server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[serde(rename_all = "camelCase")]
+pub enum ImageTaken {
+    /// The server was stopped by "Stop preparation server" (or already was).
+    #[strum(serialize = "the server is stopped")]
+    FromStoppedServer,
+    /// The server kept running and was not rebooted (CreateImage `NoReboot`):
+    /// its snapshots are crash-consistent.
+    #[strum(
+        serialize = "the server keeps running and is not rebooted (NoReboot: crash-consistent snapshots)"
+    )]
+    FromRunningServerNoReboot,
 }
 
 /// Where and when a scheduled deployment runs: the operator's local time and

@@ -1,12 +1,29 @@
-//! Step 3, "Create image": one AMI per deployment, found again by its
-//! deployment-id tag on every later call (the wait loop and retries), so a
-//! deployment never creates a second image. Fails on `failed` with the reason.
+//! Step 3, "Create image": one AMI per deployment. Its name is fixed by the
+//! deployment (environment and deployment start time), and it is found again
+//! by its deployment-id tag, by its id, or — when CreateImage answers that the
+//! name is in use — by its name, so a retried or repeated call never creates
+//! a second image. New AMIs may be invisible to DescribeImages for a while
+//! (EC2 is eventually consistent): that is waited out for a bounded time.
+//! With "stop preparation server" off the server keeps running and is imaged
+//! without a reboot (`NoReboot`). Fails on `failed` with the reason.
 
 use super::{Journal, Poll, StepInput};
-use crate::aws::ec2::ImageState;
+use crate::aws::ec2::{CreatedImage, ImageInfo, ImageState};
 use crate::deps::Deps;
-use crate::domain::{StepName, StepStatus};
+use crate::domain::{ImageTaken, StepName, StepStatus};
 use crate::error::StepError;
+use chrono::{DateTime, Utc};
+
+/// How long an image this deployment asked for may stay invisible to
+/// DescribeImages before the step gives up (AWS advises describing again with
+/// waits growing "up to a few minutes").
+pub const VISIBILITY_GRACE_SECONDS: i64 = 300;
+
+/// The image's name: the environment and the deployment's start (UTC), the
+/// same on every call of the same deployment.
+pub fn image_name(environment_id: &str, started: DateTime<Utc>) -> String {
+    format!("{environment_id}-{}", started.format("%Y%m%dT%H%M%SZ"))
+}
 
 pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     let mut j = Journal::load(deps, &input, StepName::CreateImage).await?;
@@ -15,59 +32,72 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     }
     j.start().await?;
     let env = j.environment().await?;
-
-    let known = match &j.dep.runtime.image_id {
-        Some(id) => deps.ec2.image(id).await?,
-        None => deps.ec2.image_of_deployment(&j.dep.deployment_id).await?,
+    let again = || -> Result<Poll, StepError> {
+        Ok(Poll::again(input.image.as_ref(), input.base_poll_seconds()))
     };
-    let image = match known {
-        Some(image) => {
-            if j.dep.runtime.image_id.is_none() {
-                j.dep.runtime.image_id = Some(image.id.clone());
-                j.dep.runtime.image_name = image.name.clone();
-                j.save_runtime().await?;
-                j.action(format!(
-                    "Reusing image {} already created for this deployment",
-                    image.id
-                ))
-                .await?;
+
+    let image = match j.dep.runtime.image_id.clone() {
+        Some(id) => match deps.ec2.image(&id).await? {
+            Some(image) => image,
+            None => {
+                not_visible_yet(deps, &j, &format!("image {id}"))?;
+                return again();
             }
-            image
-        }
-        None if j.dep.runtime.image_id.is_some() => {
-            return Err(StepError::ImageFailed(format!(
-                "image {} disappeared",
-                j.dep.runtime.image_id.as_deref().unwrap_or_default()
-            )))
-        }
-        None => {
-            let name = format!(
-                "{}-{}",
-                env.environment_id,
-                deps.clock.now().format("%Y%m%dT%H%M%SZ")
-            );
-            let id = deps
-                .ec2
-                .create_image(
-                    &env.preparation_server_id,
-                    &name,
+        },
+        None => match deps.ec2.image_of_deployment(&j.dep.deployment_id).await? {
+            Some(image) => {
+                reuse(&mut j, &image, "already created for this deployment").await?;
+                image
+            }
+            None => {
+                let name = image_name(
                     &env.environment_id,
-                    &j.dep.deployment_id,
-                )
-                .await?;
-            j.dep.runtime.image_id = Some(id.clone());
-            j.dep.runtime.image_name = Some(name.clone());
-            j.save_runtime().await?;
-            j.action(format!(
-                "Creating image {name} ({id}) from {}",
-                env.preparation_server_id
-            ))
-            .await?;
-            match deps.ec2.image(&id).await? {
-                Some(i) => i,
-                None => return Ok(Poll::again(input.image.as_ref(), input.base_poll_seconds())),
+                    j.dep.started_at.unwrap_or(j.dep.created_at),
+                );
+                let taken = if j.dep.options.stop_preparation_server {
+                    ImageTaken::FromStoppedServer
+                } else {
+                    ImageTaken::FromRunningServerNoReboot
+                };
+                // Saved before the call, so a retry after a crash still knows
+                // when the image was asked for and how it was taken.
+                if j.dep.runtime.image_requested_at.is_none() {
+                    j.dep.runtime.image_requested_at = Some(deps.clock.now());
+                    j.dep.runtime.image_taken = Some(taken);
+                    j.save_runtime().await?;
+                }
+                let created = deps
+                    .ec2
+                    .create_image(
+                        &env.preparation_server_id,
+                        &name,
+                        &env.environment_id,
+                        &j.dep.deployment_id,
+                        taken == ImageTaken::FromRunningServerNoReboot,
+                    )
+                    .await?;
+                match created {
+                    CreatedImage::Created(id) => {
+                        j.dep.runtime.image_id = Some(id.clone());
+                        j.dep.runtime.image_name = Some(name.clone());
+                        j.save_runtime().await?;
+                        j.action(format!(
+                            "Creating image {name} ({id}) of preparation server {}: {taken}",
+                            env.preparation_server_id
+                        ))
+                        .await?;
+                        match deps.ec2.image(&id).await? {
+                            Some(i) => i,
+                            None => return again(),
+                        }
+                    }
+                    CreatedImage::NameInUse => match found_by_name(deps, &mut j, &name).await? {
+                        Some(image) => image,
+                        None => return again(),
+                    },
+                }
             }
-        }
+        },
     };
 
     if image.state == ImageState::Available {
@@ -89,17 +119,78 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
             image.id, image.state, env.defaults.image_timeout_seconds
         )));
     }
-    Ok(Poll::again(input.image.as_ref(), input.base_poll_seconds()))
+    again()
+}
+
+/// Records an image this deployment made earlier as its image.
+async fn reuse(j: &mut Journal<'_>, image: &ImageInfo, why: &str) -> Result<(), StepError> {
+    j.dep.runtime.image_id = Some(image.id.clone());
+    j.dep.runtime.image_name = image.name.clone();
+    j.save_runtime().await?;
+    j.action(format!("Reusing image {} {why}", image.id)).await
+}
+
+/// CreateImage said the name is in use: the image is this deployment's own
+/// (a call whose answer was lost) if it carries our deployment-id tag, and
+/// is then reused. `None`: not visible yet, poll again.
+async fn found_by_name(
+    deps: &Deps,
+    j: &mut Journal<'_>,
+    name: &str,
+) -> Result<Option<ImageInfo>, StepError> {
+    match deps.ec2.image_by_name(name).await? {
+        Some(image) if image.deployment_id.as_deref() == Some(j.dep.deployment_id.as_str()) => {
+            reuse(
+                j,
+                &image,
+                "already created for this deployment (found by its name)",
+            )
+            .await?;
+            Ok(Some(image))
+        }
+        Some(image) => Err(StepError::ImageFailed(format!(
+            "image name {name} is already used by {}, which this deployment did not create",
+            image.id
+        ))),
+        None => {
+            not_visible_yet(deps, j, &format!("the image named {name}"))?;
+            j.action(format!(
+                "Image name {name} is in use but its image is not visible yet; looking again"
+            ))
+            .await?;
+            Ok(None)
+        }
+    }
+}
+
+/// An image this deployment asked for that DescribeImages does not show:
+/// fine within the grace period after the request (eventual consistency),
+/// a failure after it.
+fn not_visible_yet(deps: &Deps, j: &Journal<'_>, what: &str) -> Result<(), StepError> {
+    let asked = j
+        .dep
+        .runtime
+        .image_requested_at
+        .or(j.dep.step(StepName::CreateImage).started_at)
+        .unwrap_or_else(|| deps.clock.now());
+    let waited = (deps.clock.now() - asked).num_seconds();
+    if waited > VISIBILITY_GRACE_SECONDS {
+        return Err(StepError::ImageFailed(format!(
+            "{what} is not visible to DescribeImages {waited} s after CreateImage"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::DeploymentOptions;
-    use crate::steps::testkit::{aws, input, Fixture, DEP, ENV, SERVER};
-    use aws_sdk_ec2::operation::create_image::CreateImageOutput;
-    use aws_sdk_ec2::operation::describe_images::DescribeImagesOutput;
-    use aws_sdk_ec2::types::ResourceType;
+    use crate::steps::testkit::{aws, input, strs, Fixture, DEP, ENV, SERVER};
+    use aws_sdk_ec2::error::ErrorMetadata;
+    use aws_sdk_ec2::operation::create_image::{CreateImageError, CreateImageOutput};
+    use aws_sdk_ec2::operation::describe_images::{DescribeImagesError, DescribeImagesOutput};
+    use aws_sdk_ec2::types::{Image, ResourceType, Tag};
     use aws_smithy_mocks::{mock, Rule};
 
     type Ec2 = aws_sdk_ec2::Client;
@@ -210,5 +301,225 @@ mod tests {
             "ImageTimeout"
         );
         assert_eq!(c.num_calls(), 1);
+    }
+
+    const NAME: &str = "prod-web-20261127T090000Z";
+
+    fn no_reboot_is(expected: bool) -> Rule {
+        mock!(Ec2::create_image)
+            .match_requests(move |r| r.name() == Some(NAME) && r.no_reboot() == Some(expected))
+            .then_output(|| CreateImageOutput::builder().image_id("ami-new").build())
+    }
+
+    /// CreateImage refused: the name is already used by an image of the account.
+    fn duplicate() -> Rule {
+        mock!(Ec2::create_image)
+            .match_requests(|r| r.name() == Some(NAME))
+            .then_error(|| {
+                CreateImageError::generic(
+                    ErrorMetadata::builder()
+                        .code("InvalidAMIName.Duplicate")
+                        .message(format!("AMI name {NAME} is already in use by AMI ami-old"))
+                        .build(),
+                )
+            })
+    }
+
+    fn not_found() -> DescribeImagesError {
+        DescribeImagesError::generic(
+            ErrorMetadata::builder()
+                .code("InvalidAMIID.NotFound")
+                .message("The image id '[ami-new]' does not exist")
+                .build(),
+        )
+    }
+
+    /// DescribeImages by name (owner self), answering an image tagged with `deployment`.
+    fn by_name(deployment: Option<&'static str>) -> Rule {
+        mock!(Ec2::describe_images)
+            .match_requests(|r| {
+                strs(r.owners()) == ["self"]
+                    && r.filters()
+                        .iter()
+                        .any(|f| f.name() == Some("name") && f.values() == [NAME.to_string()])
+            })
+            .then_output(move || {
+                let mut b = DescribeImagesOutput::builder();
+                if let Some(dep) = deployment {
+                    b = b.images(
+                        Image::builder()
+                            .image_id("ami-old")
+                            .name(NAME)
+                            .state(aws_sdk_ec2::types::ImageState::Pending)
+                            .tags(
+                                Tag::builder()
+                                    .key("autosky:deployment-id")
+                                    .value(dep)
+                                    .build(),
+                            )
+                            .build(),
+                    );
+                }
+                b.build()
+            })
+    }
+
+    fn actions(d: &crate::domain::Deployment) -> Vec<String> {
+        d.step(StepName::CreateImage)
+            .actions
+            .iter()
+            .map(|a| a.message.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn running_server_is_imaged_without_reboot() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        let (t, c, a) = (by_tag(None), no_reboot_is(true), by_id("available", None));
+        assert!(
+            run(&f.deps(&[&t, &c, &a], &[], &[]), input())
+                .await
+                .unwrap()
+                .done
+        );
+        assert_eq!(c.num_calls(), 1);
+        let d = f.deployment().await;
+        assert_eq!(
+            d.runtime.image_taken,
+            Some(ImageTaken::FromRunningServerNoReboot)
+        );
+        assert!(
+            actions(&d).iter().any(|m| m.contains("is not rebooted")),
+            "{:?}",
+            actions(&d)
+        );
+    }
+
+    #[tokio::test]
+    async fn stopped_server_is_imaged_with_ec2s_default() {
+        let f = Fixture::new(DeploymentOptions {
+            stop_preparation_server: true,
+            ..Default::default()
+        })
+        .await;
+        let (t, c, a) = (by_tag(None), no_reboot_is(false), by_id("available", None));
+        assert!(
+            run(&f.deps(&[&t, &c, &a], &[], &[]), input())
+                .await
+                .unwrap()
+                .done
+        );
+        assert_eq!(c.num_calls(), 1);
+        let d = f.deployment().await;
+        assert_eq!(d.runtime.image_taken, Some(ImageTaken::FromStoppedServer));
+    }
+
+    #[tokio::test]
+    async fn the_name_is_fixed_by_the_deployment_start() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        // The step (or its retry) runs ten minutes after the deployment started.
+        f.advance(600);
+        let (t, c, a) = (by_tag(None), create(), by_id("pending", None));
+        assert!(
+            !run(&f.deps(&[&t, &c, &a], &[], &[]), input())
+                .await
+                .unwrap()
+                .done
+        );
+        assert_eq!(c.num_calls(), 1);
+        assert_eq!(
+            f.deployment().await.runtime.image_name.as_deref(),
+            Some(NAME)
+        );
+    }
+
+    #[tokio::test]
+    async fn not_found_right_after_create_is_not_a_failure() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        let (t, c) = (by_tag(None), create());
+        let a = mock!(Ec2::describe_images)
+            .match_requests(|r| strs(r.image_ids()) == ["ami-new"])
+            .sequence()
+            .error(not_found)
+            .times(2)
+            .output(|| {
+                DescribeImagesOutput::builder()
+                    .images(aws::image("ami-new", "available", None))
+                    .build()
+            })
+            .build();
+        let deps = f.deps(&[&t, &c, &a], &[], &[]);
+        // Created, then not visible by id: on this call and on the next poll.
+        assert!(!run(&deps, input()).await.unwrap().done);
+        f.advance(30);
+        assert!(!run(&deps, input()).await.unwrap().done);
+        f.advance(30);
+        assert!(run(&deps, input()).await.unwrap().done);
+        assert_eq!(c.num_calls(), 1);
+        assert_eq!(
+            f.deployment().await.step(StepName::CreateImage).status,
+            StepStatus::Succeeded
+        );
+    }
+
+    #[tokio::test]
+    async fn an_image_that_never_shows_up_fails_after_the_grace() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        let now = f.now();
+        f.update(|d| {
+            d.runtime.image_id = Some("ami-new".into());
+            d.runtime.image_requested_at = Some(now);
+        })
+        .await;
+        let a = mock!(Ec2::describe_images)
+            .match_requests(|r| strs(r.image_ids()) == ["ami-new"])
+            .then_error(not_found);
+        let deps = f.deps(&[&a], &[], &[]);
+        assert!(!run(&deps, input()).await.unwrap().done);
+        f.advance(VISIBILITY_GRACE_SECONDS + 1);
+        let err = run(&deps, input()).await.unwrap_err();
+        assert_eq!(err.name(), "ImageFailed");
+        assert!(err.message().contains("not visible"), "{}", err.message());
+    }
+
+    #[tokio::test]
+    async fn duplicate_name_reuses_the_ami() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        let (t, c, n) = (by_tag(None), duplicate(), by_name(Some(DEP)));
+        let out = run(&f.deps(&[&t, &c, &n], &[], &[]), input())
+            .await
+            .unwrap();
+        assert!(!out.done, "ami-old is still pending");
+        assert_eq!((c.num_calls(), n.num_calls()), (1, 1));
+        let d = f.deployment().await;
+        assert_eq!(d.runtime.image_id.as_deref(), Some("ami-old"));
+        assert_eq!(d.runtime.image_name.as_deref(), Some(NAME));
+    }
+
+    #[tokio::test]
+    async fn duplicate_name_of_an_image_we_did_not_make_is_not_reused() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        let (t, c, n) = (
+            by_tag(None),
+            duplicate(),
+            by_name(Some("01JOTHER000000000000000000")),
+        );
+        let err = run(&f.deps(&[&t, &c, &n], &[], &[]), input())
+            .await
+            .unwrap_err();
+        assert_eq!(err.name(), "ImageFailed");
+        assert!(err.message().contains("ami-old"));
+        assert_eq!(f.deployment().await.runtime.image_id, None);
+    }
+
+    #[tokio::test]
+    async fn duplicate_name_not_visible_yet_polls_again_then_gives_up() {
+        let f = Fixture::new(DeploymentOptions::default()).await;
+        let (t, c, n) = (by_tag(None), duplicate(), by_name(None));
+        let deps = f.deps(&[&t, &c, &n], &[], &[]);
+        assert!(!run(&deps, input()).await.unwrap().done);
+        assert_eq!(f.deployment().await.runtime.image_id, None);
+        f.advance(VISIBILITY_GRACE_SECONDS + 1);
+        assert_eq!(run(&deps, input()).await.unwrap_err().name(), "ImageFailed");
     }
 }

@@ -1,6 +1,7 @@
 //! Step 2, "Stop preparation server": only with the option on. Remembers the
 //! server's prior state (Finalization restarts it only if it was running),
-//! stops it once, and is called again by the ASL's wait loop until `stopped`.
+//! sends StopInstances on every poll that finds it `running`, and is called
+//! again by the ASL's wait loop until `stopped`.
 
 use super::{Journal, Poll, StepInput};
 use crate::aws::ec2::InstanceState;
@@ -39,6 +40,9 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
         ))
         .await?;
     }
+    // The server's state decides each poll: StopInstances is not documented
+    // as idempotent, and a call that failed (throttling beyond the SDK's
+    // retries, a state change racing it) must be sent again, not waited out.
     match &server.state {
         InstanceState::Stopped => {
             j.action(format!("Preparation server {} is stopped", server.id))
@@ -46,16 +50,32 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
             j.end(StepStatus::Succeeded).await?;
             return Ok(Poll::done());
         }
-        up if up.is_up() && !j.dep.runtime.server_stopped_by_us => {
-            // Flag first: if we die after StopInstances, Finalization still restarts it.
-            j.dep.runtime.server_stopped_by_us = true;
-            j.save_runtime().await?;
-            deps.ec2.stop_instance(&server.id).await?;
-            j.action(format!("Stopping preparation server {}", server.id))
-                .await?;
+        InstanceState::Running => {
+            if !j.dep.runtime.server_stopped_by_us {
+                // Flag first: if we die after StopInstances, Finalization still restarts it.
+                j.dep.runtime.server_stopped_by_us = true;
+                j.save_runtime().await?;
+            }
+            match deps.ec2.stop_instance(&server.id).await {
+                Ok(()) => {
+                    j.action(format!("Stopping preparation server {}", server.id))
+                        .await?
+                }
+                // Transient, or the instance is changing state: the next
+                // poll looks at the state again and sends it again if needed.
+                Err(e) if e.is_retryable() => {
+                    j.action(format!(
+                        "StopInstances for {} did not go through ({}); trying again on the next poll",
+                        server.id,
+                        e.message()
+                    ))
+                    .await?
+                }
+                Err(e) => return Err(e),
+            }
         }
-        up if up.is_up() => {}
-        InstanceState::Stopping => {}
+        // Not yet running (StopInstances would be refused) or already stopping.
+        InstanceState::Pending | InstanceState::Stopping => {}
         other => {
             return Err(StepError::StopFailed(format!(
                 "preparation server {} is {other}, it cannot be stopped",
@@ -77,8 +97,9 @@ mod tests {
     use super::*;
     use crate::domain::DeploymentOptions;
     use crate::steps::testkit::{aws, input, strs, Fixture, SERVER};
+    use aws_sdk_ec2::error::ErrorMetadata;
     use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
-    use aws_sdk_ec2::operation::stop_instances::StopInstancesOutput;
+    use aws_sdk_ec2::operation::stop_instances::{StopInstancesError, StopInstancesOutput};
     use aws_smithy_mocks::{mock, Rule};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -99,6 +120,74 @@ mod tests {
         mock!(Ec2::stop_instances)
             .match_requests(|r| strs(r.instance_ids()) == [SERVER])
             .then_output(|| StopInstancesOutput::builder().build())
+    }
+
+    fn refused(code: &'static str) -> StopInstancesError {
+        StopInstancesError::generic(ErrorMetadata::builder().code(code).message("no").build())
+    }
+
+    fn with_stop() -> DeploymentOptions {
+        DeploymentOptions {
+            stop_preparation_server: true,
+            ..Default::default()
+        }
+    }
+
+    /// Runs the step as the ASL's wait loop does, `n` times, and returns the last answer.
+    async fn poll(deps: &Deps, n: usize) -> Result<Poll, StepError> {
+        let mut last = run(deps, input()).await;
+        for _ in 1..n {
+            let mut again = input();
+            again.stop = last.clone().ok();
+            last = run(deps, again).await;
+        }
+        last
+    }
+
+    #[tokio::test]
+    async fn stop_is_sent_again_after_a_failed_call() {
+        let f = Fixture::new(with_stop()).await;
+        let d = describe(&["running", "running", "stopped"]);
+        let s = mock!(Ec2::stop_instances)
+            .match_requests(|r| strs(r.instance_ids()) == [SERVER])
+            .sequence()
+            // The SDK's three attempts all throttled, then the next call succeeds.
+            .error(|| refused("Throttling"))
+            .times(3)
+            .output(|| StopInstancesOutput::builder().build())
+            .build();
+        let deps = f.deps(&[&d, &s], &[], &[]);
+        let first = run(&deps, input()).await.unwrap();
+        assert!(!first.done);
+        assert!(f.deployment().await.runtime.server_stopped_by_us);
+        assert!(poll(&deps, 2).await.unwrap().done);
+        assert_eq!(s.num_calls(), 4, "sent again on the next poll");
+        assert_eq!(
+            f.deployment()
+                .await
+                .step(StepName::StopPreparationServer)
+                .status,
+            StepStatus::Succeeded
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pending_server_is_waited_for_and_stopped_once_running() {
+        let f = Fixture::new(with_stop()).await;
+        let d = describe(&["pending", "running", "running", "stopped"]);
+        let s = mock!(Ec2::stop_instances)
+            .match_requests(|r| strs(r.instance_ids()) == [SERVER])
+            .sequence()
+            .error(|| refused("IncorrectInstanceState"))
+            .output(|| StopInstancesOutput::builder().build())
+            .build();
+        let deps = f.deps(&[&d, &s], &[], &[]);
+        assert!(!run(&deps, input()).await.unwrap().done);
+        assert_eq!(s.num_calls(), 0, "no StopInstances while pending");
+        assert!(poll(&deps, 3).await.unwrap().done);
+        // The refusal on the first running poll did not fail the step: the
+        // call was sent again and the server stopped.
+        assert_eq!(s.num_calls(), 2);
     }
 
     #[tokio::test]
