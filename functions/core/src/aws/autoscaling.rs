@@ -7,6 +7,11 @@ use aws_sdk_autoscaling::types::{
     DesiredConfiguration, LaunchTemplateSpecification, RefreshStrategy,
 };
 use aws_sdk_autoscaling::Client;
+use chrono::{DateTime, Utc};
+
+/// The most refreshes one DescribeInstanceRefreshes page may hold (the
+/// API's maximum; its default is 50).
+const REFRESH_PAGE: i32 = 100;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupInfo {
@@ -17,6 +22,44 @@ pub struct GroupInfo {
     pub launch_template_version: Option<String>,
     pub suspended: Vec<String>,
     pub instances: Vec<GroupInstance>,
+}
+
+/// How a group names its launch template version. The group's own setting
+/// decides whether AWS can roll a refresh back, and a deployment keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionKind {
+    Number,
+    Default,
+    Latest,
+}
+
+impl VersionKind {
+    /// The kind of a version as a group references it; none means `$Default`
+    /// (the API's default for a launch template specification).
+    pub fn of(version: Option<&str>) -> Self {
+        match version {
+            Some("$Latest") => Self::Latest,
+            Some(v) if v.parse::<i64>().is_ok() => Self::Number,
+            _ => Self::Default,
+        }
+    }
+
+    /// The desired configuration's version that moves a group of this kind to
+    /// `main` and leaves it of the same kind once the refresh succeeds
+    /// (`main` is the default and the latest version when the refresh starts).
+    pub fn desired_version(self, main: i64) -> String {
+        match self {
+            Self::Number => main.to_string(),
+            Self::Default => "$Default".into(),
+            Self::Latest => "$Latest".into(),
+        }
+    }
+}
+
+impl GroupInfo {
+    pub fn version_kind(&self) -> VersionKind {
+        VersionKind::of(self.launch_template_version.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,8 +74,11 @@ pub struct RefreshInfo {
     pub status: String,
     pub status_reason: Option<String>,
     pub percentage_complete: i32,
-    /// The pinned launch template version the refresh moves to, if any.
+    /// The launch template the refresh's desired configuration names, if any.
+    pub desired_launch_template_id: Option<String>,
+    /// The desired configuration's version as sent: a number, `$Default` or `$Latest`.
     pub desired_version: Option<String>,
+    pub start_time: Option<DateTime<Utc>>,
 }
 
 impl RefreshInfo {
@@ -41,6 +87,24 @@ impl RefreshInfo {
             self.status.as_str(),
             "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress" | "Baking"
         )
+    }
+}
+
+fn refresh_info(r: &aws_sdk_autoscaling::types::InstanceRefresh) -> RefreshInfo {
+    let lt = r.desired_configuration().and_then(|d| d.launch_template());
+    RefreshInfo {
+        id: r.instance_refresh_id().unwrap_or_default().to_string(),
+        status: r
+            .status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        status_reason: r.status_reason().map(str::to_string),
+        percentage_complete: r.percentage_complete().unwrap_or(0),
+        desired_launch_template_id: lt.and_then(|l| l.launch_template_id()).map(str::to_string),
+        desired_version: lt.and_then(|l| l.version()).map(str::to_string),
+        start_time: r
+            .start_time()
+            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
     }
 }
 
@@ -117,48 +181,79 @@ impl AutoScaling {
             .map_err(|e| classify_sdk_error("ResumeProcesses", &e))
     }
 
-    /// The group's refreshes, newest first (as the API returns them).
-    pub async fn refreshes(&self, group: &str) -> Result<Vec<RefreshInfo>, StepError> {
+    /// Our refresh, asked for by its id (`None`: AWS does not know it).
+    pub async fn refresh(&self, group: &str, id: &str) -> Result<Option<RefreshInfo>, StepError> {
         let out = self
             .client
             .describe_instance_refreshes()
             .auto_scaling_group_name(group)
+            .instance_refresh_ids(id)
             .send()
             .await
             .map_err(|e| classify_sdk_error("DescribeInstanceRefreshes", &e))?;
         Ok(out
             .instance_refreshes()
             .iter()
-            .map(|r| RefreshInfo {
-                id: r.instance_refresh_id().unwrap_or_default().to_string(),
-                status: r
-                    .status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                status_reason: r.status_reason().map(str::to_string),
-                percentage_complete: r.percentage_complete().unwrap_or(0),
-                desired_version: r
-                    .desired_configuration()
-                    .and_then(|d| d.launch_template())
-                    .and_then(|l| l.version())
-                    .map(str::to_string),
-            })
-            .collect())
+            .map(refresh_info)
+            .find(|r| r.id == id))
     }
 
-    /// Starts a rolling refresh pinned to `version` (a number, never `$Latest`).
-    /// `Ok(None)` means another refresh is already in progress on the group.
+    /// The group's refreshes, newest first (as the API sorts them), every page.
+    pub async fn refreshes(&self, group: &str) -> Result<Vec<RefreshInfo>, StepError> {
+        self.refreshes_since(group, None).await
+    }
+
+    /// The group's refreshes started at or after `since` (all when `None`),
+    /// newest first: pages are followed until one reaches an older refresh.
+    pub async fn refreshes_since(
+        &self,
+        group: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RefreshInfo>, StepError> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_instance_refreshes()
+                .auto_scaling_group_name(group)
+                .max_records(REFRESH_PAGE)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify_sdk_error("DescribeInstanceRefreshes", &e))?;
+            for r in out.instance_refreshes().iter().map(refresh_info) {
+                if let (Some(since), Some(start)) = (since, r.start_time) {
+                    if start < since {
+                        return Ok(all);
+                    }
+                }
+                all.push(r);
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// Starts a rolling refresh to `version` of the launch template (a number,
+    /// `$Default` or `$Latest`, see [`VersionKind::desired_version`]).
+    /// `auto_rollback` is sent as given: the caller allows it only where AWS
+    /// does (a group on a numbered version). `Ok(None)` means another refresh
+    /// is already in progress on the group.
     pub async fn start_refresh(
         &self,
         group: &str,
         launch_template_id: &str,
-        version: i64,
+        version: &str,
         prefs: &RefreshPreferences,
+        auto_rollback: bool,
     ) -> Result<Option<String>, StepError> {
         let mut p = aws_sdk_autoscaling::types::RefreshPreferences::builder()
             .min_healthy_percentage(prefs.min_healthy_percentage)
             .skip_matching(prefs.skip_matching)
-            .auto_rollback(prefs.auto_rollback);
+            .auto_rollback(auto_rollback);
         if let Some(w) = prefs.instance_warmup_seconds {
             p = p.instance_warmup(w);
         }
@@ -172,7 +267,7 @@ impl AutoScaling {
                     .launch_template(
                         LaunchTemplateSpecification::builder()
                             .launch_template_id(launch_template_id)
-                            .version(version.to_string())
+                            .version(version)
                             .build(),
                     )
                     .build(),

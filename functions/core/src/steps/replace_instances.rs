@@ -1,12 +1,40 @@
 //! Step 5, "Replace instances": an instance refresh per group with instances,
-//! pinned to the main model's version number, adopted again (never started
-//! twice) on later calls; the ASL's wait loop calls it until every refresh is
+//! to the main model in the group's own kind of version (a number → the main
+//! model's number, with AutoRollback if the environment asks for it;
+//! `$Default`/`$Latest` → the same, which resolve to the main model and which
+//! AWS cannot roll back), adopted again (never started twice) on later calls; the ASL's wait loop calls it until every refresh is
 //! terminal. RollbackSuccessful ends the deployment RolledBack.
 
 use super::{Journal, Poll, StepInput};
+use crate::aws::autoscaling::VersionKind;
 use crate::deps::Deps;
-use crate::domain::{StepName, StepStatus};
+use crate::domain::{Deployment, StepName, StepStatus};
 use crate::error::StepError;
+use chrono::{DateTime, Duration, Utc};
+
+/// How far AWS's clock may be behind ours when we compare a refresh's
+/// StartTime with the time we recorded before starting it.
+const CLOCK_SKEW_MINUTES: i64 = 5;
+
+/// Where to look for a refresh we may have started without saving its id (a
+/// crash between StartInstanceRefresh and the save): `None` = do not look,
+/// `Some(since)` = the group's refreshes started after `since` (all: `None`).
+/// A numbered desired version is the main model, created by this deployment,
+/// so a refresh to it is ours whenever it started. `$Default`/`$Latest` are
+/// everyone's, so only a refresh started after we recorded that we were about
+/// to send ours (no record: we never sent it) is ours.
+fn adoption_bound(
+    dep: &Deployment,
+    group: &str,
+    kind: VersionKind,
+) -> Option<Option<DateTime<Utc>>> {
+    let skew = Duration::minutes(CLOCK_SKEW_MINUTES);
+    match (dep.runtime.refresh_requested_at.get(group), kind) {
+        (Some(at), _) => Some(Some(*at - skew)),
+        (None, VersionKind::Number) => Some(dep.started_at.map(|t| t - skew)),
+        (None, _) => None,
+    }
+}
 
 pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     let mut j = Journal::load(deps, &input, StepName::ReplaceInstances).await?;
@@ -40,30 +68,88 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
         if j.dep.runtime.refreshes.contains_key(&g.name) {
             continue;
         }
-        let pinned = main.to_string();
-        let ours = deps
-            .asg
-            .refreshes(&g.name)
-            .await?
-            .into_iter()
-            .find(|r| r.desired_version.as_deref() == Some(pinned.as_str()));
+        // The group's setting before its refresh, recorded once: after a
+        // successful refresh the group names the same kind of version again.
+        let prior = match j.dep.runtime.prior_group_versions.get(&g.name) {
+            Some(v) => v.clone(),
+            None => {
+                let v = g
+                    .launch_template_version
+                    .clone()
+                    .unwrap_or_else(|| "$Default".into());
+                j.dep
+                    .runtime
+                    .prior_group_versions
+                    .insert(g.name.clone(), v.clone());
+                j.save_runtime().await?;
+                v
+            }
+        };
+        let kind = VersionKind::of(Some(&prior));
+        let desired = kind.desired_version(main);
+        if kind == VersionKind::Latest {
+            // `$Latest` must resolve to the main model, not to a version
+            // someone created after it.
+            let latest = deps
+                .ec2
+                .launch_template(&env.launch_template_id)
+                .await?
+                .map(|t| t.latest_version);
+            if latest != Some(main) {
+                return Err(StepError::InvalidState(format!(
+                    "group {} uses $Latest, but the latest version of launch template {} is {} rather than the main model {main}; \
+                     deploy again or set the group to a version number",
+                    g.name,
+                    env.launch_template_id,
+                    latest.map_or("unknown".into(), |v| v.to_string())
+                )));
+            }
+        }
+        let ours = match adoption_bound(&j.dep, &g.name, kind) {
+            Some(since) => deps
+                .asg
+                .refreshes_since(&g.name, since)
+                .await?
+                .into_iter()
+                .find(|r| {
+                    r.desired_version.as_deref() == Some(desired.as_str())
+                        && r.desired_launch_template_id
+                            .as_deref()
+                            .is_none_or(|l| l == env.launch_template_id)
+                }),
+            None => None,
+        };
+        let shown = match kind {
+            VersionKind::Number => main.to_string(),
+            _ => format!("{desired} (version {main})"),
+        };
         let id = match ours {
             Some(r) => {
                 j.action(format!(
-                    "Adopted instance refresh {} on group {} (version {main})",
+                    "Adopted instance refresh {} on group {} (version {shown})",
                     r.id, g.name
                 ))
                 .await?;
                 r.id
             }
             None => {
+                let prefs = &env.defaults.refresh_preferences;
+                // AWS refuses AutoRollback for a group on $Default or $Latest:
+                // it can only roll back to a numbered version.
+                let auto_rollback = prefs.auto_rollback && kind == VersionKind::Number;
+                j.dep
+                    .runtime
+                    .refresh_requested_at
+                    .insert(g.name.clone(), deps.clock.now());
+                j.save_runtime().await?;
                 let id = deps
                     .asg
                     .start_refresh(
                         &g.name,
                         &env.launch_template_id,
-                        main,
-                        &env.defaults.refresh_preferences,
+                        &desired,
+                        prefs,
+                        auto_rollback,
                     )
                     .await?
                     .ok_or_else(|| {
@@ -72,8 +158,16 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
                             g.name
                         ))
                     })?;
+                if prefs.auto_rollback && !auto_rollback {
+                    j.action(format!(
+                        "Auto rollback is not available for group {}: it uses the {prior} launch template version, \
+                         and AWS rolls back only groups on a version number; the refresh runs without it",
+                        g.name
+                    ))
+                    .await?;
+                }
                 j.action(format!(
-                    "Started instance refresh {id} on group {} to launch template version {main} ({} instances)",
+                    "Started instance refresh {id} on group {} to launch template version {shown} ({} instances)",
                     g.name,
                     g.instances.len()
                 ))
@@ -90,17 +184,9 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     let mut failed = Vec::new();
     let refreshes = j.dep.runtime.refreshes.clone();
     for (group, id) in &refreshes {
-        let r = deps
-            .asg
-            .refreshes(group)
-            .await?
-            .into_iter()
-            .find(|r| &r.id == id)
-            .ok_or_else(|| {
-                StepError::RefreshFailed(format!(
-                    "instance refresh {id} on group {group} not found"
-                ))
-            })?;
+        let r = deps.asg.refresh(group, id).await?.ok_or_else(|| {
+            StepError::RefreshFailed(format!("instance refresh {id} on group {group} not found"))
+        })?;
         if j.dep.runtime.refresh_progress.get(group) != Some(&r.percentage_complete) {
             j.dep
                 .runtime
@@ -160,7 +246,7 @@ mod tests {
     use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
     use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
     use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshOutput;
-    use aws_sdk_autoscaling::types::RefreshStrategy;
+    use aws_sdk_autoscaling::types::{InstanceRefresh, RefreshStrategy};
     use aws_smithy_mocks::{mock, Rule};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -168,11 +254,61 @@ mod tests {
     type Asg = aws_sdk_autoscaling::Client;
 
     fn groups(desired: i32) -> Rule {
+        groups_on(desired, "8")
+    }
+
+    /// The group with `desired` instances, on launch template `version`.
+    fn groups_on(desired: i32, version: &'static str) -> Rule {
         mock!(Asg::describe_auto_scaling_groups).then_output(move || {
             DescribeAutoScalingGroupsOutput::builder()
-                .auto_scaling_groups(aws::group(desired, "8", &[], LT))
+                .auto_scaling_groups(aws::group(desired, version, &[], LT))
                 .build()
         })
+    }
+
+    /// Answers only DescribeInstanceRefreshes for our refresh id `r-1`.
+    fn ours_by_id(status: &'static str, version: &'static str) -> Rule {
+        mock!(Asg::describe_instance_refreshes)
+            .match_requests(|r| r.instance_refresh_ids() == ["r-1".to_string()])
+            .then_output(move || {
+                DescribeInstanceRefreshesOutput::builder()
+                    .instance_refreshes(aws::refresh("r-1", status, 40, version, None))
+                    .build()
+            })
+    }
+
+    /// Answers only the id-less listing (adoption), with `list`.
+    fn listing(list: Vec<InstanceRefresh>) -> Rule {
+        mock!(Asg::describe_instance_refreshes)
+            .match_requests(|r| r.instance_refresh_ids().is_empty())
+            .then_output(move || {
+                DescribeInstanceRefreshesOutput::builder()
+                    .set_instance_refreshes(Some(list.clone()))
+                    .build()
+            })
+    }
+
+    fn started_at(mut r: InstanceRefresh, at: chrono::DateTime<chrono::Utc>) -> InstanceRefresh {
+        r.start_time = Some(aws_sdk_autoscaling::primitives::DateTime::from_secs(
+            at.timestamp(),
+        ));
+        r
+    }
+
+    /// Matches only a refresh to `version` with AutoRollback `rollback`.
+    fn start_to(version: &'static str, rollback: bool) -> Rule {
+        mock!(Asg::start_instance_refresh)
+            .match_requests(move |r| {
+                let lt = r.desired_configuration().and_then(|d| d.launch_template());
+                lt.and_then(|l| l.version()) == Some(version)
+                    && lt.and_then(|l| l.launch_template_id()) == Some(LT)
+                    && r.preferences().and_then(|p| p.auto_rollback()) == Some(rollback)
+            })
+            .then_output(|| {
+                StartInstanceRefreshOutput::builder()
+                    .instance_refresh_id("r-1")
+                    .build()
+            })
     }
 
     /// The refresh's status over successive describes (empty first = none yet).
@@ -311,5 +447,208 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.name(), "RefreshRolledBack");
+    }
+
+    async fn log(f: &Fixture) -> Vec<String> {
+        f.deployment()
+            .await
+            .step(StepName::ReplaceInstances)
+            .actions
+            .iter()
+            .map(|a| a.message.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn progress_asks_for_our_refresh_by_id() {
+        let f = fixture().await;
+        f.update(|d| {
+            d.runtime.refreshes.insert(GROUP.into(), "r-1".into());
+        })
+        .await;
+        let (g, r) = (groups(2), ours_by_id("Successful", "9"));
+        let p = run(&f.deps(&[], &[&g, &r], &[]), input()).await.unwrap();
+        assert!(p.done);
+        assert_eq!(r.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn starts_default_group_without_auto_rollback_and_keeps_default() {
+        let f = fixture().await;
+        let (g, s, r) = (
+            groups_on(2, "$Default"),
+            start_to("$Default", false),
+            ours_by_id("InProgress", "$Default"),
+        );
+        let p = run(&f.deps(&[], &[&g, &s, &r], &[]), input())
+            .await
+            .unwrap();
+        assert!(!p.done);
+        assert_eq!(s.num_calls(), 1);
+        let d = f.deployment().await;
+        assert_eq!(d.runtime.refreshes[GROUP], "r-1");
+        assert_eq!(d.runtime.prior_group_versions[GROUP], "$Default");
+        assert_eq!(d.runtime.refresh_requested_at[GROUP], f.now());
+        let log = log(&f).await;
+        assert!(
+            log.iter().any(|l| l.starts_with(
+                "Auto rollback is not available for group web-asg: it uses the $Default launch template version"
+            )),
+            "{log:?}"
+        );
+        assert!(
+            log.contains(&"Started instance refresh r-1 on group web-asg to launch template version $Default (version 9) (2 instances)".to_string()),
+            "{log:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn numbered_group_gets_auto_rollback_and_the_number() {
+        let f = fixture().await;
+        let (g, l, s, r) = (
+            groups_on(2, "8"),
+            listing(vec![]),
+            start_to("9", true),
+            ours_by_id("InProgress", "9"),
+        );
+        run(&f.deps(&[], &[&g, &l, &s, &r], &[]), input())
+            .await
+            .unwrap();
+        assert_eq!(s.num_calls(), 1);
+        assert_eq!(
+            f.deployment().await.runtime.prior_group_versions[GROUP],
+            "8"
+        );
+        assert!(!log(&f).await.iter().any(|l| l.contains("Auto rollback")));
+    }
+
+    #[tokio::test]
+    async fn no_auto_rollback_note_when_the_environment_does_not_ask_for_it() {
+        let f = fixture().await;
+        let mut env = crate::steps::testkit::environment();
+        env.defaults.refresh_preferences.auto_rollback = false;
+        crate::store::Store::put_environment(f.store.as_ref(), &env)
+            .await
+            .unwrap();
+        let (g, s, r) = (
+            groups_on(2, "$Default"),
+            start_to("$Default", false),
+            ours_by_id("InProgress", "$Default"),
+        );
+        run(&f.deps(&[], &[&g, &s, &r], &[]), input())
+            .await
+            .unwrap();
+        assert_eq!(s.num_calls(), 1);
+        assert!(!log(&f).await.iter().any(|l| l.contains("Auto rollback")));
+    }
+
+    #[tokio::test]
+    async fn latest_group_gets_latest_when_it_is_the_main_model() {
+        use aws_sdk_ec2::operation::describe_launch_templates::DescribeLaunchTemplatesOutput;
+        let f = fixture().await;
+        let lt = mock!(aws_sdk_ec2::Client::describe_launch_templates).then_output(|| {
+            DescribeLaunchTemplatesOutput::builder()
+                .launch_templates(aws::template(9, 9))
+                .build()
+        });
+        let (g, s, r) = (
+            groups_on(2, "$Latest"),
+            start_to("$Latest", false),
+            ours_by_id("InProgress", "$Latest"),
+        );
+        run(&f.deps(&[&lt], &[&g, &s, &r], &[]), input())
+            .await
+            .unwrap();
+        assert_eq!(s.num_calls(), 1);
+
+        // A newer version than the main model: $Latest would deploy it instead.
+        let f = fixture().await;
+        let lt = mock!(aws_sdk_ec2::Client::describe_launch_templates).then_output(|| {
+            DescribeLaunchTemplatesOutput::builder()
+                .launch_templates(aws::template(9, 10))
+                .build()
+        });
+        let s = start_to("$Latest", false);
+        let err = run(&f.deps(&[&lt], &[&g, &s, &r], &[]), input())
+            .await
+            .unwrap_err();
+        assert_eq!(err.name(), "InvalidState");
+        assert_eq!(s.num_calls(), 0);
+    }
+
+    /// A crash after StartInstanceRefresh but before the id was saved: the
+    /// refresh to $Default that started after the recorded request is ours;
+    /// an older one to $Default (someone else's) is not.
+    #[tokio::test]
+    async fn adopts_our_default_refresh_after_a_crash_by_start_time() {
+        let f = fixture().await;
+        let asked = f.now();
+        f.update(|d| {
+            d.runtime.refresh_requested_at.insert(GROUP.into(), asked);
+        })
+        .await;
+        let ours = started_at(
+            aws::refresh("r-1", "InProgress", 0, "$Default", None),
+            asked + chrono::Duration::seconds(2),
+        );
+        let (g, l, s, r) = (
+            groups_on(2, "$Default"),
+            listing(vec![ours]),
+            start_to("$Default", false),
+            ours_by_id("InProgress", "$Default"),
+        );
+        run(&f.deps(&[], &[&g, &l, &s, &r], &[]), input())
+            .await
+            .unwrap();
+        assert_eq!(s.num_calls(), 0);
+        assert_eq!(f.deployment().await.runtime.refreshes[GROUP], "r-1");
+
+        let f = fixture().await;
+        f.update(|d| {
+            d.runtime.refresh_requested_at.insert(GROUP.into(), asked);
+        })
+        .await;
+        let old = started_at(
+            aws::refresh("r-old", "Successful", 100, "$Default", None),
+            asked - chrono::Duration::hours(1),
+        );
+        let (l, s) = (listing(vec![old]), start_to("$Default", false));
+        run(&f.deps(&[], &[&g, &l, &s, &r], &[]), input())
+            .await
+            .unwrap();
+        assert_eq!(s.num_calls(), 1);
+        assert_eq!(f.deployment().await.runtime.refreshes[GROUP], "r-1");
+    }
+
+    /// Adoption follows NextToken: ours is on the second page.
+    #[tokio::test]
+    async fn adoption_pages_through_the_refreshes() {
+        let f = fixture().await;
+        let first = mock!(Asg::describe_instance_refreshes)
+            .match_requests(|r| {
+                r.instance_refresh_ids().is_empty()
+                    && r.next_token().is_none()
+                    && r.max_records() == Some(100)
+            })
+            .then_output(|| {
+                DescribeInstanceRefreshesOutput::builder()
+                    .instance_refreshes(aws::refresh("r-other", "Successful", 100, "7", None))
+                    .next_token("page-2")
+                    .build()
+            });
+        let second = mock!(Asg::describe_instance_refreshes)
+            .match_requests(|r| r.next_token() == Some("page-2"))
+            .then_output(|| {
+                DescribeInstanceRefreshesOutput::builder()
+                    .instance_refreshes(aws::refresh("r-1", "InProgress", 10, "9", None))
+                    .build()
+            });
+        let (g, s, r) = (groups(2), start(), ours_by_id("InProgress", "9"));
+        run(&f.deps(&[], &[&g, &first, &second, &s, &r], &[]), input())
+            .await
+            .unwrap();
+        assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+        assert_eq!(s.num_calls(), 0);
+        assert_eq!(f.deployment().await.runtime.refreshes[GROUP], "r-1");
     }
 }
