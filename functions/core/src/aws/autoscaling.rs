@@ -4,7 +4,8 @@ use crate::domain::RefreshPreferences;
 use crate::error::{classify_sdk_error, StepError};
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::{
-    DesiredConfiguration, LaunchTemplateSpecification, RefreshStrategy,
+    AutoScalingGroup, DesiredConfiguration, LaunchTemplateSpecification, MixedInstancesPolicy,
+    RefreshStrategy,
 };
 use aws_sdk_autoscaling::Client;
 use chrono::{DateTime, Utc};
@@ -90,8 +91,85 @@ impl RefreshInfo {
     }
 }
 
+/// A group as DescribeAutoScalingGroups describes it.
+pub fn group_info(g: &AutoScalingGroup) -> GroupInfo {
+    let spec = g.launch_template().or_else(|| {
+        g.mixed_instances_policy()
+            .and_then(|m| m.launch_template())
+            .and_then(|l| l.launch_template_specification())
+    });
+    GroupInfo {
+        name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+        desired_capacity: g.desired_capacity().unwrap_or(0),
+        launch_template_id: spec
+            .and_then(|s| s.launch_template_id())
+            .map(str::to_string),
+        launch_template_version: spec.and_then(|s| s.version()).map(str::to_string),
+        suspended: g
+            .suspended_processes()
+            .iter()
+            .filter_map(|p| p.process_name())
+            .map(str::to_string)
+            .collect(),
+        instances: g
+            .instances()
+            .iter()
+            .map(|i| GroupInstance {
+                id: i.instance_id().unwrap_or_default().to_string(),
+                launch_template_version: i
+                    .launch_template()
+                    .and_then(|l| l.version())
+                    .map(str::to_string),
+            })
+            .collect(),
+    }
+}
+
+/// The desired configuration moving a group to `version` of
+/// `launch_template_id`: for a group with a mixed instances policy, the whole
+/// policy (overrides, instances distribution) with the template's version
+/// replaced wherever it names this template; otherwise the launch template.
+pub fn desired_configuration(
+    launch_template_id: &str,
+    version: &str,
+    mixed: Option<&MixedInstancesPolicy>,
+) -> DesiredConfiguration {
+    let spec = || {
+        LaunchTemplateSpecification::builder()
+            .launch_template_id(launch_template_id)
+            .version(version)
+            .build()
+    };
+    let Some(policy) = mixed else {
+        return DesiredConfiguration::builder()
+            .launch_template(spec())
+            .build();
+    };
+    let mut policy = policy.clone();
+    if let Some(lt) = policy.launch_template.as_mut() {
+        // The policy may name the template by name: ours by id replaces it.
+        lt.launch_template_specification = Some(spec());
+        for o in lt.overrides.iter_mut().flatten() {
+            if let Some(s) = o.launch_template_specification.as_mut() {
+                if s.launch_template_id.as_deref() == Some(launch_template_id) {
+                    s.version = Some(version.to_string());
+                }
+            }
+        }
+    }
+    DesiredConfiguration::builder()
+        .mixed_instances_policy(policy)
+        .build()
+}
+
 fn refresh_info(r: &aws_sdk_autoscaling::types::InstanceRefresh) -> RefreshInfo {
-    let lt = r.desired_configuration().and_then(|d| d.launch_template());
+    let lt = r.desired_configuration().and_then(|d| {
+        d.launch_template().or_else(|| {
+            d.mixed_instances_policy()
+                .and_then(|m| m.launch_template())
+                .and_then(|l| l.launch_template_specification())
+        })
+    });
     RefreshInfo {
         id: r.instance_refresh_id().unwrap_or_default().to_string(),
         status: r
@@ -114,6 +192,21 @@ pub type AutoScaling = super::Capability<Client>;
 impl AutoScaling {
     /// The named groups that exist (missing ones are simply absent).
     pub async fn groups(&self, names: &[String]) -> Result<Vec<GroupInfo>, StepError> {
+        Ok(self
+            .groups_with_policies(names)
+            .await?
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect())
+    }
+
+    /// The named groups, each with its whole mixed instances policy if it
+    /// has one: a refresh must send the policy whole (fields left out are
+    /// reset to their defaults).
+    pub async fn groups_with_policies(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<(GroupInfo, Option<MixedInstancesPolicy>)>, StepError> {
         let out = self
             .client
             .describe_auto_scaling_groups()
@@ -124,38 +217,7 @@ impl AutoScaling {
         Ok(out
             .auto_scaling_groups()
             .iter()
-            .map(|g| {
-                let spec = g.launch_template().or_else(|| {
-                    g.mixed_instances_policy()
-                        .and_then(|m| m.launch_template())
-                        .and_then(|l| l.launch_template_specification())
-                });
-                GroupInfo {
-                    name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
-                    desired_capacity: g.desired_capacity().unwrap_or(0),
-                    launch_template_id: spec
-                        .and_then(|s| s.launch_template_id())
-                        .map(str::to_string),
-                    launch_template_version: spec.and_then(|s| s.version()).map(str::to_string),
-                    suspended: g
-                        .suspended_processes()
-                        .iter()
-                        .filter_map(|p| p.process_name())
-                        .map(str::to_string)
-                        .collect(),
-                    instances: g
-                        .instances()
-                        .iter()
-                        .map(|i| GroupInstance {
-                            id: i.instance_id().unwrap_or_default().to_string(),
-                            launch_template_version: i
-                                .launch_template()
-                                .and_then(|l| l.version())
-                                .map(str::to_string),
-                        })
-                        .collect(),
-                }
-            })
+            .map(|g| (group_info(g), g.mixed_instances_policy().cloned()))
             .collect())
     }
 
@@ -238,7 +300,8 @@ impl AutoScaling {
     }
 
     /// Starts a rolling refresh to `version` of the launch template (a number,
-    /// `$Default` or `$Latest`, see [`VersionKind::desired_version`]).
+    /// `$Default` or `$Latest`, see [`VersionKind::desired_version`]); a group
+    /// with a mixed instances policy passes it (see [`desired_configuration`]).
     /// `auto_rollback` is sent as given: the caller allows it only where AWS
     /// does (a group on a numbered version). `Ok(None)` means another refresh
     /// is already in progress on the group.
@@ -247,6 +310,7 @@ impl AutoScaling {
         group: &str,
         launch_template_id: &str,
         version: &str,
+        mixed: Option<&MixedInstancesPolicy>,
         prefs: &RefreshPreferences,
         auto_rollback: bool,
     ) -> Result<Option<String>, StepError> {
@@ -262,16 +326,7 @@ impl AutoScaling {
             .start_instance_refresh()
             .auto_scaling_group_name(group)
             .strategy(RefreshStrategy::Rolling)
-            .desired_configuration(
-                DesiredConfiguration::builder()
-                    .launch_template(
-                        LaunchTemplateSpecification::builder()
-                            .launch_template_id(launch_template_id)
-                            .version(version)
-                            .build(),
-                    )
-                    .build(),
-            )
+            .desired_configuration(desired_configuration(launch_template_id, version, mixed))
             .preferences(p.build())
             .send()
             .await;

@@ -55,8 +55,14 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     let main = j.dep.runtime.main_version.ok_or_else(|| {
         StepError::InvalidState("no main model recorded for this deployment".into())
     })?;
-    let groups = deps.asg.groups(&env.auto_scaling_groups).await?;
-    let with_instances: Vec<_> = groups.iter().filter(|g| g.desired_capacity > 0).collect();
+    let groups = deps
+        .asg
+        .groups_with_policies(&env.auto_scaling_groups)
+        .await?;
+    let with_instances: Vec<_> = groups
+        .iter()
+        .filter(|(g, _)| g.desired_capacity > 0)
+        .collect();
     if with_instances.is_empty() && j.dep.runtime.refreshes.is_empty() {
         return j
             .not_applicable("no group has instances (desired capacity 0)")
@@ -64,7 +70,7 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     }
     j.start().await?;
 
-    for g in &with_instances {
+    for (g, mixed) in &with_instances {
         if j.dep.runtime.refreshes.contains_key(&g.name) {
             continue;
         }
@@ -148,6 +154,7 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
                         &g.name,
                         &env.launch_template_id,
                         &desired,
+                        mixed.as_ref(),
                         prefs,
                         auto_rollback,
                     )
@@ -650,5 +657,96 @@ mod tests {
         assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
         assert_eq!(s.num_calls(), 0);
         assert_eq!(f.deployment().await.runtime.refreshes[GROUP], "r-1");
+    }
+
+    /// A group with a mixed instances policy on version 8: two instance
+    /// types (the second on our template by an override), half on demand.
+    fn mixed_group() -> aws_sdk_autoscaling::types::AutoScalingGroup {
+        use aws_sdk_autoscaling::types as asg;
+        let spec = |v: &str| {
+            asg::LaunchTemplateSpecification::builder()
+                .launch_template_id(LT)
+                .version(v)
+                .build()
+        };
+        let mut g = aws::group(2, "8", &[], LT);
+        g.launch_template = None;
+        g.mixed_instances_policy = Some(
+            asg::MixedInstancesPolicy::builder()
+                .launch_template(
+                    asg::LaunchTemplate::builder()
+                        .launch_template_specification(spec("8"))
+                        .overrides(
+                            asg::LaunchTemplateOverrides::builder()
+                                .instance_type("c5.large")
+                                .build(),
+                        )
+                        .overrides(
+                            asg::LaunchTemplateOverrides::builder()
+                                .instance_type("m5.large")
+                                .weighted_capacity("2")
+                                .launch_template_specification(spec("8"))
+                                .build(),
+                        )
+                        .build(),
+                )
+                .instances_distribution(
+                    asg::InstancesDistribution::builder()
+                        .on_demand_percentage_above_base_capacity(50)
+                        .spot_allocation_strategy("price-capacity-optimized")
+                        .build(),
+                )
+                .build(),
+        );
+        g
+    }
+
+    #[tokio::test]
+    async fn mixed_group_keeps_overrides_and_distribution() {
+        let f = fixture().await;
+        let g = mock!(Asg::describe_auto_scaling_groups).then_output(|| {
+            DescribeAutoScalingGroupsOutput::builder()
+                .auto_scaling_groups(mixed_group())
+                .build()
+        });
+        let s = mock!(Asg::start_instance_refresh)
+            .match_requests(|r| {
+                let Some(d) = r.desired_configuration() else {
+                    return false;
+                };
+                let Some(m) = d.mixed_instances_policy() else {
+                    return false;
+                };
+                let lt = m.launch_template();
+                let spec = lt.and_then(|l| l.launch_template_specification());
+                let overrides = lt.map(|l| l.overrides()).unwrap_or_default();
+                let types: Vec<_> = overrides.iter().filter_map(|o| o.instance_type()).collect();
+                d.launch_template().is_none()
+                    && spec.and_then(|s| s.launch_template_id()) == Some(LT)
+                    && spec.and_then(|s| s.version()) == Some("9")
+                    && types == ["c5.large", "m5.large"]
+                    && overrides[1].weighted_capacity() == Some("2")
+                    && overrides[1]
+                        .launch_template_specification()
+                        .and_then(|s| s.version())
+                        == Some("9")
+                    && m.instances_distribution()
+                        .and_then(|d| d.on_demand_percentage_above_base_capacity())
+                        == Some(50)
+                    && m.instances_distribution()
+                        .and_then(|d| d.spot_allocation_strategy())
+                        == Some("price-capacity-optimized")
+                    && r.preferences().and_then(|p| p.auto_rollback()) == Some(true)
+            })
+            .then_output(|| {
+                StartInstanceRefreshOutput::builder()
+                    .instance_refresh_id("r-1")
+                    .build()
+            });
+        let (l, r) = (listing(vec![]), ours_by_id("InProgress", "9"));
+        run(&f.deps(&[], &[&g, &l, &s, &r], &[]), input())
+            .await
+            .unwrap();
+        assert_eq!(s.num_calls(), 1);
     }
 }
