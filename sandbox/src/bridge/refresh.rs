@@ -165,13 +165,14 @@ impl Bridge {
         true
     }
 
-    fn finish(&self, r: &Refresh, status: &str, reason: Option<String>, pct: i32) {
+    /// Ends the refresh with `status`; false when a cancel came first.
+    fn finish(&self, r: &Refresh, status: &str, reason: Option<String>, pct: i32) -> bool {
         self.update(&r.group, &r.id, |x| {
             x.status = status.into();
             x.reason = reason;
             x.percentage = pct;
             x.end = Some(chrono::Utc::now());
-        });
+        })
     }
 
     /// Emulates the refresh in phases of `self.phase`.
@@ -221,12 +222,12 @@ impl Bridge {
                     100,
                 );
             }
-            _ => match self.replace(&r).await {
-                Ok(true) => self.finish(&r, "Successful", None, 100),
-                // Cancelled on the way: its status says so already.
-                Ok(false) => {}
-                Err(e) => self.finish(&r, "Failed", Some(format!("Sandbox: {e}")), 0),
-            },
+            _ => {
+                // Ends Successful itself; a cancel or failure is in the status.
+                if let Err(e) = self.replace(&r).await {
+                    self.finish(&r, "Failed", Some(format!("Sandbox: {e}")), 0);
+                }
+            }
         }
     }
 
@@ -236,16 +237,18 @@ impl Bridge {
     /// refresh ends Successful (cancelled, or an emulator call failed) the
     /// group's previous launch template setting is put back: AWS applies the
     /// desired configuration to the group only once the refresh succeeds.
-    /// `Ok(false)`: cancelled on the way.
-    async fn replace(&self, r: &Refresh) -> Result<bool, String> {
+    /// Ends the refresh Successful when done; `Err`: it has to end Failed.
+    async fn replace(&self, r: &Refresh) -> Result<(), String> {
         let g = self.group(&r.group).await.ok_or("group disappeared")?;
         let (min, desired) = (g.min_size().unwrap_or(0), g.desired_capacity().unwrap_or(0));
         let before = g.launch_template().cloned();
         let done = self.replace_with_desired(r, min, desired).await;
-        if !matches!(done, Ok(true)) {
+        // A cancel may also arrive between the last phase and the end.
+        let succeeded = matches!(done, Ok(true)) && self.finish(r, "Successful", None, 100);
+        if !succeeded {
             self.restore(&r.group, before, min, desired).await;
         }
-        done
+        done.map(drop)
     }
 
     /// `Ok(false)`: cancelled on the way.
