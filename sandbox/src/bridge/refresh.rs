@@ -86,7 +86,15 @@ impl Bridge {
                 &format!("AutoScalingGroup {group_name} not found"),
             );
         };
-        let current = group.launch_template();
+        let current = group.launch_template().or_else(|| {
+            group
+                .mixed_instances_policy()
+                .and_then(|m| m.launch_template())
+                .and_then(|l| l.launch_template_specification())
+        });
+        if let Some(message) = auto_rollback_refusal(form, current.and_then(|l| l.version())) {
+            return xml::error(400, "ValidationError", &message);
+        }
         let lt_id = form
             .get("DesiredConfiguration.LaunchTemplate.LaunchTemplateId")
             .cloned()
@@ -157,13 +165,14 @@ impl Bridge {
         true
     }
 
-    fn finish(&self, r: &Refresh, status: &str, reason: Option<String>, pct: i32) {
+    /// Ends the refresh with `status`; false when a cancel came first.
+    fn finish(&self, r: &Refresh, status: &str, reason: Option<String>, pct: i32) -> bool {
         self.update(&r.group, &r.id, |x| {
             x.status = status.into();
             x.reason = reason;
             x.percentage = pct;
             x.end = Some(chrono::Utc::now());
-        });
+        })
     }
 
     /// Emulates the refresh in phases of `self.phase`.
@@ -213,18 +222,42 @@ impl Bridge {
                     100,
                 );
             }
-            _ => match self.replace(&r).await {
-                Ok(()) => self.finish(&r, "Successful", None, 100),
-                Err(e) => self.finish(&r, "Failed", Some(format!("Sandbox: {e}")), 0),
-            },
+            _ => {
+                // Ends Successful itself; a cancel or failure is in the status.
+                if let Err(e) = self.replace(&r).await {
+                    self.finish(&r, "Failed", Some(format!("Sandbox: {e}")), 0);
+                }
+            }
         }
     }
 
-    /// Moves the group to the desired version, then takes capacity to 0 and
-    /// back: the emulator launches the new instances from that version.
+    /// Replaces the group's instances: the emulator launches a group's
+    /// instances from the group's own launch template, so the group is moved
+    /// to the desired one while capacity goes to 0 and back. Unless the
+    /// refresh ends Successful (cancelled, or an emulator call failed) the
+    /// group's previous launch template setting is put back: AWS applies the
+    /// desired configuration to the group only once the refresh succeeds.
+    /// Ends the refresh Successful when done; `Err`: it has to end Failed.
     async fn replace(&self, r: &Refresh) -> Result<(), String> {
         let g = self.group(&r.group).await.ok_or("group disappeared")?;
         let (min, desired) = (g.min_size().unwrap_or(0), g.desired_capacity().unwrap_or(0));
+        let before = g.launch_template().cloned();
+        let done = self.replace_with_desired(r, min, desired).await;
+        // A cancel may also arrive between the last phase and the end.
+        let succeeded = matches!(done, Ok(true)) && self.finish(r, "Successful", None, 100);
+        if !succeeded {
+            self.restore(&r.group, before, min, desired).await;
+        }
+        done.map(drop)
+    }
+
+    /// `Ok(false)`: cancelled on the way.
+    async fn replace_with_desired(
+        &self,
+        r: &Refresh,
+        min: i32,
+        desired: i32,
+    ) -> Result<bool, String> {
         let spec = aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
             .launch_template_id(&r.lt_id)
             .version(&r.version)
@@ -245,7 +278,7 @@ impl Bridge {
             .await
             .map_err(|e| format!("SetDesiredCapacity 0: {e:?}"))?;
         if !self.update(&r.group, &r.id, |x| x.percentage = 50) {
-            return Ok(());
+            return Ok(false);
         }
         tokio::time::sleep(self.phase).await;
         self.asg
@@ -262,9 +295,36 @@ impl Bridge {
             .send()
             .await
             .map_err(|e| format!("UpdateAutoScalingGroup min: {e:?}"))?;
-        Ok(())
+        Ok(true)
     }
 
+    /// Puts the group's launch template setting and capacity back (best
+    /// effort: a failure is logged, the refresh's status already says it did
+    /// not succeed).
+    async fn restore(
+        &self,
+        group: &str,
+        spec: Option<aws_sdk_autoscaling::types::LaunchTemplateSpecification>,
+        min: i32,
+        desired: i32,
+    ) {
+        let res = self
+            .asg
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(group)
+            .set_launch_template(spec)
+            .min_size(min)
+            .desired_capacity(desired)
+            .send()
+            .await;
+        if let Err(e) = res {
+            tracing::warn!("bridge: could not restore group {group}: {e:?}");
+        }
+    }
+
+    /// DescribeInstanceRefreshes: the group's refreshes newest first,
+    /// filtered by `InstanceRefreshIds`, `MaxRecords` at a time (default 50,
+    /// at most 100) with a `NextToken` while more remain.
     pub(super) fn describe_refreshes(
         &self,
         form: &HashMap<String, String>,
@@ -274,26 +334,35 @@ impl Bridge {
             .cloned()
             .unwrap_or_default();
         let ids = members(form, "InstanceRefreshIds.member.");
-        let list = self
+        let list: Vec<Refresh> = self
             .lock()
             .refreshes
             .by_group
             .get(&group)
-            .cloned()
+            .map(|l| {
+                l.iter()
+                    .filter(|r| ids.is_empty() || ids.contains(&r.id))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
+        let (page, next) = match page(&list, form) {
+            Ok(p) => (p.items, p.next),
+            Err((code, message)) => return xml::error(400, code, &message),
+        };
         xml::ok("DescribeInstanceRefreshes", |w| {
             w.create_element("InstanceRefreshes")
                 .write_inner_content(|w| {
-                    for r in list
-                        .iter()
-                        .filter(|r| ids.is_empty() || ids.contains(&r.id))
-                    {
+                    for r in page {
                         w.create_element("member")
                             .write_inner_content(|w| write_refresh(w, r))?;
                     }
                     Ok(())
-                })
-                .map(drop)
+                })?;
+            if let Some(next) = next {
+                leaf(w, "NextToken", &next)?;
+            }
+            Ok(())
         })
     }
 
@@ -323,6 +392,88 @@ impl Bridge {
             ),
         }
     }
+}
+
+/// DescribeInstanceRefreshes' MaxRecords: "The default value is 50 and the
+/// maximum value is 100."
+const DEFAULT_RECORDS: usize = 50;
+const MAX_RECORDS: usize = 100;
+
+/// A page of refreshes and the token of the next one.
+struct Page<'a> {
+    items: &'a [Refresh],
+    next: Option<String>,
+}
+
+/// The page of `list` the request asks for (an error: its code and message).
+/// The token is the id of the next page's first refresh (new refreshes are
+/// added in front, so it stays valid); one that names no listed refresh is
+/// `InvalidNextToken`.
+fn page<'a>(
+    list: &'a [Refresh],
+    form: &HashMap<String, String>,
+) -> Result<Page<'a>, (&'static str, String)> {
+    let max = match form.get("MaxRecords") {
+        None => DEFAULT_RECORDS,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_RECORDS).contains(&n) => n,
+            _ => {
+                return Err((
+                    "ValidationError",
+                    format!(
+                        "1 validation error detected: Value '{v}' at 'maxRecords' failed to satisfy constraint: \
+                         Member must have value between 1 and {MAX_RECORDS}"
+                    ),
+                ))
+            }
+        },
+    };
+    let from = match form.get("NextToken").filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(t) => match list.iter().position(|r| format!("next-{}", r.id) == *t) {
+            Some(i) => i,
+            None => {
+                return Err((
+                    "InvalidNextToken",
+                    "The token is not valid (sandbox: it names no refresh of this listing)".into(),
+                ))
+            }
+        },
+    };
+    let to = (from + max).min(list.len());
+    let next = list.get(to).map(|r| format!("next-{}", r.id));
+    Ok(Page {
+        items: &list[from..to],
+        next,
+    })
+}
+
+/// Why StartInstanceRefresh refuses `Preferences.AutoRollback=true`, if it
+/// does: AWS rolls back only with a desired configuration, and only to a
+/// numbered launch template version. `current` is the group's own version
+/// (none = `$Default`, the API's default). The first message is the one AWS
+/// answers; the code and text for a `$Default`/`$Latest` group are not
+/// documented, so that message is ours, with the same code.
+fn auto_rollback_refusal(form: &HashMap<String, String>, current: Option<&str>) -> Option<String> {
+    if form.get("Preferences.AutoRollback").map(String::as_str) != Some("true") {
+        return None;
+    }
+    if !form.keys().any(|k| k.starts_with("DesiredConfiguration.")) {
+        return Some(
+            "The request isn't valid. The AutoRollback parameter cannot be set to true when the \
+             DesiredConfiguration parameter is empty. Set AutoRollback to false or specify a desired \
+             configuration and try again."
+                .into(),
+        );
+    }
+    let current = current.unwrap_or("$Default");
+    matches!(current, "$Default" | "$Latest").then(|| {
+        format!(
+            "Sandbox: the rollback option is not available if the Auto Scaling group is configured to use \
+             the $Latest or $Default launch template version (this group uses {current}). Set \
+             AutoRollback to false or set the group to a version number."
+        )
+    })
 }
 
 /// One refresh as DescribeInstanceRefreshes lists it.
@@ -387,6 +538,160 @@ mod tests {
              <StartTime>2026-01-02T03:04:05.678Z</StartTime><EndTime>2026-01-02T03:04:06.678Z</EndTime>\
              <PercentageComplete>50</PercentageComplete><InstancesToUpdate>2</InstancesToUpdate>\
              <DesiredConfiguration><LaunchTemplate><LaunchTemplateId>lt-1</LaunchTemplateId><Version>$Default</Version></LaunchTemplate></DesiredConfiguration>"
+        );
+    }
+
+    fn bridge() -> Bridge {
+        use aws_sdk_autoscaling::config::{BehaviorVersion, Region};
+        let conf = aws_sdk_autoscaling::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .build();
+        Bridge {
+            emulator: String::new(),
+            state: Default::default(),
+            asg: aws_sdk_autoscaling::Client::from_conf(conf),
+            phase: std::time::Duration::from_millis(1),
+        }
+    }
+
+    fn refresh(id: String, start: chrono::DateTime<chrono::Utc>) -> Refresh {
+        Refresh {
+            id,
+            group: "g".into(),
+            status: "Successful".into(),
+            reason: None,
+            percentage: 100,
+            to_update: 0,
+            start,
+            end: None,
+            lt_id: "lt-1".into(),
+            version: "$Default".into(),
+            cancel_requested: false,
+        }
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Status, refresh ids in order, NextToken, error code.
+    async fn describe(
+        b: &Bridge,
+        pairs: &[(&str, &str)],
+    ) -> (u16, Vec<String>, Option<String>, Option<String>) {
+        use http_body_util::BodyExt;
+        let mut f = form(pairs);
+        f.insert("AutoScalingGroupName".into(), "g".into());
+        let res = b.describe_refreshes(&f);
+        let status = res.status().as_u16();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let between = |open: &str, close: &str| -> Vec<String> {
+            text.split(open)
+                .skip(1)
+                .filter_map(|t| t.split(close).next().map(str::to_string))
+                .collect()
+        };
+        let ids = between("<InstanceRefreshId>", "</InstanceRefreshId>");
+        let next = between("<NextToken>", "</NextToken>").pop();
+        let code = between("<Code>", "</Code>").pop();
+        (status, ids, next, code)
+    }
+
+    #[tokio::test]
+    async fn bridge_describe_refreshes_pages_and_filters() {
+        let b = bridge();
+        let t0 = chrono::Utc::now();
+        {
+            let mut st = b.lock();
+            let list = st.refreshes.by_group.entry("g".into()).or_default();
+            // Started one after the other; each new one goes in front.
+            for i in 0..60 {
+                list.insert(
+                    0,
+                    refresh(format!("r-{i:02}"), t0 + chrono::Duration::seconds(i)),
+                );
+            }
+        }
+        let newest_first: Vec<String> = (0..60).rev().map(|i| format!("r-{i:02}")).collect();
+
+        // Default page: 50, newest first, then a token for the other 10.
+        let (status, ids, next, _) = describe(&b, &[]).await;
+        assert_eq!(status, 200);
+        assert_eq!(ids, newest_first[..50]);
+        let next = next.expect("a NextToken while more remain");
+        let (_, ids, last, _) = describe(&b, &[("NextToken", &next)]).await;
+        assert_eq!(ids, newest_first[50..]);
+        assert_eq!(last, None);
+
+        // MaxRecords up to 100; above is a ValidationError.
+        let (_, ids, next, _) = describe(&b, &[("MaxRecords", "100")]).await;
+        assert_eq!((ids.len(), next), (60, None));
+        let (_, ids, next, _) = describe(&b, &[("MaxRecords", "7")]).await;
+        assert_eq!((ids, next.is_some()), (newest_first[..7].to_vec(), true));
+        for bad in ["101", "0", "x"] {
+            let (status, _, _, code) = describe(&b, &[("MaxRecords", bad)]).await;
+            assert_eq!(
+                (status, code.as_deref()),
+                (400, Some("ValidationError")),
+                "{bad}"
+            );
+        }
+        let (status, _, _, code) = describe(&b, &[("NextToken", "bogus")]).await;
+        assert_eq!((status, code.as_deref()), (400, Some("InvalidNextToken")));
+
+        // InstanceRefreshIds: only those, still newest first.
+        let (_, ids, next, _) = describe(
+            &b,
+            &[
+                ("InstanceRefreshIds.member.1", "r-03"),
+                ("InstanceRefreshIds.member.2", "r-41"),
+            ],
+        )
+        .await;
+        assert_eq!(
+            (ids, next),
+            (vec!["r-41".to_string(), "r-03".to_string()], None)
+        );
+    }
+
+    #[test]
+    fn bridge_refuses_auto_rollback_on_default_or_latest_group() {
+        let with = |rollback: &str| {
+            form(&[
+                ("Preferences.AutoRollback", rollback),
+                (
+                    "DesiredConfiguration.LaunchTemplate.LaunchTemplateId",
+                    "lt-1",
+                ),
+                ("DesiredConfiguration.LaunchTemplate.Version", "$Default"),
+            ])
+        };
+        for current in [Some("$Default"), Some("$Latest"), None] {
+            let m = auto_rollback_refusal(&with("true"), current).expect("refused");
+            assert!(m.contains("$Latest or $Default"), "{m}");
+        }
+        // A numbered group may be refreshed to "$Default" with AutoRollback.
+        assert_eq!(auto_rollback_refusal(&with("true"), Some("3")), None);
+        // Without AutoRollback a $Default group is fine.
+        assert_eq!(
+            auto_rollback_refusal(&with("false"), Some("$Default")),
+            None
+        );
+        assert_eq!(auto_rollback_refusal(&form(&[]), Some("$Default")), None);
+    }
+
+    #[test]
+    fn bridge_refuses_auto_rollback_without_desired_configuration() {
+        let f = form(&[("Preferences.AutoRollback", "true")]);
+        let m = auto_rollback_refusal(&f, Some("3")).expect("refused");
+        assert!(
+            m.starts_with("The request isn't valid. The AutoRollback parameter cannot be set to true when the DesiredConfiguration parameter is empty."),
+            "{m}"
         );
     }
 }

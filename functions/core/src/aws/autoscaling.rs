@@ -4,9 +4,15 @@ use crate::domain::RefreshPreferences;
 use crate::error::{classify_sdk_error, StepError};
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::{
-    DesiredConfiguration, LaunchTemplateSpecification, RefreshStrategy,
+    AutoScalingGroup, DesiredConfiguration, LaunchTemplateSpecification, MixedInstancesPolicy,
+    RefreshStrategy,
 };
 use aws_sdk_autoscaling::Client;
+use chrono::{DateTime, Utc};
+
+/// The most refreshes one DescribeInstanceRefreshes page may hold (the
+/// API's maximum; its default is 50).
+const REFRESH_PAGE: i32 = 100;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupInfo {
@@ -17,6 +23,44 @@ pub struct GroupInfo {
     pub launch_template_version: Option<String>,
     pub suspended: Vec<String>,
     pub instances: Vec<GroupInstance>,
+}
+
+/// How a group names its launch template version. The group's own setting
+/// decides whether AWS can roll a refresh back, and a deployment keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionKind {
+    Number,
+    Default,
+    Latest,
+}
+
+impl VersionKind {
+    /// The kind of a version as a group references it; none means `$Default`
+    /// (the API's default for a launch template specification).
+    pub fn of(version: Option<&str>) -> Self {
+        match version {
+            Some("$Latest") => Self::Latest,
+            Some(v) if v.parse::<i64>().is_ok() => Self::Number,
+            _ => Self::Default,
+        }
+    }
+
+    /// The desired configuration's version that moves a group of this kind to
+    /// `main` and leaves it of the same kind once the refresh succeeds
+    /// (`main` is the default and the latest version when the refresh starts).
+    pub fn desired_version(self, main: i64) -> String {
+        match self {
+            Self::Number => main.to_string(),
+            Self::Default => "$Default".into(),
+            Self::Latest => "$Latest".into(),
+        }
+    }
+}
+
+impl GroupInfo {
+    pub fn version_kind(&self) -> VersionKind {
+        VersionKind::of(self.launch_template_version.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,8 +75,11 @@ pub struct RefreshInfo {
     pub status: String,
     pub status_reason: Option<String>,
     pub percentage_complete: i32,
-    /// The pinned launch template version the refresh moves to, if any.
+    /// The launch template the refresh's desired configuration names, if any.
+    pub desired_launch_template_id: Option<String>,
+    /// The desired configuration's version as sent: a number, `$Default` or `$Latest`.
     pub desired_version: Option<String>,
+    pub start_time: Option<DateTime<Utc>>,
 }
 
 impl RefreshInfo {
@@ -44,12 +91,122 @@ impl RefreshInfo {
     }
 }
 
+/// A group as DescribeAutoScalingGroups describes it.
+pub fn group_info(g: &AutoScalingGroup) -> GroupInfo {
+    let spec = g.launch_template().or_else(|| {
+        g.mixed_instances_policy()
+            .and_then(|m| m.launch_template())
+            .and_then(|l| l.launch_template_specification())
+    });
+    GroupInfo {
+        name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+        desired_capacity: g.desired_capacity().unwrap_or(0),
+        launch_template_id: spec
+            .and_then(|s| s.launch_template_id())
+            .map(str::to_string),
+        launch_template_version: spec.and_then(|s| s.version()).map(str::to_string),
+        suspended: g
+            .suspended_processes()
+            .iter()
+            .filter_map(|p| p.process_name())
+            .map(str::to_string)
+            .collect(),
+        instances: g
+            .instances()
+            .iter()
+            .map(|i| GroupInstance {
+                id: i.instance_id().unwrap_or_default().to_string(),
+                launch_template_version: i
+                    .launch_template()
+                    .and_then(|l| l.version())
+                    .map(str::to_string),
+            })
+            .collect(),
+    }
+}
+
+/// The desired configuration moving a group to `version` of
+/// `launch_template_id`: for a group with a mixed instances policy, the whole
+/// policy (overrides, instances distribution) with the template's version
+/// replaced wherever it names this template; otherwise the launch template.
+pub fn desired_configuration(
+    launch_template_id: &str,
+    version: &str,
+    mixed: Option<&MixedInstancesPolicy>,
+) -> DesiredConfiguration {
+    let spec = || {
+        LaunchTemplateSpecification::builder()
+            .launch_template_id(launch_template_id)
+            .version(version)
+            .build()
+    };
+    let Some(policy) = mixed else {
+        return DesiredConfiguration::builder()
+            .launch_template(spec())
+            .build();
+    };
+    let mut policy = policy.clone();
+    if let Some(lt) = policy.launch_template.as_mut() {
+        // The policy may name the template by name: ours by id replaces it.
+        lt.launch_template_specification = Some(spec());
+        for o in lt.overrides.iter_mut().flatten() {
+            if let Some(s) = o.launch_template_specification.as_mut() {
+                if s.launch_template_id.as_deref() == Some(launch_template_id) {
+                    s.version = Some(version.to_string());
+                }
+            }
+        }
+    }
+    DesiredConfiguration::builder()
+        .mixed_instances_policy(policy)
+        .build()
+}
+
+fn refresh_info(r: &aws_sdk_autoscaling::types::InstanceRefresh) -> RefreshInfo {
+    let lt = r.desired_configuration().and_then(|d| {
+        d.launch_template().or_else(|| {
+            d.mixed_instances_policy()
+                .and_then(|m| m.launch_template())
+                .and_then(|l| l.launch_template_specification())
+        })
+    });
+    RefreshInfo {
+        id: r.instance_refresh_id().unwrap_or_default().to_string(),
+        status: r
+            .status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        status_reason: r.status_reason().map(str::to_string),
+        percentage_complete: r.percentage_complete().unwrap_or(0),
+        desired_launch_template_id: lt.and_then(|l| l.launch_template_id()).map(str::to_string),
+        desired_version: lt.and_then(|l| l.version()).map(str::to_string),
+        start_time: r
+            .start_time()
+            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+    }
+}
+
 /// Auto Scaling as the steps and the API use it.
 pub type AutoScaling = super::Capability<Client>;
 
 impl AutoScaling {
     /// The named groups that exist (missing ones are simply absent).
     pub async fn groups(&self, names: &[String]) -> Result<Vec<GroupInfo>, StepError> {
+        Ok(self
+            .groups_with_policies(names)
+            .await?
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect())
+    }
+
+    /// The named groups, each with its whole mixed instances policy if it
+    /// has one: a refresh must send the policy whole (fields left out are
+    /// reset to their defaults).
+    pub async fn groups_with_policies(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<(GroupInfo, Option<MixedInstancesPolicy>)>, StepError> {
         let out = self
             .client
             .describe_auto_scaling_groups()
@@ -60,38 +217,7 @@ impl AutoScaling {
         Ok(out
             .auto_scaling_groups()
             .iter()
-            .map(|g| {
-                let spec = g.launch_template().or_else(|| {
-                    g.mixed_instances_policy()
-                        .and_then(|m| m.launch_template())
-                        .and_then(|l| l.launch_template_specification())
-                });
-                GroupInfo {
-                    name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
-                    desired_capacity: g.desired_capacity().unwrap_or(0),
-                    launch_template_id: spec
-                        .and_then(|s| s.launch_template_id())
-                        .map(str::to_string),
-                    launch_template_version: spec.and_then(|s| s.version()).map(str::to_string),
-                    suspended: g
-                        .suspended_processes()
-                        .iter()
-                        .filter_map(|p| p.process_name())
-                        .map(str::to_string)
-                        .collect(),
-                    instances: g
-                        .instances()
-                        .iter()
-                        .map(|i| GroupInstance {
-                            id: i.instance_id().unwrap_or_default().to_string(),
-                            launch_template_version: i
-                                .launch_template()
-                                .and_then(|l| l.version())
-                                .map(str::to_string),
-                        })
-                        .collect(),
-                }
-            })
+            .map(|g| (group_info(g), g.mixed_instances_policy().cloned()))
             .collect())
     }
 
@@ -117,48 +243,81 @@ impl AutoScaling {
             .map_err(|e| classify_sdk_error("ResumeProcesses", &e))
     }
 
-    /// The group's refreshes, newest first (as the API returns them).
-    pub async fn refreshes(&self, group: &str) -> Result<Vec<RefreshInfo>, StepError> {
+    /// Our refresh, asked for by its id (`None`: AWS does not know it).
+    pub async fn refresh(&self, group: &str, id: &str) -> Result<Option<RefreshInfo>, StepError> {
         let out = self
             .client
             .describe_instance_refreshes()
             .auto_scaling_group_name(group)
+            .instance_refresh_ids(id)
             .send()
             .await
             .map_err(|e| classify_sdk_error("DescribeInstanceRefreshes", &e))?;
         Ok(out
             .instance_refreshes()
             .iter()
-            .map(|r| RefreshInfo {
-                id: r.instance_refresh_id().unwrap_or_default().to_string(),
-                status: r
-                    .status()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                status_reason: r.status_reason().map(str::to_string),
-                percentage_complete: r.percentage_complete().unwrap_or(0),
-                desired_version: r
-                    .desired_configuration()
-                    .and_then(|d| d.launch_template())
-                    .and_then(|l| l.version())
-                    .map(str::to_string),
-            })
-            .collect())
+            .map(refresh_info)
+            .find(|r| r.id == id))
     }
 
-    /// Starts a rolling refresh pinned to `version` (a number, never `$Latest`).
-    /// `Ok(None)` means another refresh is already in progress on the group.
+    /// The group's refreshes, newest first (as the API sorts them), every page.
+    pub async fn refreshes(&self, group: &str) -> Result<Vec<RefreshInfo>, StepError> {
+        self.refreshes_since(group, None).await
+    }
+
+    /// The group's refreshes started at or after `since` (all when `None`),
+    /// newest first: pages are followed until one reaches an older refresh.
+    pub async fn refreshes_since(
+        &self,
+        group: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RefreshInfo>, StepError> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_instance_refreshes()
+                .auto_scaling_group_name(group)
+                .max_records(REFRESH_PAGE)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify_sdk_error("DescribeInstanceRefreshes", &e))?;
+            for r in out.instance_refreshes().iter().map(refresh_info) {
+                if let (Some(since), Some(start)) = (since, r.start_time) {
+                    if start < since {
+                        return Ok(all);
+                    }
+                }
+                all.push(r);
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// Starts a rolling refresh to `version` of the launch template (a number,
+    /// `$Default` or `$Latest`, see [`VersionKind::desired_version`]); a group
+    /// with a mixed instances policy passes it (see [`desired_configuration`]).
+    /// `auto_rollback` is sent as given: the caller allows it only where AWS
+    /// does (a group on a numbered version). `Ok(None)` means another refresh
+    /// is already in progress on the group.
     pub async fn start_refresh(
         &self,
         group: &str,
         launch_template_id: &str,
-        version: i64,
+        version: &str,
+        mixed: Option<&MixedInstancesPolicy>,
         prefs: &RefreshPreferences,
+        auto_rollback: bool,
     ) -> Result<Option<String>, StepError> {
         let mut p = aws_sdk_autoscaling::types::RefreshPreferences::builder()
             .min_healthy_percentage(prefs.min_healthy_percentage)
             .skip_matching(prefs.skip_matching)
-            .auto_rollback(prefs.auto_rollback);
+            .auto_rollback(auto_rollback);
         if let Some(w) = prefs.instance_warmup_seconds {
             p = p.instance_warmup(w);
         }
@@ -167,16 +326,7 @@ impl AutoScaling {
             .start_instance_refresh()
             .auto_scaling_group_name(group)
             .strategy(RefreshStrategy::Rolling)
-            .desired_configuration(
-                DesiredConfiguration::builder()
-                    .launch_template(
-                        LaunchTemplateSpecification::builder()
-                            .launch_template_id(launch_template_id)
-                            .version(version.to_string())
-                            .build(),
-                    )
-                    .build(),
-            )
+            .desired_configuration(desired_configuration(launch_template_id, version, mixed))
             .preferences(p.build())
             .send()
             .await;

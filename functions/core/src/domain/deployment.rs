@@ -128,6 +128,14 @@ pub struct Runtime {
     pub main_version: Option<i64>,
     /// Instance refresh id per group.
     pub refreshes: BTreeMap<String, String>,
+    /// Each group's launch template version as the group named it before its
+    /// refresh (a number, `$Default` or `$Latest`): the kind it keeps, and
+    /// whether AWS could roll the refresh back.
+    pub prior_group_versions: BTreeMap<String, String>,
+    /// When we were about to send StartInstanceRefresh per group (written
+    /// before the call): a refresh we started but whose id was never saved is
+    /// one with our desired configuration that started after this.
+    pub refresh_requested_at: BTreeMap<String, DateTime<Utc>>,
     /// Last progress recorded per group, so progress actions are only written on change.
     pub refresh_progress: BTreeMap<String, i32>,
     /// Set (before sending) when the notification e-mail has been claimed, so a

@@ -45,9 +45,9 @@ async fn cleanup(
 
     if status != DeploymentStatus::Succeeded {
         // Stop our refreshes first so nothing keeps replacing instances.
-        for group in rt.refreshes.keys() {
-            let active = match deps.asg.refreshes(group).await {
-                Ok(list) => list.into_iter().any(|r| r.is_active()),
+        for (group, id) in &rt.refreshes {
+            let active = match deps.asg.refresh(group, id).await {
+                Ok(r) => r.is_some_and(|r| r.is_active()),
                 Err(e) => {
                     note(format!("describe the refresh on {group}"), e);
                     continue;

@@ -1,12 +1,40 @@
 //! Step 5, "Replace instances": an instance refresh per group with instances,
-//! pinned to the main model's version number, adopted again (never started
-//! twice) on later calls; the ASL's wait loop calls it until every refresh is
+//! to the main model in the group's own kind of version (a number → the main
+//! model's number, with AutoRollback if the environment asks for it;
+//! `$Default`/`$Latest` → the same, which resolve to the main model and which
+//! AWS cannot roll back), adopted again (never started twice) on later calls; the ASL's wait loop calls it until every refresh is
 //! terminal. RollbackSuccessful ends the deployment RolledBack.
 
 use super::{Journal, Poll, StepInput};
+use crate::aws::autoscaling::VersionKind;
 use crate::deps::Deps;
-use crate::domain::{StepName, StepStatus};
+use crate::domain::{Deployment, StepName, StepStatus};
 use crate::error::StepError;
+use chrono::{DateTime, Duration, Utc};
+
+/// How far AWS's clock may be behind ours when we compare a refresh's
+/// StartTime with the time we recorded before starting it.
+const CLOCK_SKEW_MINUTES: i64 = 5;
+
+/// Where to look for a refresh we may have started without saving its id (a
+/// crash between StartInstanceRefresh and the save): `None` = do not look,
+/// `Some(since)` = the group's refreshes started after `since` (all: `None`).
+/// A numbered desired version is the main model, created by this deployment,
+/// so a refresh to it is ours whenever it started. `$Default`/`$Latest` are
+/// everyone's, so only a refresh started after we recorded that we were about
+/// to send ours (no record: we never sent it) is ours.
+fn adoption_bound(
+    dep: &Deployment,
+    group: &str,
+    kind: VersionKind,
+) -> Option<Option<DateTime<Utc>>> {
+    let skew = Duration::minutes(CLOCK_SKEW_MINUTES);
+    match (dep.runtime.refresh_requested_at.get(group), kind) {
+        (Some(at), _) => Some(Some(*at - skew)),
+        (None, VersionKind::Number) => Some(dep.started_at.map(|t| t - skew)),
+        (None, _) => None,
+    }
+}
 
 pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     let mut j = Journal::load(deps, &input, StepName::ReplaceInstances).await?;
@@ -27,8 +55,14 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     let main = j.dep.runtime.main_version.ok_or_else(|| {
         StepError::InvalidState("no main model recorded for this deployment".into())
     })?;
-    let groups = deps.asg.groups(&env.auto_scaling_groups).await?;
-    let with_instances: Vec<_> = groups.iter().filter(|g| g.desired_capacity > 0).collect();
+    let groups = deps
+        .asg
+        .groups_with_policies(&env.auto_scaling_groups)
+        .await?;
+    let with_instances: Vec<_> = groups
+        .iter()
+        .filter(|(g, _)| g.desired_capacity > 0)
+        .collect();
     if with_instances.is_empty() && j.dep.runtime.refreshes.is_empty() {
         return j
             .not_applicable("no group has instances (desired capacity 0)")
@@ -36,34 +70,93 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     }
     j.start().await?;
 
-    for g in &with_instances {
+    for (g, mixed) in &with_instances {
         if j.dep.runtime.refreshes.contains_key(&g.name) {
             continue;
         }
-        let pinned = main.to_string();
-        let ours = deps
-            .asg
-            .refreshes(&g.name)
-            .await?
-            .into_iter()
-            .find(|r| r.desired_version.as_deref() == Some(pinned.as_str()));
+        // The group's setting before its refresh, recorded once: after a
+        // successful refresh the group names the same kind of version again.
+        let prior = match j.dep.runtime.prior_group_versions.get(&g.name) {
+            Some(v) => v.clone(),
+            None => {
+                let v = g
+                    .launch_template_version
+                    .clone()
+                    .unwrap_or_else(|| "$Default".into());
+                j.dep
+                    .runtime
+                    .prior_group_versions
+                    .insert(g.name.clone(), v.clone());
+                j.save_runtime().await?;
+                v
+            }
+        };
+        let kind = VersionKind::of(Some(&prior));
+        let desired = kind.desired_version(main);
+        if kind == VersionKind::Latest {
+            // `$Latest` must resolve to the main model, not to a version
+            // someone created after it.
+            let latest = deps
+                .ec2
+                .launch_template(&env.launch_template_id)
+                .await?
+                .map(|t| t.latest_version);
+            if latest != Some(main) {
+                return Err(StepError::InvalidState(format!(
+                    "group {} uses $Latest, but the latest version of launch template {} is {} rather than the main model {main}; \
+                     deploy again or set the group to a version number",
+                    g.name,
+                    env.launch_template_id,
+                    latest.map_or("unknown".into(), |v| v.to_string())
+                )));
+            }
+        }
+        let ours = match adoption_bound(&j.dep, &g.name, kind) {
+            Some(since) => deps
+                .asg
+                .refreshes_since(&g.name, since)
+                .await?
+                .into_iter()
+                .find(|r| {
+                    r.desired_version.as_deref() == Some(desired.as_str())
+                        && r.desired_launch_template_id
+                            .as_deref()
+                            .is_none_or(|l| l == env.launch_template_id)
+                }),
+            None => None,
+        };
+        let shown = match kind {
+            VersionKind::Number => main.to_string(),
+            _ => format!("{desired} (version {main})"),
+        };
         let id = match ours {
             Some(r) => {
                 j.action(format!(
-                    "Adopted instance refresh {} on group {} (version {main})",
+                    "Adopted instance refresh {} on group {} (version {shown})",
                     r.id, g.name
                 ))
                 .await?;
                 r.id
             }
             None => {
+                let prefs = &env.defaults.refresh_preferences;
+                // AWS refuses AutoRollback for a group on $Default or $Latest:
+                // it can only roll back to a numbered version.
+                let auto_rollback = prefs.auto_rollback && kind == VersionKind::Number;
+                j.dep
+                    .runtime
+                    .refresh_requested_at
+                    .insert(g.name.clone(), deps.clock.now());
+                j.save_runtime().await?;
                 let id = deps
                     .asg
                     .start_refresh(
                         &g.name,
                         &env.launch_template_id,
-                        main,
-                        &env.defaults.refresh_preferences,
+                        &desired,
+                        mixed.as_ref(),
+                        prefs,
+                        auto_rollback,
                     )
                     .await?
                     .ok_or_else(|| {
@@ -72,8 +165,16 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
                             g.name
                         ))
                     })?;
+                if prefs.auto_rollback && !auto_rollback {
+                    j.action(format!(
+                        "Auto rollback is not available for group {}: it uses the {prior} launch template version, \
+                         and AWS rolls back only groups on a version number; the refresh runs without it",
+                        g.name
+                    ))
+                    .await?;
+                }
                 j.action(format!(
-                    "Started instance refresh {id} on group {} to launch template version {main} ({} instances)",
+                    "Started instance refresh {id} on group {} to launch template version {shown} ({} instances)",
                     g.name,
                     g.instances.len()
                 ))
@@ -90,17 +191,9 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     let mut failed = Vec::new();
     let refreshes = j.dep.runtime.refreshes.clone();
     for (group, id) in &refreshes {
-        let r = deps
-            .asg
-            .refreshes(group)
-            .await?
-            .into_iter()
-            .find(|r| &r.id == id)
-            .ok_or_else(|| {
-                StepError::RefreshFailed(format!(
-                    "instance refresh {id} on group {group} not found"
-                ))
-            })?;
+        let r = deps.asg.refresh(group, id).await?.ok_or_else(|| {
+            StepError::RefreshFailed(format!("instance refresh {id} on group {group} not found"))
+        })?;
         if j.dep.runtime.refresh_progress.get(group) != Some(&r.percentage_complete) {
             j.dep
                 .runtime
@@ -153,163 +246,4 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::DeploymentOptions;
-    use crate::steps::testkit::{aws, input, Fixture, GROUP, LT};
-    use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
-    use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
-    use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshOutput;
-    use aws_sdk_autoscaling::types::RefreshStrategy;
-    use aws_smithy_mocks::{mock, Rule};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    type Asg = aws_sdk_autoscaling::Client;
-
-    fn groups(desired: i32) -> Rule {
-        mock!(Asg::describe_auto_scaling_groups).then_output(move || {
-            DescribeAutoScalingGroupsOutput::builder()
-                .auto_scaling_groups(aws::group(desired, "8", &[], LT))
-                .build()
-        })
-    }
-
-    /// The refresh's status over successive describes (empty first = none yet).
-    fn refreshes(seq: &'static [(&'static str, i32)], reason: Option<&'static str>) -> Rule {
-        let n = Arc::new(AtomicUsize::new(0));
-        mock!(Asg::describe_instance_refreshes).then_output(move || {
-            let i = n.fetch_add(1, Ordering::SeqCst).min(seq.len() - 1);
-            let (status, pct) = seq[i];
-            let mut b = DescribeInstanceRefreshesOutput::builder();
-            if !status.is_empty() {
-                b = b.instance_refreshes(aws::refresh("r-1", status, pct, "9", reason));
-            }
-            b.build()
-        })
-    }
-
-    /// Matches only a rolling refresh pinned to version number 9 with the environment's preferences.
-    fn start() -> Rule {
-        mock!(Asg::start_instance_refresh)
-            .match_requests(|r| {
-                let lt = r.desired_configuration().and_then(|d| d.launch_template());
-                let p = r.preferences();
-                r.auto_scaling_group_name() == Some(GROUP)
-                    && r.strategy() == Some(&RefreshStrategy::Rolling)
-                    && lt.and_then(|l| l.version()) == Some("9")
-                    && lt.and_then(|l| l.launch_template_id()) == Some(LT)
-                    && p.and_then(|p| p.min_healthy_percentage()) == Some(90)
-                    && p.and_then(|p| p.skip_matching()) == Some(true)
-                    && p.and_then(|p| p.auto_rollback()) == Some(true)
-            })
-            .then_output(|| {
-                StartInstanceRefreshOutput::builder()
-                    .instance_refresh_id("r-1")
-                    .build()
-            })
-    }
-
-    async fn fixture() -> Fixture {
-        let f = Fixture::new(DeploymentOptions::default()).await;
-        f.update(|d| d.runtime.main_version = Some(9)).await;
-        f
-    }
-
-    #[tokio::test]
-    async fn starts_a_pinned_refresh_records_progress_and_ends_when_successful() {
-        let f = fixture().await;
-        let (g, r, s) = (
-            groups(2),
-            refreshes(
-                &[
-                    ("", 0),
-                    ("Pending", 0),
-                    ("InProgress", 50),
-                    ("Successful", 100),
-                ],
-                None,
-            ),
-            start(),
-        );
-        let deps = f.deps(&[], &[&g, &r, &s], &[]);
-        let mut i = input();
-        for _ in 0..3 {
-            let p = run(&deps, i.clone()).await.unwrap();
-            if p.done {
-                break;
-            }
-            i.replace = Some(p);
-        }
-        assert_eq!(s.num_calls(), 1);
-        let d = f.deployment().await;
-        let step = d.step(StepName::ReplaceInstances);
-        assert_eq!(step.status, StepStatus::Succeeded);
-        let log: Vec<_> = step.actions.iter().map(|a| a.message.as_str()).collect();
-        assert!(
-            log.contains(&"Group web-asg: 50% of instances replaced (InProgress)"),
-            "{log:?}"
-        );
-        assert!(log.contains(&"All instances replaced"));
-    }
-
-    #[tokio::test]
-    async fn adopts_a_refresh_already_started_for_this_version() {
-        let f = fixture().await;
-        let (g, r, s) = (groups(2), refreshes(&[("InProgress", 20)], None), start());
-        assert!(
-            !run(&f.deps(&[], &[&g, &r, &s], &[]), input())
-                .await
-                .unwrap()
-                .done
-        );
-        assert_eq!(s.num_calls(), 0);
-        assert_eq!(f.deployment().await.runtime.refreshes[GROUP], "r-1");
-    }
-
-    #[tokio::test]
-    async fn not_applicable_without_instances() {
-        let f = fixture().await;
-        let (g, r, s) = (groups(0), refreshes(&[("", 0)], None), start());
-        assert!(
-            run(&f.deps(&[], &[&g, &r, &s], &[]), input())
-                .await
-                .unwrap()
-                .done
-        );
-        assert_eq!(s.num_calls(), 0);
-        assert_eq!(
-            f.deployment().await.step(StepName::ReplaceInstances).status,
-            StepStatus::NotApplicable
-        );
-    }
-
-    #[tokio::test]
-    async fn a_failed_refresh_fails_with_its_reason() {
-        let f = fixture().await;
-        let (g, r, s) = (
-            groups(2),
-            refreshes(&[("", 0), ("Failed", 50)], Some("health checks failed")),
-            start(),
-        );
-        let err = run(&f.deps(&[], &[&g, &r, &s], &[]), input())
-            .await
-            .unwrap_err();
-        assert_eq!(err.name(), "RefreshFailed");
-        assert!(err.message().contains("health checks failed"));
-    }
-
-    #[tokio::test]
-    async fn a_rolled_back_refresh_is_reported_as_such() {
-        let f = fixture().await;
-        let (g, r, s) = (
-            groups(2),
-            refreshes(&[("", 0), ("RollbackSuccessful", 100)], Some("alarm")),
-            start(),
-        );
-        let err = run(&f.deps(&[], &[&g, &r, &s], &[]), input())
-            .await
-            .unwrap_err();
-        assert_eq!(err.name(), "RefreshRolledBack");
-    }
-}
+mod tests;

@@ -63,11 +63,17 @@ fn world(send_ok: bool, to: &'static [&'static str]) -> World {
                 r.launch_template_id() == Some(LT) && r.default_version() == Some("8")
             })
             .then_output(|| ModifyLaunchTemplateOutput::builder().build()),
-        refreshes: mock!(Asg::describe_instance_refreshes).then_output(|| {
-            DescribeInstanceRefreshesOutput::builder()
-                .instance_refreshes(aws::refresh("r-1", "InProgress", 30, "9", None))
-                .build()
-        }),
+        // Only our refresh, asked for by its id, is described.
+        refreshes: mock!(Asg::describe_instance_refreshes)
+            .match_requests(|r| {
+                r.auto_scaling_group_name() == Some(GROUP)
+                    && r.instance_refresh_ids() == ["r-1".to_string()]
+            })
+            .then_output(|| {
+                DescribeInstanceRefreshesOutput::builder()
+                    .instance_refreshes(aws::refresh("r-1", "InProgress", 30, "9", None))
+                    .build()
+            }),
         cancel: mock!(Asg::cancel_instance_refresh)
             .match_requests(|r| r.auto_scaling_group_name() == Some(GROUP))
             .then_output(|| CancelInstanceRefreshOutput::builder().build()),
