@@ -37,7 +37,7 @@ browser:
 
 # The first run builds the emulator and the sandbox, with progress; later
 # runs start in seconds.
-FIRST_RUN := the first run builds the local AWS emulator (about 10 min on 2 cores) and the sandbox (about 7 min); later runs take seconds
+FIRST_RUN := the first run builds the local AWS emulator (about 11 min on 2 cores) and the sandbox (about 6 min); later runs take seconds
 demo:
 	@echo "demo: $(FIRST_RUN)"
 	@scripts/install-emulator.sh

@@ -5,7 +5,7 @@
 # from `cargo install fakecloud` included).
 #
 # The first time it is compiled from its published source with the dev
-# profile and no debug info: about 10 minutes on 2 cores instead of about 40
+# profile and no debug info: about 11 minutes on 2 cores instead of about 40
 # for a release build, and the emulator serves the sandbox as fast (the
 # measurements are in BENCHMARKS.md). fakecloud is AGPL-3.0: we only run it as
 # a separate program, never link it.
@@ -23,7 +23,7 @@ done
 crates=660
 log="${TMPDIR:-/tmp}/fakecloud-install.$$.log"
 echo "emulator: installing fakecloud $version, the local AWS emulator the sandbox and the end-to-end tests run on,"
-echo "emulator: into ${CARGO_HOME:-$HOME/.cargo}/bin. It is compiled from source once (~$crates crates, about 10 minutes"
+echo "emulator: into ${CARGO_HOME:-$HOME/.cargo}/bin. It is compiled from source once (~$crates crates, about 11 minutes"
 echo "emulator: on 2 cores); every later command reuses it. Full log: $log"
 start=$(date +%s)
 # Dev profile without debug info: the emulator needs neither the optimizer's
