@@ -21,9 +21,13 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# Unit and contract tests, then the end-to-end suite (tests/e2e.rs) against the sandbox.
+# Unit and contract tests, then the end-to-end suites against the sandbox; the
+# figures the suites report (matrix totals) are printed at the end.
+FIGURES := $(CURDIR)/target/figures.txt
 tests:
-	$(CARGO) test --workspace
+	@mkdir -p $(dir $(FIGURES)) && rm -f $(FIGURES)
+	AUTOSKY_FIGURES=$(FIGURES) $(CARGO) test --workspace
+	@cat $(FIGURES) 2>/dev/null || true
 
 lint-infra:
 	scripts/lint-infra.sh
@@ -35,20 +39,18 @@ emulator:
 browser:
 	scripts/install-browser.sh
 
-# The first run builds the emulator and the sandbox, with progress; later
-# runs start in seconds.
+# The first run builds the emulator and the sandbox at the same time, with
+# progress; later runs start in seconds.
 FIRST_RUN := the first run builds the local AWS emulator (about 11 min on 2 cores) and the sandbox (about 6 min); later runs take seconds
 demo:
 	@echo "demo: $(FIRST_RUN)"
-	@scripts/install-emulator.sh
-	$(CARGO) build -p autosky-sandbox
+	@CARGO=$(CARGO) scripts/build-sandbox.sh
 	$(CARGO) run -q -p autosky-sandbox -- demo
 
 # SEED=0: start without the demo environment.
 sandbox:
 	@echo "sandbox: $(FIRST_RUN)"
-	@scripts/install-emulator.sh
-	$(CARGO) build -p autosky-sandbox
+	@CARGO=$(CARGO) scripts/build-sandbox.sh
 	$(CARGO) run -q -p autosky-sandbox -- up $(if $(filter 0,$(SEED)),--no-seed,)
 
 build:

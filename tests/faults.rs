@@ -228,10 +228,10 @@ async fn every_call_of_every_step_survives_throttling_and_hard_errors() {
         }
     }
     let size = actions.len() * 2;
-    println!(
+    harness::figure(&format!(
         "fault matrix: {} actions x 2 = {size} cases, {passed} passed",
         actions.len()
-    );
+    ));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(passed, size);
 }

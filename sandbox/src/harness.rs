@@ -294,3 +294,25 @@ pub async fn deployment_images(c: &Clients, deployment_id: &str) -> Vec<aws_sdk_
         .images()
         .to_vec()
 }
+
+/// A figure a test reports (matrix totals, call counts): printed, and, when
+/// `AUTOSKY_FIGURES` names a file, appended to it. cargo test shows a passing
+/// test's output only on request, so `make tests` prints that file after the
+/// run: the figures reach the terminal without un-capturing every test.
+pub fn figure(line: &str) {
+    println!("{line}");
+    if let Some(path) = std::env::var_os("AUTOSKY_FIGURES") {
+        use std::io::Write;
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            eprintln!(
+                "could not write the figure to {}: {e}",
+                path.to_string_lossy()
+            );
+        }
+    }
+}
