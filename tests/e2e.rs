@@ -334,7 +334,11 @@ async fn a_failed_refresh_fails_cleans_up_and_notifies() {
 async fn a_rolled_back_refresh_ends_rolled_back() {
     let c = clients();
     let env = "e2e-rollback";
-    let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
+    // AWS rolls back only a group on a version number, and the product asks
+    // for AutoRollback only then (the environment's option is on by default).
+    let seeded = seed::environment_with(&c, env, seed::GroupSetup::Numbered, 1, defaults())
+        .await
+        .unwrap();
     harness::set_refresh_outcome(
         &c,
         &seeded.environment.auto_scaling_groups[0],

@@ -31,11 +31,48 @@ fn tags(rt: ResourceType, env_id: &str, name: &str) -> TagSpecification {
         .build()
 }
 
-/// Creates the environment `env_id` with `instances` in its group and
-/// registers it with `defaults`.
+/// Creates the environment `env_id` with `instances` in its group (on the
+/// template's `$Default` version) and registers it with `defaults`.
 pub async fn environment(
     c: &Clients,
     env_id: &str,
+    instances: i32,
+    defaults: EnvironmentDefaults,
+) -> Result<Seeded, String> {
+    environment_with(c, env_id, GroupSetup::Default, instances, defaults).await
+}
+
+/// The groups an environment is seeded with (the environment's launch
+/// template, `{env}-template`, has one version, 1, its default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupSetup {
+    /// `{env}-asg` on version `1` (AWS can roll it back).
+    Numbered,
+    /// `{env}-asg` on `$Default`.
+    Default,
+    /// `{env}-asg` on `$Latest`.
+    Latest,
+    /// `{env}-asg` with a mixed instances policy: the template at version
+    /// `1`, overrides t3.micro and t3.small, OnDemandBaseCapacity 1,
+    /// OnDemandPercentageAboveBaseCapacity 100.
+    Mixed,
+    /// `{env}-asg` on version `1` with the instances, and `{env}-asg-empty`
+    /// on version `1` with none (desired capacity 0).
+    TwoGroupsOneEmpty,
+    /// `{env}-asg` on the launch configuration `{env}-lc` (same image and
+    /// type as the template).
+    LaunchConfiguration,
+    /// `{env}-asg` on version `1` of another template, `{env}-other-template`.
+    OtherTemplate,
+}
+
+/// Creates the environment `env_id`: the preparation server, the launch
+/// template and the group(s) of `setup` with `instances` instances, and
+/// registers it with `defaults`.
+pub async fn environment_with(
+    c: &Clients,
+    env_id: &str,
+    setup: GroupSetup,
     instances: i32,
     defaults: EnvironmentDefaults,
 ) -> Result<Seeded, String> {
@@ -60,54 +97,59 @@ pub async fn environment(
         .and_then(|i| i.instance_id())
         .ok_or("RunInstances returned no instance")?
         .to_string();
-
-    let lt = c
-        .ec2
-        .create_launch_template()
-        .launch_template_name(format!("{env_id}-template"))
-        .version_description("initial")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id(BASE_IMAGE)
-                .instance_type(InstanceType::T3Micro)
-                .build(),
-        )
-        .tag_specifications(tags(
-            ResourceType::LaunchTemplate,
-            env_id,
-            &format!("{env_id}-template"),
-        ))
-        .send()
-        .await
-        .map_err(|e| format!("CreateLaunchTemplate: {e:?}"))?;
-    let lt_id = lt
-        .launch_template()
-        .and_then(|t| t.launch_template_id())
-        .ok_or("CreateLaunchTemplate returned no id")?
-        .to_string();
-
+    let lt_id = template(&c.ec2, env_id, &format!("{env_id}-template")).await?;
     let group = format!("{env_id}-asg");
-    c.asg
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(&group)
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_id(&lt_id)
-                .version("$Default")
-                .build(),
-        )
-        .min_size(0)
-        .max_size(instances.max(1) * 2)
-        .desired_capacity(instances)
-        .availability_zones("us-east-1a")
-        .send()
-        .await
-        .map_err(|e| format!("CreateAutoScalingGroup: {e:?}"))?;
+    let on = |version: &str| GroupSource::Template {
+        launch_template_id: lt_id.clone(),
+        version: version.into(),
+    };
+    let mut groups = vec![group.clone()];
+    match setup {
+        GroupSetup::Numbered => create_group(&c.asg, &group, on("1"), instances).await?,
+        GroupSetup::Default => create_group(&c.asg, &group, on("$Default"), instances).await?,
+        GroupSetup::Latest => create_group(&c.asg, &group, on("$Latest"), instances).await?,
+        GroupSetup::Mixed => {
+            let source = GroupSource::Mixed {
+                launch_template_id: lt_id.clone(),
+                version: "1".into(),
+                instance_types: vec!["t3.micro".into(), "t3.small".into()],
+                on_demand_base_capacity: 1,
+                on_demand_percentage_above_base_capacity: 100,
+            };
+            create_group(&c.asg, &group, source, instances).await?
+        }
+        GroupSetup::TwoGroupsOneEmpty => {
+            let empty = format!("{env_id}-asg-empty");
+            create_group(&c.asg, &group, on("1"), instances).await?;
+            create_group(&c.asg, &empty, on("1"), 0).await?;
+            groups.push(empty);
+        }
+        GroupSetup::LaunchConfiguration => {
+            let lc = format!("{env_id}-lc");
+            c.asg
+                .create_launch_configuration()
+                .launch_configuration_name(&lc)
+                .image_id(BASE_IMAGE)
+                .instance_type("t3.micro")
+                .send()
+                .await
+                .map_err(|e| format!("CreateLaunchConfiguration: {e:?}"))?;
+            create_group(&c.asg, &group, GroupSource::Configuration(lc), instances).await?
+        }
+        GroupSetup::OtherTemplate => {
+            let other = template(&c.ec2, env_id, &format!("{env_id}-other-template")).await?;
+            let source = GroupSource::Template {
+                launch_template_id: other,
+                version: "1".into(),
+            };
+            create_group(&c.asg, &group, source, instances).await?
+        }
+    }
 
     let environment = Environment {
         environment_id: env_id.into(),
         preparation_server_id: server,
-        auto_scaling_groups: vec![group],
+        auto_scaling_groups: groups,
         launch_template_id: lt_id,
         defaults,
     };
@@ -116,6 +158,179 @@ pub async fn environment(
         .await
         .map_err(|e| e.to_string())?;
     Ok(Seeded { environment })
+}
+
+/// Creates the launch template `name` (version 1: the base image, t3.micro)
+/// tagged with the environment; returns its id.
+pub async fn template(
+    ec2: &aws_sdk_ec2::Client,
+    env_id: &str,
+    name: &str,
+) -> Result<String, String> {
+    let lt = ec2
+        .create_launch_template()
+        .launch_template_name(name)
+        .version_description("initial")
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id(BASE_IMAGE)
+                .instance_type(InstanceType::T3Micro)
+                .build(),
+        )
+        .tag_specifications(tags(ResourceType::LaunchTemplate, env_id, name))
+        .send()
+        .await
+        .map_err(|e| format!("CreateLaunchTemplate: {e:?}"))?;
+    lt.launch_template()
+        .and_then(|t| t.launch_template_id())
+        .map(str::to_string)
+        .ok_or_else(|| "CreateLaunchTemplate returned no id".to_string())
+}
+
+/// What a seeded group launches from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupSource {
+    Template {
+        launch_template_id: String,
+        version: String,
+    },
+    Mixed {
+        launch_template_id: String,
+        version: String,
+        instance_types: Vec<String>,
+        on_demand_base_capacity: i32,
+        on_demand_percentage_above_base_capacity: i32,
+    },
+    Configuration(String),
+}
+
+/// Creates the group `name` (one availability zone, minimum 0, maximum
+/// twice the instances) with `instances` instances.
+pub async fn create_group(
+    asg: &aws_sdk_autoscaling::Client,
+    name: &str,
+    source: GroupSource,
+    instances: i32,
+) -> Result<(), String> {
+    use aws_sdk_autoscaling::types::{
+        InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides, MixedInstancesPolicy,
+    };
+    let spec = |id: &str, version: &str| {
+        LaunchTemplateSpecification::builder()
+            .launch_template_id(id)
+            .version(version)
+            .build()
+    };
+    let mut req = asg
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .min_size(0)
+        .max_size(instances.max(1) * 2)
+        .desired_capacity(instances)
+        .availability_zones("us-east-1a");
+    req = match source {
+        GroupSource::Template {
+            launch_template_id,
+            version,
+        } => req.launch_template(spec(&launch_template_id, &version)),
+        GroupSource::Mixed {
+            launch_template_id,
+            version,
+            instance_types,
+            on_demand_base_capacity,
+            on_demand_percentage_above_base_capacity,
+        } => {
+            let mut lt = LaunchTemplate::builder()
+                .launch_template_specification(spec(&launch_template_id, &version));
+            for t in instance_types {
+                lt = lt.overrides(LaunchTemplateOverrides::builder().instance_type(t).build());
+            }
+            req.mixed_instances_policy(
+                MixedInstancesPolicy::builder()
+                    .launch_template(lt.build())
+                    .instances_distribution(
+                        InstancesDistribution::builder()
+                            .on_demand_base_capacity(on_demand_base_capacity)
+                            .on_demand_percentage_above_base_capacity(
+                                on_demand_percentage_above_base_capacity,
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+        }
+        GroupSource::Configuration(lc) => req.launch_configuration_name(lc),
+    };
+    req.send()
+        .await
+        .map(drop)
+        .map_err(|e| format!("CreateAutoScalingGroup {name}: {e:?}"))
+}
+
+/// A group as the emulator (through the bridge) describes it: what it
+/// launches from and the launch template version of each instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupView {
+    pub name: String,
+    /// The group's launch template (or its mixed policy's): id and version
+    /// as the group names it (a number, `$Default` or `$Latest`).
+    pub launch_template_id: Option<String>,
+    pub version: Option<String>,
+    pub launch_configuration: Option<String>,
+    pub mixed: bool,
+    /// Each instance (launch order) and the launch template version it was
+    /// launched from (a number; none for a launch configuration's).
+    pub instances: Vec<(String, Option<String>)>,
+}
+
+/// Each named group's [`GroupView`], in the order asked.
+pub async fn group_views(
+    asg: &aws_sdk_autoscaling::Client,
+    groups: &[String],
+) -> Result<Vec<GroupView>, String> {
+    let out = asg
+        .describe_auto_scaling_groups()
+        .set_auto_scaling_group_names(Some(groups.to_vec()))
+        .send()
+        .await
+        .map_err(|e| format!("DescribeAutoScalingGroups: {e:?}"))?;
+    let mut views = Vec::new();
+    for name in groups {
+        let Some(g) = out
+            .auto_scaling_groups()
+            .iter()
+            .find(|g| g.auto_scaling_group_name() == Some(name.as_str()))
+        else {
+            return Err(format!("group {name} not found"));
+        };
+        let mixed = g
+            .mixed_instances_policy()
+            .and_then(|m| m.launch_template())
+            .and_then(|l| l.launch_template_specification());
+        let spec = g.launch_template().or(mixed);
+        views.push(GroupView {
+            name: name.clone(),
+            launch_template_id: spec
+                .and_then(|s| s.launch_template_id())
+                .map(str::to_string),
+            version: spec.and_then(|s| s.version()).map(str::to_string),
+            launch_configuration: g.launch_configuration_name().map(str::to_string),
+            mixed: g.mixed_instances_policy().is_some(),
+            instances: g
+                .instances()
+                .iter()
+                .map(|i| {
+                    (
+                        i.instance_id().unwrap_or_default().to_string(),
+                        i.launch_template()
+                            .and_then(|l| l.version())
+                            .map(str::to_string),
+                    )
+                })
+                .collect(),
+        });
+    }
+    Ok(views)
 }
 
 /// The image id each of the group's instances runs.

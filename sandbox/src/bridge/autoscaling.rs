@@ -1,6 +1,7 @@
 //! The Auto Scaling actions the bridge serves itself or amends: fakecloud has
 //! no SuspendProcesses / ResumeProcesses, so suspended processes are kept per
-//! group here and added to its DescribeAutoScalingGroups answers; the
+//! group here and added to its DescribeAutoScalingGroups answers (which also
+//! show a refreshing group's own setting, see [`super::refresh`]); the
 //! instance refresh actions go to [`super::refresh`]; the rest is forwarded.
 
 use super::{xml, Bridge};
@@ -47,9 +48,10 @@ impl Bridge {
             "StartInstanceRefresh" => self.start_refresh(form).await,
             "DescribeInstanceRefreshes" => self.describe_refreshes(form),
             "CancelInstanceRefresh" => self.cancel_refresh(form),
+            "RollbackInstanceRefresh" => self.rollback_refresh(form),
             "DescribeAutoScalingGroups" => {
                 let res = self.forward(parts, body).await;
-                self.with_suspended(res).await
+                self.with_overlays(res).await
             }
             _ => self.forward(parts, body).await,
         }
@@ -105,10 +107,11 @@ impl Bridge {
         xml::ok_empty(action)
     }
 
-    /// Adds our SuspendedProcesses to the emulator's group descriptions (of
+    /// Edits the emulator's group descriptions: our SuspendedProcesses (of
     /// every group a process was ever suspended in: an empty list once all
-    /// are resumed).
-    async fn with_suspended(&self, res: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    /// are resumed), and a refreshing group's setting as it was when its
+    /// refresh started.
+    async fn with_overlays(&self, res: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
         if res.status() != 200 {
             return res;
         }
@@ -119,13 +122,29 @@ impl Bridge {
             Err(never) => match never {},
         };
         let text = String::from_utf8_lossy(&body);
-        let elements: HashMap<String, String> = self
-            .lock()
-            .suspended
-            .iter()
-            .map(|(group, procs)| (group.clone(), xml::suspended_processes(procs)))
-            .collect();
-        let body = match xml::set_suspended(&text, |group| elements.get(group).cloned()) {
+        let edits: HashMap<String, xml::Edit> = {
+            let st = self.lock();
+            let mut edits: HashMap<String, xml::Edit> = st
+                .suspended
+                .iter()
+                .map(|(group, procs)| {
+                    let edit = xml::Edit {
+                        drop: vec!["SuspendedProcesses".into()],
+                        append: xml::suspended_processes(procs),
+                    };
+                    (group.clone(), edit)
+                })
+                .collect();
+            for (group, o) in st.refreshes.overlays() {
+                let edit = match edits.remove(&group) {
+                    Some(e) => e.and(o),
+                    None => o,
+                };
+                edits.insert(group, edit);
+            }
+            edits
+        };
+        let body = match xml::edit_groups(&text, |group| edits.get(group).cloned()) {
             Ok(edited) => Bytes::from(edited),
             Err(e) => {
                 tracing::warn!("bridge: DescribeAutoScalingGroups answer left as it was: {e}");

@@ -7,7 +7,8 @@
 //! `/_sandbox/`:
 //!
 //! - `POST /_sandbox/refresh-outcome` (form `group`, `outcome` = Successful |
-//!   Failed | RollbackSuccessful) makes a group's next refresh end that way;
+//!   Failed | RollbackSuccessful | RollbackFailed) makes a group's next
+//!   refresh end that way (see `refresh::Bridge::set_outcome`);
 //! - `POST /_sandbox/faults` with `{"service": "ec2", "action": "CreateImage",
 //!   "nth": 1, "error": "Throttling" | "ServerError" | "AccessDenied"}` makes
 //!   the nth call of that action from now answer that error, in the service's

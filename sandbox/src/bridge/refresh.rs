@@ -1,11 +1,14 @@
 //! The emulated instance refresh (fakecloud has none): StartInstanceRefresh
-//! really replaces the group's instances in the emulator (the group moves to
-//! the desired launch template version, capacity goes to 0 and back, so new
-//! instances launch from that version), in phases of the bridge's `phase`;
-//! DescribeInstanceRefreshes reports PercentageComplete and a terminal
-//! status; one active refresh per group (`InstanceRefreshInProgress`);
-//! CancelInstanceRefresh. `POST /_sandbox/refresh-outcome` makes a group's
-//! next refresh end Failed or RollbackSuccessful instead.
+//! really replaces the group's instances in the emulator, in batches
+//! ([`run`]), and the group's own setting changes only when the refresh
+//! succeeds (until then DescribeAutoScalingGroups shows the setting recorded
+//! when it started); DescribeInstanceRefreshes (paged, by id);
+//! CancelInstanceRefresh; RollbackInstanceRefresh and auto rollback;
+//! Preferences.BakeTime (`Baking`), SkipMatching, AutoRollback.
+//! `POST /_sandbox/refresh-outcome` chooses how a group's next refresh ends.
+
+mod run;
+pub mod setting;
 
 use super::autoscaling::members;
 use super::xml::{self, leaf};
@@ -13,10 +16,49 @@ use super::{request_id, Bridge};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
+use setting::Setting;
 use std::collections::HashMap;
 
-/// The outcomes a test can ask for.
-const OUTCOMES: [&str; 3] = ["Successful", "Failed", "RollbackSuccessful"];
+/// The outcomes a test can ask for (see `set_outcome`).
+const OUTCOMES: [&str; 4] = [
+    "Successful",
+    "Failed",
+    "RollbackSuccessful",
+    "RollbackFailed",
+];
+
+/// RefreshPreferences.BakeTime: "Valid Range: Minimum value of 0. Maximum
+/// value of 172800."
+const MAX_BAKE_TIME: i64 = 172_800;
+
+/// The preferences the emulation follows (the API's defaults when absent).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prefs {
+    pub min_healthy: i32,
+    pub skip_matching: bool,
+    pub auto_rollback: bool,
+    pub bake_time: i64,
+}
+
+impl Default for Prefs {
+    fn default() -> Self {
+        Self {
+            min_healthy: 90,
+            skip_matching: false,
+            auto_rollback: false,
+            bake_time: 0,
+        }
+    }
+}
+
+/// RollbackDetails of DescribeInstanceRefreshes.
+#[derive(Clone, Debug)]
+pub struct Rollback {
+    reason: String,
+    start: chrono::DateTime<chrono::Utc>,
+    percentage: i32,
+    to_update: i32,
+}
 
 #[derive(Clone, Debug)]
 pub struct Refresh {
@@ -28,32 +70,143 @@ pub struct Refresh {
     to_update: i32,
     start: chrono::DateTime<chrono::Utc>,
     end: Option<chrono::DateTime<chrono::Utc>>,
-    lt_id: String,
-    version: String,
+    /// The request's DesiredConfiguration, if it had one.
+    desired: Option<Setting>,
+    /// The group's own setting when the refresh started.
+    before: Option<Setting>,
+    prefs: Prefs,
+    /// The outcome asked for this refresh (see `set_outcome`).
+    outcome: String,
     cancel_requested: bool,
+    rollback_requested: bool,
+    rollback: Option<Rollback>,
 }
 
-/// The refreshes of each group, newest first, and the outcome asked for
-/// each group's next one.
+impl Refresh {
+    fn new(id: String, group: String) -> Self {
+        Self {
+            id,
+            group,
+            status: "Pending".into(),
+            reason: None,
+            percentage: 0,
+            to_update: 0,
+            start: chrono::Utc::now(),
+            end: None,
+            desired: None,
+            before: None,
+            prefs: Prefs::default(),
+            outcome: "Successful".into(),
+            cancel_requested: false,
+            rollback_requested: false,
+            rollback: None,
+        }
+    }
+}
+
+/// The refreshes of each group, newest first, the outcome asked for each
+/// group's next one, and what DescribeAutoScalingGroups shows of a group
+/// while its refresh runs.
 #[derive(Default)]
 pub struct Refreshes {
     by_group: HashMap<String, Vec<Refresh>>,
     outcomes: HashMap<String, String>,
+    overlays: HashMap<String, xml::Edit>,
 }
 
+impl Refreshes {
+    /// The edit of each refreshing group's description.
+    pub fn overlays(&self) -> Vec<(String, xml::Edit)> {
+        self.overlays
+            .iter()
+            .map(|(g, e)| (g.clone(), e.clone()))
+            .collect()
+    }
+}
+
+/// Pending, InProgress, Baking, Cancelling and RollbackInProgress: the
+/// statuses during which another StartInstanceRefresh is refused.
 fn is_active(status: &str) -> bool {
     matches!(
         status,
-        "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress"
+        "Pending" | "InProgress" | "Baking" | "Cancelling" | "RollbackInProgress"
     )
+}
+
+/// What RollbackInstanceRefresh can roll back (assumed: not Cancelling, not
+/// a rollback already running).
+fn can_roll_back(status: &str) -> bool {
+    matches!(status, "Pending" | "InProgress" | "Baking")
+}
+
+/// What DescribeAutoScalingGroups shows of a group while its refresh runs:
+/// its own setting, minimum size and desired capacity as they were when the
+/// refresh started (the emulation changes them in the emulator to replace
+/// instances). "Once the instance refresh succeeds, Amazon EC2 Auto Scaling
+/// updates the settings of the Auto Scaling group to reflect the new desired
+/// configuration."
+fn overlay(before: &Setting, g: &aws_sdk_autoscaling::types::AutoScalingGroup) -> xml::Edit {
+    let append = xml::fragment(|w| {
+        before.write(w)?;
+        leaf(w, "MinSize", &g.min_size().unwrap_or(0).to_string())?;
+        leaf(
+            w,
+            "DesiredCapacity",
+            &g.desired_capacity().unwrap_or(0).to_string(),
+        )
+    });
+    xml::Edit {
+        drop: [
+            "LaunchTemplate",
+            "LaunchConfigurationName",
+            "MixedInstancesPolicy",
+            "MinSize",
+            "DesiredCapacity",
+        ]
+        .map(String::from)
+        .to_vec(),
+        append,
+    }
 }
 
 fn time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// The request's preferences; `Err`: a ValidationError message.
+fn prefs(form: &HashMap<String, String>) -> Result<Prefs, String> {
+    let flag = |k: &str| form.get(k).map(String::as_str) == Some("true");
+    let number = |k: &str, default: i64, max: i64| -> Result<i64, String> {
+        match form.get(k) {
+            None => Ok(default),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (0..=max).contains(&n) => Ok(n),
+                _ => Err(format!(
+                    "1 validation error detected: Value '{v}' at 'preferences.{}' failed to satisfy \
+                     constraint: Member must have value between 0 and {max}",
+                    k.trim_start_matches("Preferences.")
+                )),
+            },
+        }
+    };
+    Ok(Prefs {
+        min_healthy: number("Preferences.MinHealthyPercentage", 90, 100)? as i32,
+        skip_matching: flag("Preferences.SkipMatching"),
+        auto_rollback: flag("Preferences.AutoRollback"),
+        bake_time: number("Preferences.BakeTime", 0, MAX_BAKE_TIME)?,
+    })
+}
+
 impl Bridge {
-    /// `POST /_sandbox/refresh-outcome`.
+    /// `POST /_sandbox/refresh-outcome` (form `group`, `outcome`): how the
+    /// group's next refresh ends. `Successful` (the default): it runs to the
+    /// end. `Failed`: it fails after its first batch (the instances replaced
+    /// so far stay), and rolls back by itself when started with
+    /// AutoRollback. `RollbackSuccessful`: the same, stating that the test
+    /// expects the auto rollback; without AutoRollback it ends Failed, as on
+    /// AWS. `RollbackFailed`: a rollback of the refresh (automatic: the
+    /// refresh then fails after its first batch; or RollbackInstanceRefresh)
+    /// fails after its first batch.
     pub(super) fn set_outcome(&self, form: &HashMap<String, String>) -> Response<Full<Bytes>> {
         let (Some(group), Some(outcome)) = (form.get("group"), form.get("outcome")) else {
             return xml::error(400, "ValidationError", "group and outcome are required");
@@ -62,7 +215,7 @@ impl Bridge {
             return xml::error(
                 400,
                 "ValidationError",
-                "outcome must be Successful, Failed or RollbackSuccessful",
+                "outcome must be Successful, Failed, RollbackSuccessful or RollbackFailed",
             );
         }
         self.lock()
@@ -86,31 +239,32 @@ impl Bridge {
                 &format!("AutoScalingGroup {group_name} not found"),
             );
         };
-        let current = group.launch_template().or_else(|| {
-            group
-                .mixed_instances_policy()
-                .and_then(|m| m.launch_template())
-                .and_then(|l| l.launch_template_specification())
-        });
+        let before = Setting::of_group(&group);
+        let current = before.as_ref().and_then(Setting::template);
         if let Some(message) = auto_rollback_refusal(form, current.and_then(|l| l.version())) {
             return xml::error(400, "ValidationError", &message);
         }
-        let lt_id = form
-            .get("DesiredConfiguration.LaunchTemplate.LaunchTemplateId")
-            .cloned()
-            .or_else(|| {
-                current
-                    .and_then(|l| l.launch_template_id())
-                    .map(str::to_string)
-            })
-            .unwrap_or_default();
-        let version = form
-            .get("DesiredConfiguration.LaunchTemplate.Version")
-            .cloned()
-            .or_else(|| current.and_then(|l| l.version()).map(str::to_string))
-            .unwrap_or_else(|| "$Default".into());
+        let desired = match setting::desired(form) {
+            Ok(d) => d,
+            Err(message) => return xml::error(400, "ValidationError", &message),
+        };
+        let prefs = match prefs(form) {
+            Ok(p) => p,
+            Err(message) => return xml::error(400, "ValidationError", &message),
+        };
+        let mut r = Refresh::new(request_id(), group_name.clone());
+        r.desired = desired;
+        r.prefs = prefs;
+        r.before = before.clone();
+        // What it replaces is known before the answer, as InstancesToUpdate.
+        let fleet = match self.prepare(&r).await {
+            Ok(f) => f,
+            Err(e) => return xml::error(500, "InternalFailure", &format!("Sandbox: {e}")),
+        };
+        r.to_update = fleet.to_replace() as i32;
         let refresh = {
-            let mut st = self.lock();
+            let mut guard = self.lock();
+            let st = &mut *guard;
             let list = st.refreshes.by_group.entry(group_name.clone()).or_default();
             if let Some(active) = list.iter().find(|r| is_active(&r.status)) {
                 return xml::error(
@@ -119,207 +273,27 @@ impl Bridge {
                     &format!("An Instance Refresh is already in progress and blocks the execution of this Instance Refresh ({}).", active.id),
                 );
             }
-            let r = Refresh {
-                id: request_id(),
-                group: group_name.clone(),
-                status: "Pending".into(),
-                reason: None,
-                percentage: 0,
-                to_update: group.instances().len() as i32,
-                start: chrono::Utc::now(),
-                end: None,
-                lt_id,
-                version,
-                cancel_requested: false,
-            };
-            list.insert(0, r.clone());
+            if let Some(o) = st.refreshes.outcomes.remove(&group_name) {
+                r.outcome = o;
+            }
+            if let Some(b) = &before {
+                st.refreshes
+                    .overlays
+                    .insert(group_name.clone(), overlay(b, &group));
+            }
+            st.refreshes
+                .by_group
+                .entry(group_name.clone())
+                .or_default()
+                .insert(0, r.clone());
             r
         };
         let bridge = self.clone();
         let id = refresh.id.clone();
-        tokio::spawn(async move { bridge.run_refresh(refresh).await });
+        tokio::spawn(async move { bridge.run_refresh(refresh, fleet).await });
         xml::ok("StartInstanceRefresh", |w| {
             leaf(w, "InstanceRefreshId", &id)
         })
-    }
-
-    /// Applies `f` to the refresh, unless a cancel was requested (it is
-    /// cancelled then); false when it is gone or cancelled.
-    fn update(&self, group: &str, id: &str, f: impl FnOnce(&mut Refresh)) -> bool {
-        let mut st = self.lock();
-        let Some(r) = st
-            .refreshes
-            .by_group
-            .get_mut(group)
-            .and_then(|l| l.iter_mut().find(|r| r.id == id))
-        else {
-            return false;
-        };
-        if r.cancel_requested && is_active(&r.status) {
-            r.status = "Cancelled".into();
-            r.reason = Some("Cancelled by request".into());
-            r.end = Some(chrono::Utc::now());
-            return false;
-        }
-        f(r);
-        true
-    }
-
-    /// Ends the refresh with `status`; false when a cancel came first.
-    fn finish(&self, r: &Refresh, status: &str, reason: Option<String>, pct: i32) -> bool {
-        self.update(&r.group, &r.id, |x| {
-            x.status = status.into();
-            x.reason = reason;
-            x.percentage = pct;
-            x.end = Some(chrono::Utc::now());
-        })
-    }
-
-    /// Emulates the refresh in phases of `self.phase`.
-    async fn run_refresh(&self, r: Refresh) {
-        tokio::time::sleep(self.phase).await;
-        if !self.update(&r.group, &r.id, |x| x.status = "InProgress".into()) {
-            return;
-        }
-        let outcome = self
-            .lock()
-            .refreshes
-            .outcomes
-            .remove(&r.group)
-            .unwrap_or_else(|| "Successful".into());
-        tokio::time::sleep(self.phase).await;
-        match outcome.as_str() {
-            "Failed" => {
-                self.update(&r.group, &r.id, |x| x.percentage = 50);
-                tokio::time::sleep(self.phase).await;
-                self.finish(
-                    &r,
-                    "Failed",
-                    Some(
-                        "Sandbox: instances failed their health checks (requested outcome)".into(),
-                    ),
-                    50,
-                );
-            }
-            "RollbackSuccessful" => {
-                if !self.update(&r.group, &r.id, |x| {
-                    x.status = "RollbackInProgress".into();
-                    x.percentage = 50;
-                    x.reason = Some(
-                        "Sandbox: alarm in ALARM state, rolling back (requested outcome)".into(),
-                    );
-                }) {
-                    return;
-                }
-                tokio::time::sleep(self.phase).await;
-                self.finish(
-                    &r,
-                    "RollbackSuccessful",
-                    Some(
-                        "Sandbox: rolled back to the previous configuration (requested outcome)"
-                            .into(),
-                    ),
-                    100,
-                );
-            }
-            _ => {
-                // Ends Successful itself; a cancel or failure is in the status.
-                if let Err(e) = self.replace(&r).await {
-                    self.finish(&r, "Failed", Some(format!("Sandbox: {e}")), 0);
-                }
-            }
-        }
-    }
-
-    /// Replaces the group's instances: the emulator launches a group's
-    /// instances from the group's own launch template, so the group is moved
-    /// to the desired one while capacity goes to 0 and back. Unless the
-    /// refresh ends Successful (cancelled, or an emulator call failed) the
-    /// group's previous launch template setting is put back: AWS applies the
-    /// desired configuration to the group only once the refresh succeeds.
-    /// Ends the refresh Successful when done; `Err`: it has to end Failed.
-    async fn replace(&self, r: &Refresh) -> Result<(), String> {
-        let g = self.group(&r.group).await.ok_or("group disappeared")?;
-        let (min, desired) = (g.min_size().unwrap_or(0), g.desired_capacity().unwrap_or(0));
-        let before = g.launch_template().cloned();
-        let done = self.replace_with_desired(r, min, desired).await;
-        // A cancel may also arrive between the last phase and the end.
-        let succeeded = matches!(done, Ok(true)) && self.finish(r, "Successful", None, 100);
-        if !succeeded {
-            self.restore(&r.group, before, min, desired).await;
-        }
-        done.map(drop)
-    }
-
-    /// `Ok(false)`: cancelled on the way.
-    async fn replace_with_desired(
-        &self,
-        r: &Refresh,
-        min: i32,
-        desired: i32,
-    ) -> Result<bool, String> {
-        let spec = aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
-            .launch_template_id(&r.lt_id)
-            .version(&r.version)
-            .build();
-        self.asg
-            .update_auto_scaling_group()
-            .auto_scaling_group_name(&r.group)
-            .launch_template(spec)
-            .min_size(0)
-            .send()
-            .await
-            .map_err(|e| format!("UpdateAutoScalingGroup: {e:?}"))?;
-        self.asg
-            .set_desired_capacity()
-            .auto_scaling_group_name(&r.group)
-            .desired_capacity(0)
-            .send()
-            .await
-            .map_err(|e| format!("SetDesiredCapacity 0: {e:?}"))?;
-        if !self.update(&r.group, &r.id, |x| x.percentage = 50) {
-            return Ok(false);
-        }
-        tokio::time::sleep(self.phase).await;
-        self.asg
-            .set_desired_capacity()
-            .auto_scaling_group_name(&r.group)
-            .desired_capacity(desired)
-            .send()
-            .await
-            .map_err(|e| format!("SetDesiredCapacity {desired}: {e:?}"))?;
-        self.asg
-            .update_auto_scaling_group()
-            .auto_scaling_group_name(&r.group)
-            .min_size(min)
-            .send()
-            .await
-            .map_err(|e| format!("UpdateAutoScalingGroup min: {e:?}"))?;
-        Ok(true)
-    }
-
-    /// Puts the group's launch template setting and capacity back (best
-    /// effort: a failure is logged, the refresh's status already says it did
-    /// not succeed).
-    async fn restore(
-        &self,
-        group: &str,
-        spec: Option<aws_sdk_autoscaling::types::LaunchTemplateSpecification>,
-        min: i32,
-        desired: i32,
-    ) {
-        let res = self
-            .asg
-            .update_auto_scaling_group()
-            .auto_scaling_group_name(group)
-            .set_launch_template(spec)
-            .min_size(min)
-            .desired_capacity(desired)
-            .send()
-            .await;
-        if let Err(e) = res {
-            tracing::warn!("bridge: could not restore group {group}: {e:?}");
-        }
     }
 
     /// DescribeInstanceRefreshes: the group's refreshes newest first,
@@ -366,6 +340,8 @@ impl Bridge {
         })
     }
 
+    /// CancelInstanceRefresh: "Cancels an instance refresh or rollback that
+    /// is in progress." The run notices it at its next step.
     pub(super) fn cancel_refresh(&self, form: &HashMap<String, String>) -> Response<Full<Bytes>> {
         let group = form
             .get("AutoScalingGroupName")
@@ -391,6 +367,56 @@ impl Bridge {
                 "No in progress or pending Instance Refresh found",
             ),
         }
+    }
+
+    /// RollbackInstanceRefresh: the active refresh goes RollbackInProgress at
+    /// once ("When you receive a successful response from this operation,
+    /// Amazon EC2 Auto Scaling immediately begins replacing instances"); its
+    /// run replaces the instances it replaced with the pre-refresh setting.
+    /// Refused with `IrreversibleInstanceRefresh` when the refresh had no
+    /// desired configuration or the group is on `$Default`/`$Latest` (or a
+    /// launch configuration: there is no numbered version to go back to).
+    pub(super) fn rollback_refresh(&self, form: &HashMap<String, String>) -> Response<Full<Bytes>> {
+        let group = form
+            .get("AutoScalingGroupName")
+            .cloned()
+            .unwrap_or_default();
+        let mut st = self.lock();
+        let active = st
+            .refreshes
+            .by_group
+            .get_mut(&group)
+            .and_then(|l| l.iter_mut().find(|r| is_active(&r.status)))
+            .filter(|r| can_roll_back(&r.status) && !r.cancel_requested);
+        let Some(r) = active else {
+            return xml::error(
+                400,
+                "ActiveInstanceRefreshNotFound",
+                "The request failed because an active instance refresh or rollback for the \
+                 specified Auto Scaling group was not found.",
+            );
+        };
+        if r.desired.is_none() || !r.before.as_ref().is_some_and(Setting::is_reversible) {
+            return xml::error(
+                400,
+                "IrreversibleInstanceRefresh",
+                "The request failed because a desired configuration was not found or an \
+                 incompatible launch template (uses a Systems Manager parameter instead of an AMI \
+                 ID) or launch template version ($Latest or $Default) is present on the Auto \
+                 Scaling group.",
+            );
+        }
+        r.rollback_requested = true;
+        r.status = "RollbackInProgress".into();
+        r.rollback = Some(Rollback {
+            reason: "Sandbox: rollback started by RollbackInstanceRefresh".into(),
+            start: chrono::Utc::now(),
+            percentage: r.percentage,
+            to_update: r.to_update,
+        });
+        xml::ok("RollbackInstanceRefresh", |w| {
+            leaf(w, "InstanceRefreshId", &r.id)
+        })
     }
 }
 
@@ -489,22 +515,28 @@ fn write_refresh(w: &mut xml::XmlWriter, r: &Refresh) -> std::io::Result<()> {
         leaf(w, "EndTime", &time(end))?;
     }
     leaf(w, "PercentageComplete", &r.percentage.to_string())?;
-    let to_update = if r.status == "Successful" {
-        0
-    } else {
-        r.to_update
-    };
-    leaf(w, "InstancesToUpdate", &to_update.to_string())?;
-    w.create_element("DesiredConfiguration")
-        .write_inner_content(|w| {
-            w.create_element("LaunchTemplate")
-                .write_inner_content(|w| {
-                    leaf(w, "LaunchTemplateId", &r.lt_id)?;
-                    leaf(w, "Version", &r.version)
-                })?;
-            Ok(())
-        })
-        .map(drop)
+    leaf(w, "InstancesToUpdate", &r.to_update.to_string())?;
+    if let Some(d) = &r.desired {
+        w.create_element("DesiredConfiguration")
+            .write_inner_content(|w| match d {
+                Setting::Template(s) => setting::write_spec(w, "LaunchTemplate", s),
+                other => other.write(w),
+            })?;
+    }
+    if let Some(rb) = &r.rollback {
+        w.create_element("RollbackDetails")
+            .write_inner_content(|w| {
+                leaf(w, "RollbackReason", &rb.reason)?;
+                leaf(w, "RollbackStartTime", &time(rb.start))?;
+                leaf(
+                    w,
+                    "PercentageCompleteOnRollback",
+                    &rb.percentage.to_string(),
+                )?;
+                leaf(w, "InstancesToUpdateOnRollback", &rb.to_update.to_string())
+            })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

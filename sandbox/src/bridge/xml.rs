@@ -25,6 +25,11 @@ fn document(f: impl FnOnce(&mut XmlWriter) -> io::Result<()>) -> String {
     String::from_utf8(w.into_inner()).expect("XML written from &str")
 }
 
+/// An XML fragment written by `f` (several elements may follow each other).
+pub fn fragment(f: impl FnOnce(&mut XmlWriter) -> io::Result<()>) -> String {
+    document(f)
+}
+
 /// `<name>text</name>`, the text escaped.
 pub fn leaf(w: &mut XmlWriter, name: &str, text: &str) -> io::Result<()> {
     w.create_element(name)
@@ -157,6 +162,39 @@ pub fn set_suspended(
     xml: &str,
     replacement_for: impl Fn(&str) -> Option<String>,
 ) -> Result<String, quick_xml::Error> {
+    edit_groups(xml, |g| {
+        replacement_for(g).map(|append| Edit {
+            drop: vec!["SuspendedProcesses".into()],
+            append,
+        })
+    })
+}
+
+/// What to change in one group of a DescribeAutoScalingGroups answer: its
+/// direct children named in `drop` go, `append` (an XML fragment) is written
+/// as its last children.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Edit {
+    pub drop: Vec<String>,
+    pub append: String,
+}
+
+impl Edit {
+    /// Both edits: the drops of each, then the fragment of each.
+    pub fn and(mut self, other: Edit) -> Edit {
+        self.drop.extend(other.drop);
+        self.append.push_str(&other.append);
+        self
+    }
+}
+
+/// Rewrites a DescribeAutoScalingGroups answer: each group
+/// (`AutoScalingGroups/member`) for whose name `edit_for` gives an [`Edit`]
+/// gets it; everything else is copied event by event, as it was.
+pub fn edit_groups(
+    xml: &str,
+    edit_for: impl Fn(&str) -> Option<Edit>,
+) -> Result<String, quick_xml::Error> {
     let mut reader = Reader::from_str(xml);
     let mut out = Writer::new(Vec::with_capacity(xml.len() + 512));
     // The open elements outside a group, innermost last.
@@ -170,7 +208,7 @@ pub fn set_suspended(
         if let Some(g) = group.as_mut() {
             if g.push(event) {
                 if let Some(g) = group.take() {
-                    g.write(&mut out, &replacement_for)?;
+                    g.write(&mut out, &edit_for)?;
                 }
             }
             continue;
@@ -194,22 +232,15 @@ pub fn set_suspended(
     Ok(String::from_utf8(out.into_inner()).expect("copied from a &str"))
 }
 
-/// Which direct child of a group the events are in.
-#[derive(PartialEq)]
-enum Child {
-    Name,
-    Suspended,
-    Other,
-}
-
-/// One group's events, held until its end: its name may come after its
-/// SuspendedProcesses.
+/// One group's events, held until its end: its name may come after the
+/// children to edit.
 struct Group<'a> {
-    /// Each event, and whether it belongs to the group's SuspendedProcesses.
-    events: Vec<(Event<'a>, bool)>,
+    /// Each event, and the direct child of the group it belongs to.
+    events: Vec<(Event<'a>, Option<String>)>,
     /// Elements open within the group (1: the group's `member` itself).
     depth: usize,
-    child: Child,
+    /// The direct child the events are in.
+    child: Option<String>,
     /// The name's text as written (escaped).
     name: String,
 }
@@ -217,33 +248,33 @@ struct Group<'a> {
 impl<'a> Group<'a> {
     fn new(start: Event<'a>) -> Self {
         Self {
-            events: vec![(start, false)],
+            events: vec![(start, None)],
             depth: 1,
-            child: Child::Other,
+            child: None,
             name: String::new(),
         }
     }
 
+    fn in_name(&self) -> bool {
+        self.child.as_deref() == Some("AutoScalingGroupName")
+    }
+
     /// Takes the next event; true when it closed the group.
     fn push(&mut self, event: Event<'a>) -> bool {
-        let mut dropped = self.child == Child::Suspended;
+        let mut tag = self.child.clone();
         match &event {
             Event::Start(e) => {
                 self.depth += 1;
                 if self.depth == 2 {
-                    self.child = match e.name().as_ref() {
-                        "AutoScalingGroupName" => Child::Name,
-                        "SuspendedProcesses" => Child::Suspended,
-                        _ => Child::Other,
-                    };
-                    dropped = self.child == Child::Suspended;
+                    self.child = Some(e.name().as_ref().to_string());
+                    tag = self.child.clone();
                 }
             }
             Event::Empty(e) if self.depth == 1 => {
-                dropped = e.name().as_ref() == "SuspendedProcesses";
+                tag = Some(e.name().as_ref().to_string());
             }
-            Event::Text(t) if self.child == Child::Name => self.name.push_str(t),
-            Event::GeneralRef(r) if self.child == Child::Name => {
+            Event::Text(t) if self.in_name() => self.name.push_str(t),
+            Event::GeneralRef(r) if self.in_name() => {
                 self.name.push('&');
                 self.name.push_str(r);
                 self.name.push(';');
@@ -251,36 +282,35 @@ impl<'a> Group<'a> {
             Event::End(_) => {
                 self.depth -= 1;
                 if self.depth == 1 {
-                    self.child = Child::Other;
+                    self.child = None;
                 }
             }
             _ => {}
         }
-        self.events.push((event, dropped));
+        self.events.push((event, tag));
         self.depth == 0
     }
 
     fn write(
         self,
         out: &mut XmlWriter,
-        replacement_for: &impl Fn(&str) -> Option<String>,
+        edit_for: &impl Fn(&str) -> Option<Edit>,
     ) -> Result<(), quick_xml::Error> {
-        let replacement = replacement_for(&unescape(&self.name)?);
-        let Some(replacement) = replacement else {
+        let Some(edit) = edit_for(&unescape(&self.name)?) else {
             for (event, _) in self.events {
                 out.write_event(event)?;
             }
             return Ok(());
         };
         let mut events = self.events;
-        // The group's end tag, written after the replacement.
+        // The group's end tag, written after the appended fragment.
         let end = events.pop().map(|(e, _)| e);
-        for (event, dropped) in events {
-            if !dropped {
+        for (event, child) in events {
+            if !child.is_some_and(|c| edit.drop.contains(&c)) {
                 out.write_event(event)?;
             }
         }
-        let mut fragment = Reader::from_str(&replacement);
+        let mut fragment = Reader::from_str(&edit.append);
         loop {
             match fragment.read_event()? {
                 Event::Eof => break,

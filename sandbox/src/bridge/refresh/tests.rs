@@ -1,7 +1,9 @@
 //! The emulated instance refresh on its own: listing, paging and filtering,
-//! and the AutoRollback refusals.
+//! and the AutoRollback refusals; the runs against the emulator in [`live`].
 
 use super::*;
+
+mod live;
 
 #[test]
 fn a_refresh_is_listed_in_describe_shape() {
@@ -9,17 +11,19 @@ fn a_refresh_is_listed_in_describe_shape() {
         .unwrap()
         .to_utc();
     let r = Refresh {
-        id: "r-1".into(),
-        group: "g".into(),
         status: "Failed".into(),
         reason: Some("it's <bad>".into()),
         percentage: 50,
         to_update: 2,
         start,
         end: Some(start + chrono::Duration::seconds(1)),
-        lt_id: "lt-1".into(),
-        version: "$Default".into(),
-        cancel_requested: false,
+        desired: Some(Setting::Template(
+            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                .launch_template_id("lt-1")
+                .version("$Default")
+                .build(),
+        )),
+        ..Refresh::new("r-1".into(), "g".into())
     };
     let mut w = quick_xml::Writer::new(Vec::new());
     write_refresh(&mut w, &r).unwrap();
@@ -49,17 +53,10 @@ fn bridge() -> Bridge {
 
 fn refresh(id: String, start: chrono::DateTime<chrono::Utc>) -> Refresh {
     Refresh {
-        id,
-        group: "g".into(),
         status: "Successful".into(),
-        reason: None,
         percentage: 100,
-        to_update: 0,
         start,
-        end: None,
-        lt_id: "lt-1".into(),
-        version: "$Default".into(),
-        cancel_requested: false,
+        ..Refresh::new(id, "g".into())
     }
 }
 
@@ -185,4 +182,88 @@ fn bridge_refuses_auto_rollback_without_desired_configuration() {
             m.starts_with("The request isn't valid. The AutoRollback parameter cannot be set to true when the DesiredConfiguration parameter is empty."),
             "{m}"
         );
+}
+
+#[test]
+fn batches_follow_min_healthy_and_are_at_least_two() {
+    // (group, to replace, MinHealthyPercentage) → batch size
+    for (g, n, mh, want) in [
+        (4, 4, 90, 1),
+        (4, 4, 50, 2),
+        (4, 4, 0, 2),
+        (2, 2, 0, 1),
+        (3, 3, 0, 2),
+        (1, 1, 90, 1),
+        (10, 10, 90, 1),
+        (10, 10, 70, 3),
+        (4, 1, 0, 1),
+    ] {
+        assert_eq!(run::batch_size(g, n, mh), want, "{g} {n} {mh}");
+    }
+}
+
+#[test]
+fn desired_mixed_policy_is_read_whole_from_the_form() {
+    let p = "DesiredConfiguration.MixedInstancesPolicy";
+    let f = form(&[
+        (
+            &format!("{p}.LaunchTemplate.LaunchTemplateSpecification.LaunchTemplateId"),
+            "lt-1",
+        ),
+        (
+            &format!("{p}.LaunchTemplate.LaunchTemplateSpecification.Version"),
+            "7",
+        ),
+        (
+            &format!("{p}.LaunchTemplate.Overrides.member.2.InstanceType"),
+            "m5.large",
+        ),
+        (
+            &format!("{p}.LaunchTemplate.Overrides.member.1.InstanceType"),
+            "c5.large",
+        ),
+        (
+            &format!("{p}.LaunchTemplate.Overrides.member.1.WeightedCapacity"),
+            "2",
+        ),
+        (
+            &format!("{p}.InstancesDistribution.OnDemandPercentageAboveBaseCapacity"),
+            "50",
+        ),
+    ]);
+    let Ok(Some(Setting::Mixed(m))) = setting::desired(&f) else {
+        panic!("a mixed policy");
+    };
+    let lt = m.launch_template().unwrap();
+    let s = lt.launch_template_specification().unwrap();
+    assert_eq!(
+        (s.launch_template_id(), s.version()),
+        (Some("lt-1"), Some("7"))
+    );
+    let overrides: Vec<_> = lt
+        .overrides()
+        .iter()
+        .map(|o| (o.instance_type(), o.weighted_capacity()))
+        .collect();
+    assert_eq!(
+        overrides,
+        [(Some("c5.large"), Some("2")), (Some("m5.large"), None)]
+    );
+    let d = m.instances_distribution().unwrap();
+    assert_eq!(
+        (
+            d.on_demand_percentage_above_base_capacity(),
+            d.on_demand_base_capacity()
+        ),
+        (Some(50), None),
+        "what is left out stays out"
+    );
+    // Both kinds at once are refused; neither is no desired configuration.
+    let mut both = f.clone();
+    both.insert(
+        "DesiredConfiguration.LaunchTemplate.LaunchTemplateId".into(),
+        "lt-1".into(),
+    );
+    assert!(setting::desired(&both).is_err());
+    assert_eq!(setting::desired(&form(&[])), Ok(None));
 }
