@@ -316,3 +316,33 @@ pub fn figure(line: &str) {
         }
     }
 }
+
+/// Waits until the group's newest instance refresh is in progress with some
+/// of its instances replaced (PercentageComplete above 0).
+pub async fn wait_refresh_part_way(
+    c: &Clients,
+    group: &str,
+    limit: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = c
+            .asg
+            .describe_instance_refreshes()
+            .auto_scaling_group_name(group)
+            .max_records(1)
+            .send()
+            .await
+            .map_err(|e| format!("DescribeInstanceRefreshes: {e:?}"))?;
+        if let Some(r) = out.instance_refreshes().first() {
+            let in_progress = r.status().map(|s| s.as_str()) == Some("InProgress");
+            if in_progress && r.percentage_complete().unwrap_or(0) > 0 {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no refresh of {group} got part-way in {limit:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

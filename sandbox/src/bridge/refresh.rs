@@ -20,11 +20,12 @@ use setting::Setting;
 use std::collections::HashMap;
 
 /// The outcomes a test can ask for (see `set_outcome`).
-const OUTCOMES: [&str; 4] = [
+const OUTCOMES: [&str; 5] = [
     "Successful",
     "Failed",
     "RollbackSuccessful",
     "RollbackFailed",
+    "Hold",
 ];
 
 /// RefreshPreferences.BakeTime: "Valid Range: Minimum value of 0. Maximum
@@ -206,7 +207,9 @@ impl Bridge {
     /// expects the auto rollback; without AutoRollback it ends Failed, as on
     /// AWS. `RollbackFailed`: a rollback of the refresh (automatic: the
     /// refresh then fails after its first batch; or RollbackInstanceRefresh)
-    /// fails after its first batch.
+    /// fails after its first batch. `Hold`: a long refresh — after its first
+    /// batch it stays InProgress until cancelled or rolled back (for at most
+    /// [`run::HOLD_LIMIT`], then it goes on), so a test can act part-way.
     pub(super) fn set_outcome(&self, form: &HashMap<String, String>) -> Response<Full<Bytes>> {
         let (Some(group), Some(outcome)) = (form.get("group"), form.get("outcome")) else {
             return xml::error(400, "ValidationError", "group and outcome are required");
@@ -215,7 +218,7 @@ impl Bridge {
             return xml::error(
                 400,
                 "ValidationError",
-                "outcome must be Successful, Failed, RollbackSuccessful or RollbackFailed",
+                "outcome must be Successful, Failed, RollbackSuccessful, RollbackFailed or Hold",
             );
         }
         self.lock()

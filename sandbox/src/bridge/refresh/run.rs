@@ -84,6 +84,9 @@ fn fails(r: &Refresh) -> bool {
 
 const CANCELLED: &str = "Cancelled by request";
 
+/// How long a `Hold` refresh waits part-way for a cancel or a rollback.
+pub(crate) const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 impl Bridge {
     /// An EC2 client aimed at the emulator, in the bridge's Region, with the
     /// sandbox's credentials (the emulator does not check them).
@@ -185,6 +188,16 @@ impl Bridge {
                 x.to_update = (total - done) as i32;
             });
             tokio::time::sleep(self.phase).await;
+            if n == 0 && r.outcome == "Hold" {
+                let until = tokio::time::Instant::now() + HOLD_LIMIT;
+                while tokio::time::Instant::now() < until {
+                    match self.signal(&r) {
+                        Signal::Go => tokio::time::sleep(self.phase).await,
+                        Signal::Cancel => return self.cancel(&r, &fleet).await,
+                        Signal::Rollback => return self.roll_back(&r, &mut fleet, false).await,
+                    }
+                }
+            }
             if n == 0 && fails(&r) {
                 if r.prefs.auto_rollback {
                     return self.roll_back(&r, &mut fleet, true).await;

@@ -595,3 +595,30 @@ async fn bridge_mixed_policy_refresh_keeps_overrides() {
     );
     assert_eq!(versions(&v), strings(&["2", "2"]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_hold_stays_part_way_until_cancelled() {
+    let l = live().await;
+    let lt = l.template("hold", 2).await;
+    l.group("hold-g", &lt, "1", 2).await;
+    l.outcome("hold-g", "Hold").await;
+    let id = l.start("hold-g", to(&lt, "2"), prefs(90)).await.unwrap();
+    l.wait("hold-g", &id, |r| r.percentage_complete() == Some(50))
+        .await;
+    // Several phases later it has not moved on.
+    tokio::time::sleep(Duration::from_millis(PHASE_MS * 4)).await;
+    let r = l.refresh("hold-g", &id).await;
+    assert_eq!(
+        (r.status(), r.percentage_complete()),
+        (Some(&S::InProgress), Some(50))
+    );
+    l.asg
+        .cancel_instance_refresh()
+        .auto_scaling_group_name("hold-g")
+        .send()
+        .await
+        .unwrap();
+    let r = l.until_end("hold-g", &id, |_, _| {}).await;
+    assert_eq!(r.status(), Some(&S::Cancelled));
+    assert_eq!(versions(&l.view("hold-g").await), strings(&["1", "2"]));
+}
