@@ -58,7 +58,57 @@ fn every_task_is_a_step_under_its_console_name() {
             .unwrap_or_else(|| panic!("no Task uses ${{{}}}", step.substitution_key()));
         assert_eq!(name.as_str(), step.as_str());
     }
-    assert_eq!(asl["StartAt"], "Initial validation");
+    // Every execution starts with the steps, except a cleanup execution
+    // (started by the safety net), which goes straight to Finalization.
+    let start = &states(&asl)[asl["StartAt"].as_str().unwrap()];
+    assert_eq!(start["Type"], "Choice");
+    assert_eq!(start["Default"], "Initial validation");
+    let choices = start["Choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 1);
+    assert_eq!(choices[0]["Variable"], "$.cleanupOf");
+    assert_eq!(choices[0]["IsPresent"], true);
+    assert_eq!(choices[0]["Next"], "Finalization");
+}
+
+/// Finalization polls while the fleet is rolled back or restored: its
+/// result's `done: false` leads to a Wait of `waitSeconds` and back to it;
+/// any other result goes on to the end states. The field names are the ones
+/// Finalization's output serializes.
+#[test]
+fn finalization_waits_for_the_fleet_in_a_loop() {
+    let asl = asl();
+    let all = states(&asl);
+    let fin = &all["Finalization"];
+    let check = &all[fin["Next"].as_str().unwrap()];
+    assert_eq!(check["Type"], "Choice");
+    let choices = check["Choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 1);
+    assert_eq!(
+        choices[0]["Variable"],
+        format!("{}.done", fin["ResultPath"].as_str().unwrap())
+    );
+    assert_eq!(choices[0]["BooleanEquals"], false);
+    let wait = &all[choices[0]["Next"].as_str().unwrap()];
+    assert_eq!(wait["Type"], "Wait");
+    assert_eq!(wait["Next"], "Finalization");
+    assert_eq!(check["Default"], "Deployment succeeded?");
+    let out = autosky_core::steps::finalize::FinalOutput {
+        status: autosky_core::domain::DeploymentStatus::Failed,
+        generated_version: None,
+        ignored: false,
+        poll: autosky_core::steps::Poll::again(None, 15),
+    };
+    let v = serde_json::to_value(&out).unwrap();
+    assert_eq!(
+        (v["done"].clone(), v["waitSeconds"].clone()),
+        (false.into(), 15.into())
+    );
+    // What the next call reads back from `$.result`.
+    let input: autosky_core::steps::StepInput = serde_json::from_value(serde_json::json!({
+        "deploymentId": "01JABCDEFGHJKMNPQRSTVWXYZ0", "environmentId": "e", "result": v
+    }))
+    .unwrap();
+    assert_eq!(input.result.map(|p| p.attempt), Some(0));
 }
 
 #[test]
