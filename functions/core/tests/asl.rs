@@ -478,3 +478,67 @@ fn safety_net_keeps_failed_events_and_alarms_on_them() {
         }
     }
 }
+
+/// Finalization's function may do what bringing the fleet back calls for:
+/// roll a refresh back, start a restore refresh, read the groups' instances,
+/// delete the deployment's version, and (the safety net) start a cleanup
+/// execution of the deployment state machine — the last through a policy of
+/// its own on the function's role, as the state machine refers to the
+/// function (naming the machine in the function's Policies is a cycle).
+#[test]
+fn finalize_may_roll_back_restore_and_start_a_cleanup_execution() {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let t: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let (id, function) = resources
+        .iter()
+        .find(|(_, r)| {
+            r["Metadata"]["BuildProperties"]["Binary"] == StepName::Finalization.function()
+        })
+        .map(|(id, r)| (id.as_str().unwrap(), r))
+        .unwrap();
+    let actions: BTreeSet<String> = function["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default())
+        .flat_map(|s| s["Action"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    for needed in [
+        "autoscaling:RollbackInstanceRefresh",
+        "autoscaling:StartInstanceRefresh",
+        "autoscaling:CancelInstanceRefresh",
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeInstanceRefreshes",
+        "ec2:DescribeInstances",
+        "ec2:DeleteLaunchTemplateVersions",
+        "ec2:RunInstances",
+    ] {
+        assert!(actions.contains(needed), "{id} lacks {needed}");
+    }
+    let role = format!("{id}Role");
+    let start = resources
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::IAM::Policy"
+                && r["Properties"]["Roles"]
+                    .as_sequence()
+                    .is_some_and(|roles| roles.iter().any(|v| is_ref(v, &role)))
+        })
+        .unwrap_or_else(|| panic!("no AWS::IAM::Policy on {role}"));
+    let statements = start["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert!(statements.iter().any(|s| {
+        s["Action"]
+            .as_sequence()
+            .is_some_and(|a| a.iter().any(|a| a == "states:StartExecution"))
+            && is_ref(&s["Resource"], "DeploymentStateMachine")
+    }));
+}
+
+/// True when `value` is `!Ref <id>`.
+fn is_ref(value: &serde_yaml::Value, id: &str) -> bool {
+    matches!(value, serde_yaml::Value::Tagged(tag) if tag.tag == "!Ref" && tag.value.as_str() == Some(id))
+}
