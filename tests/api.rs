@@ -607,7 +607,8 @@ async fn a_cancelled_schedule_runs_nothing_even_if_it_fires_late() {
         .unwrap(),
         "SUCCEEDED"
     );
-    assert_eq!(harness::state_transitions(&c, &late).await.unwrap(), 2);
+    // "Cleanup only?" (not a cleanup execution), Initial validation, Already handled.
+    assert_eq!(harness::state_transitions(&c, &late).await.unwrap(), 3);
     let r = c.store.deployment(env, &id).await.unwrap().unwrap();
     assert_eq!(r.status, autosky_core::domain::DeploymentStatus::Cancelled);
     assert!(r.started_at.is_none());

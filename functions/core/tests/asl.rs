@@ -58,7 +58,57 @@ fn every_task_is_a_step_under_its_console_name() {
             .unwrap_or_else(|| panic!("no Task uses ${{{}}}", step.substitution_key()));
         assert_eq!(name.as_str(), step.as_str());
     }
-    assert_eq!(asl["StartAt"], "Initial validation");
+    // Every execution starts with the steps, except a cleanup execution
+    // (started by the safety net), which goes straight to Finalization.
+    let start = &states(&asl)[asl["StartAt"].as_str().unwrap()];
+    assert_eq!(start["Type"], "Choice");
+    assert_eq!(start["Default"], "Initial validation");
+    let choices = start["Choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 1);
+    assert_eq!(choices[0]["Variable"], "$.cleanupOf");
+    assert_eq!(choices[0]["IsPresent"], true);
+    assert_eq!(choices[0]["Next"], "Finalization");
+}
+
+/// Finalization polls while the fleet is rolled back or restored: its
+/// result's `done: false` leads to a Wait of `waitSeconds` and back to it;
+/// any other result goes on to the end states. The field names are the ones
+/// Finalization's output serializes.
+#[test]
+fn finalization_waits_for_the_fleet_in_a_loop() {
+    let asl = asl();
+    let all = states(&asl);
+    let fin = &all["Finalization"];
+    let check = &all[fin["Next"].as_str().unwrap()];
+    assert_eq!(check["Type"], "Choice");
+    let choices = check["Choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 1);
+    assert_eq!(
+        choices[0]["Variable"],
+        format!("{}.done", fin["ResultPath"].as_str().unwrap())
+    );
+    assert_eq!(choices[0]["BooleanEquals"], false);
+    let wait = &all[choices[0]["Next"].as_str().unwrap()];
+    assert_eq!(wait["Type"], "Wait");
+    assert_eq!(wait["Next"], "Finalization");
+    assert_eq!(check["Default"], "Deployment succeeded?");
+    let out = autosky_core::steps::finalize::FinalOutput {
+        status: autosky_core::domain::DeploymentStatus::Failed,
+        generated_version: None,
+        ignored: false,
+        poll: autosky_core::steps::Poll::again(None, 15),
+    };
+    let v = serde_json::to_value(&out).unwrap();
+    assert_eq!(
+        (v["done"].clone(), v["waitSeconds"].clone()),
+        (false.into(), 15.into())
+    );
+    // What the next call reads back from `$.result`.
+    let input: autosky_core::steps::StepInput = serde_json::from_value(serde_json::json!({
+        "deploymentId": "01JABCDEFGHJKMNPQRSTVWXYZ0", "environmentId": "e", "result": v
+    }))
+    .unwrap();
+    assert_eq!(input.result.map(|p| p.attempt), Some(0));
 }
 
 #[test]
@@ -427,4 +477,68 @@ fn safety_net_keeps_failed_events_and_alarms_on_them() {
             );
         }
     }
+}
+
+/// Finalization's function may do what bringing the fleet back calls for:
+/// roll a refresh back, start a restore refresh, read the groups' instances,
+/// delete the deployment's version, and (the safety net) start a cleanup
+/// execution of the deployment state machine — the last through a policy of
+/// its own on the function's role, as the state machine refers to the
+/// function (naming the machine in the function's Policies is a cycle).
+#[test]
+fn finalize_may_roll_back_restore_and_start_a_cleanup_execution() {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let t: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let (id, function) = resources
+        .iter()
+        .find(|(_, r)| {
+            r["Metadata"]["BuildProperties"]["Binary"] == StepName::Finalization.function()
+        })
+        .map(|(id, r)| (id.as_str().unwrap(), r))
+        .unwrap();
+    let actions: BTreeSet<String> = function["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default())
+        .flat_map(|s| s["Action"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    for needed in [
+        "autoscaling:RollbackInstanceRefresh",
+        "autoscaling:StartInstanceRefresh",
+        "autoscaling:CancelInstanceRefresh",
+        "autoscaling:DescribeAutoScalingGroups",
+        "autoscaling:DescribeInstanceRefreshes",
+        "ec2:DescribeInstances",
+        "ec2:DeleteLaunchTemplateVersions",
+        "ec2:RunInstances",
+    ] {
+        assert!(actions.contains(needed), "{id} lacks {needed}");
+    }
+    let role = format!("{id}Role");
+    let start = resources
+        .values()
+        .find(|r| {
+            r["Type"] == "AWS::IAM::Policy"
+                && r["Properties"]["Roles"]
+                    .as_sequence()
+                    .is_some_and(|roles| roles.iter().any(|v| is_ref(v, &role)))
+        })
+        .unwrap_or_else(|| panic!("no AWS::IAM::Policy on {role}"));
+    let statements = start["Properties"]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert!(statements.iter().any(|s| {
+        s["Action"]
+            .as_sequence()
+            .is_some_and(|a| a.iter().any(|a| a == "states:StartExecution"))
+            && is_ref(&s["Resource"], "DeploymentStateMachine")
+    }));
+}
+
+/// True when `value` is `!Ref <id>`.
+fn is_ref(value: &serde_yaml::Value, id: &str) -> bool {
+    matches!(value, serde_yaml::Value::Tagged(tag) if tag.tag == "!Ref" && tag.value.as_str() == Some(id))
 }

@@ -422,3 +422,61 @@ impl AutoScaling {
         Ok(groups)
     }
 }
+
+/// What RollbackInstanceRefresh answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rollback {
+    /// AWS accepted: it now replaces the instances the refresh replaced and
+    /// keeps the group on the configuration it had before the refresh.
+    Started,
+    /// AWS refused for good (no active refresh, an irreversible one — a group
+    /// on `$Latest`/`$Default` or a refresh without a desired configuration —,
+    /// or an endpoint that does not know the action): the caller restores the
+    /// fleet another way.
+    Refused { code: String, message: String },
+}
+
+impl AutoScaling {
+    /// Rolls back the group's active refresh. Transient failures are errors
+    /// (to retry); every other refusal is [`Rollback::Refused`].
+    pub async fn rollback_refresh(&self, group: &str) -> Result<Rollback, StepError> {
+        match self
+            .client
+            .rollback_instance_refresh()
+            .auto_scaling_group_name(group)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Rollback::Started),
+            Err(e) => match classify_sdk_error("RollbackInstanceRefresh", &e) {
+                retry @ StepError::Retryable(_) => Err(retry),
+                other => Ok(Rollback::Refused {
+                    code: e.code().unwrap_or("unknown").to_string(),
+                    message: other.message().to_string(),
+                }),
+            },
+        }
+    }
+
+    /// Starts the refresh that brings a group's instances back to `version`
+    /// (the group's own setting before the deployment): only the instances
+    /// that do not match it are replaced (SkipMatching), and it is never
+    /// rolled back itself (there is nothing older to go back to).
+    /// `Ok(None)` means another refresh is in progress on the group.
+    pub async fn start_restore_refresh(
+        &self,
+        group: &str,
+        launch_template_id: &str,
+        version: &str,
+        mixed: Option<&MixedInstancesPolicy>,
+        prefs: &RefreshPreferences,
+    ) -> Result<Option<String>, StepError> {
+        let prefs = RefreshPreferences {
+            skip_matching: true,
+            auto_rollback: false,
+            ..prefs.clone()
+        };
+        self.start_refresh(group, launch_template_id, version, mixed, &prefs, false)
+            .await
+    }
+}

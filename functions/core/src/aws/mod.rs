@@ -6,11 +6,13 @@ pub mod config;
 pub mod ec2;
 pub mod scheduler;
 pub mod ses;
+pub mod stepfunctions;
 
 pub use autoscaling::AutoScaling;
 pub use ec2::Ec2;
 pub use scheduler::{OneTimeSchedule, Scheduler};
 pub use ses::{Email, Mailer};
+pub use stepfunctions::StepFunctions;
 
 use aws_config::SdkConfig;
 use std::sync::{Arc, OnceLock};

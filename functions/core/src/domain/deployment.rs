@@ -145,6 +145,30 @@ pub struct Runtime {
     pub cleanup_attempts: u32,
     /// Set (before sending) when the "started" e-mail has been claimed.
     pub notified_start: bool,
+    /// Groups whose refresh Finalization had AWS roll back
+    /// (RollbackInstanceRefresh accepted), by that refresh's id.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rollbacks: BTreeMap<String, String>,
+    /// The refresh Finalization started per group to bring its instances
+    /// back to the group's own setting before the deployment.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub restore_refreshes: BTreeMap<String, String>,
+    /// When Finalization was about to send that restore refresh (written
+    /// before the call): one started whose id was never saved is found by it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub restore_requested_at: BTreeMap<String, DateTime<Utc>>,
+    /// After a failed or cancelled deployment: the versions each group's
+    /// instances ended on, e.g. "all 2 instances on version 8".
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fleet_versions: BTreeMap<String, String>,
+    /// The main version was deleted so that `$Latest` is the version before
+    /// the deployment again (for groups on `$Latest`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub main_version_deleted: bool,
+    /// ARNs of the cleanup executions the safety net started for this
+    /// deployment: each may run its Finalization.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cleanup_executions: Vec<String>,
 }
 
 /// How the image was taken from the preparation server.

@@ -1,10 +1,14 @@
 //! Step 6, "Finalization": runs after success and (through Catch) after any
-//! failure. It trusts only the deployment record: cancels our refresh and
-//! restores the backup model on failure, resumes exactly what we suspended,
-//! restarts the preparation server if we stopped it, releases the lock, writes
-//! the terminal status, then sends the notification. Safe to call again.
+//! failure. It trusts only the deployment record: on failure it brings the
+//! fleet back to its version before the deployment (`fleet`) and restores the
+//! backup model — waiting, like the other polling steps, until the instances
+//! are back —, resumes exactly what we suspended, restarts the preparation
+//! server if we stopped it, releases the lock, writes the terminal status,
+//! then sends the notification. Safe to call again.
 
-use super::{Journal, StepInput};
+mod fleet;
+
+use super::{Journal, Poll, StepInput};
 use crate::aws::ec2::InstanceState;
 use crate::deps::Deps;
 use crate::domain::{
@@ -24,70 +28,43 @@ pub struct FinalOutput {
     /// (the ASL then ends in "Already handled").
     #[serde(default)]
     pub ignored: bool,
+    /// `done: false` while the fleet is being rolled back or restored: the
+    /// ASL waits `waitSeconds` and calls Finalization again.
+    #[serde(flatten)]
+    pub poll: Poll,
+}
+
+impl FinalOutput {
+    fn done(status: DeploymentStatus, generated_version: Option<GeneratedVersion>) -> Self {
+        Self {
+            status,
+            generated_version,
+            ignored: false,
+            poll: Poll::done(),
+        }
+    }
+
+    /// True while Finalization waits for the fleet (call it again).
+    pub fn waiting(&self) -> bool {
+        !self.poll.done
+    }
 }
 
 /// Finalization attempts (each retried by Step Functions) before a cleanup
 /// action that keeps failing is left on record instead.
 pub const MAX_CLEANUP_ATTEMPTS: u32 = 3;
 
-/// Restores the environment: cancels our refresh and restores the backup
-/// model (when the deployment did not succeed), resumes what we suspended,
-/// restarts the preparation server if we stopped it. Returns what failed.
+/// Restores the rest of the environment once the fleet is back: resumes
+/// what we suspended, restarts the preparation server if we stopped it.
+/// Returns what failed.
 async fn cleanup(
     deps: &Deps,
     j: &mut Journal<'_>,
     env: Option<&crate::domain::Environment>,
     rt: &crate::domain::Runtime,
-    status: DeploymentStatus,
 ) -> Result<Vec<String>, StepError> {
     let mut problems = Vec::new();
     let mut note = |what: String, e: StepError| problems.push(format!("{what}: {}", e.message()));
-
-    if status != DeploymentStatus::Succeeded {
-        // Stop our refreshes first so nothing keeps replacing instances.
-        for (group, id) in &rt.refreshes {
-            let active = match deps.asg.refresh(group, id).await {
-                Ok(r) => r.is_some_and(|r| r.is_active()),
-                Err(e) => {
-                    note(format!("describe the refresh on {group}"), e);
-                    continue;
-                }
-            };
-            if active {
-                match deps.asg.cancel_refresh(group).await {
-                    Ok(true) => {
-                        j.action(format!("Cancelled the instance refresh on group {group}"))
-                            .await?
-                    }
-                    Ok(false) => {}
-                    Err(e) => note(format!("cancel the refresh on {group}"), e),
-                }
-            }
-        }
-        // Never leave the new version as default without a recorded backup:
-        // on failure the backup becomes the default again.
-        if let (Some(env), Some(main), Some(backup)) = (env, rt.main_version, rt.backup_version) {
-            match deps.ec2.launch_template(&env.launch_template_id).await {
-                Ok(Some(t)) if t.default_version == main && main != backup => {
-                    match deps
-                        .ec2
-                        .set_default_version(&env.launch_template_id, backup)
-                        .await
-                    {
-                        Ok(()) => {
-                            j.action(format!(
-                                "Restored backup model: version {backup} is the default again"
-                            ))
-                            .await?
-                        }
-                        Err(e) => note(format!("restore version {backup} as default"), e),
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => note("read the launch template".into(), e),
-            }
-        }
-    }
 
     for (group, processes) in &rt.suspended_by_us {
         if processes.is_empty() {
@@ -169,14 +146,14 @@ pub async fn run(
     else {
         // Validation refused before any record existed (unknown environment):
         // there is nothing to clean up and nothing to write.
-        return Ok(FinalOutput {
-            status,
-            generated_version: None,
-            ignored: false,
-        });
+        return Ok(FinalOutput::done(status, None));
     };
     if let (Some(me), Some(owner)) = (execution, dep.execution_arn.as_deref()) {
-        if me != owner {
+        // The owner, or a cleanup execution the safety net started for it
+        // (recorded before it was started, and naming the owner).
+        let cleanup = dep.runtime.cleanup_executions.iter().any(|a| a == me)
+            && input.cleanup_of.as_deref() == Some(owner);
+        if me != owner && !cleanup {
             let reason = format!(
                 "Finalization of execution {me} skipped: deployment {} is run by execution {owner}",
                 dep.deployment_id
@@ -194,19 +171,14 @@ pub async fn run(
                 )
                 .await?;
             return Ok(FinalOutput {
-                status: dep.status,
-                generated_version: None,
                 ignored: true,
+                ..FinalOutput::done(dep.status, None)
             });
         }
     }
     if dep.status.is_terminal() && dep.step(StepName::Finalization).status == StepStatus::Succeeded
     {
-        return Ok(FinalOutput {
-            status: dep.status,
-            generated_version: dep.generated_version,
-            ignored: false,
-        });
+        return Ok(FinalOutput::done(dep.status, dep.generated_version));
     }
     let mut j = Journal::from_record(deps, dep, StepName::Finalization);
     j.start().await?;
@@ -218,6 +190,10 @@ pub async fn run(
         let steps = StepName::ALL
             .into_iter()
             .filter(|s| *s != StepName::Finalization);
+        // Marked by an earlier call (Finalization waiting for the fleet).
+        failed_step = steps
+            .clone()
+            .find(|s| j.dep.step(*s).status == StepStatus::Failed);
         let running = steps
             .clone()
             .find(|s| j.dep.step(*s).status == StepStatus::Running);
@@ -226,7 +202,7 @@ pub async fn run(
                 .clone()
                 .find(|s| j.dep.step(*s).status == StepStatus::Pending)
         });
-        if let Some(name) = name {
+        if let (None, Some(name)) = (failed_step, name) {
             failed_step = Some(name);
             let mut other = Journal::from_record(deps, j.dep.clone(), name);
             other
@@ -243,7 +219,49 @@ pub async fn run(
     // Every cleanup action is attempted even when another fails; a failed one
     // is recorded, and the whole Finalization is retried (idempotently) a few
     // times before it gives up and finishes with the problem on record.
-    let problems = cleanup(deps, &mut j, env.as_ref(), &rt, status).await?;
+    let mut problems = Vec::new();
+    if let (true, Some(env)) = (status != DeploymentStatus::Succeeded, env.as_ref()) {
+        let pass = fleet::pass(deps, &mut j, env).await?;
+        problems = pass.problems;
+        if pass.waiting
+            && !problems.is_empty()
+            && j.dep.runtime.cleanup_attempts < MAX_CLEANUP_ATTEMPTS
+        {
+            // Retried before anything else is restored: the processes stay
+            // suspended while instances are being replaced.
+            j.dep.runtime.cleanup_attempts += 1;
+            j.save_runtime().await?;
+            return Err(StepError::Retryable(format!(
+                "cleanup incomplete, retrying: {}",
+                problems.join("; ")
+            )));
+        }
+        if pass.waiting && problems.is_empty() {
+            // Bounded like "Replace instances": by the refresh timeout,
+            // counted from Finalization's start.
+            let limit = env.defaults.refresh_timeout_seconds;
+            if j.elapsed_seconds() <= limit as i64 {
+                return Ok(FinalOutput {
+                    poll: Poll::again(input.result.as_ref(), input.base_poll_seconds()),
+                    ..FinalOutput::done(status, None)
+                });
+            }
+            let groups: Vec<&str> = j
+                .dep
+                .runtime
+                .refreshes
+                .keys()
+                .filter(|g| !j.dep.runtime.fleet_versions.contains_key(*g))
+                .map(String::as_str)
+                .collect();
+            j.action(format!(
+                "Cleanup incomplete: the fleet of group {} was not back within {limit} s (the refresh timeout)",
+                groups.join(", ")
+            ))
+            .await?;
+        }
+    }
+    problems.extend(cleanup(deps, &mut j, env.as_ref(), &rt).await?);
     if !problems.is_empty() {
         if j.dep.runtime.cleanup_attempts < MAX_CLEANUP_ATTEMPTS {
             j.dep.runtime.cleanup_attempts += 1;
@@ -321,11 +339,7 @@ pub async fn run(
     j.dep.error = error;
 
     super::notify(deps, &mut j, env.as_ref(), super::Notice::Ended).await?;
-    Ok(FinalOutput {
-        status,
-        generated_version,
-        ignored: false,
-    })
+    Ok(FinalOutput::done(status, generated_version))
 }
 
 #[cfg(test)]

@@ -29,6 +29,15 @@ pub struct StepInput {
     /// Set by the ASL's Catch (`ResultPath: $.error`) when a step failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<CaughtError>,
+    /// Finalization's previous result while it waits for the fleet to be
+    /// rolled back or restored (`ResultPath: $.result`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Poll>,
+    /// A cleanup execution (started by the safety net): the ARN of the
+    /// execution whose deployment it finalizes. The ASL goes straight to
+    /// Finalization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup_of: Option<String>,
 }
 
 impl StepInput {

@@ -7,6 +7,7 @@ use crate::steps::testkit::{aws, input, strs, Fixture, DEP, ENV, GROUP, LT, SERV
 use crate::steps::CaughtError;
 use crate::store::Store;
 use aws_sdk_autoscaling::operation::cancel_instance_refresh::CancelInstanceRefreshOutput;
+use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
 use aws_sdk_autoscaling::operation::describe_instance_refreshes::DescribeInstanceRefreshesOutput;
 use aws_sdk_autoscaling::operation::resume_processes::ResumeProcessesOutput;
 use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
@@ -26,6 +27,7 @@ type Ses = aws_sdk_ses::Client;
 const RECIPIENTS: &[&str] = &["dev@example.com", "OPS@example.com"];
 
 struct World {
+    groups: Rule,
     resume: Rule,
     instances: Rule,
     start: Rule,
@@ -38,6 +40,8 @@ struct World {
 
 fn world(send_ok: bool, to: &'static [&'static str]) -> World {
     World {
+        // Two instances, both on the backup version 8.
+        groups: groups(&["8", "8"]),
         // Exactly the processes we suspended, nothing that was suspended before.
         resume: mock!(Asg::resume_processes)
             .match_requests(|r| {
@@ -53,27 +57,29 @@ fn world(send_ok: bool, to: &'static [&'static str]) -> World {
         start: mock!(Ec2::start_instances)
             .match_requests(|r| strs(r.instance_ids()) == [SERVER])
             .then_output(|| StartInstancesOutput::builder().build()),
-        template: mock!(Ec2::describe_launch_templates).then_output(|| {
-            DescribeLaunchTemplatesOutput::builder()
-                .launch_templates(aws::template(9, 9))
-                .build()
-        }),
+        // Version 9 is the default until the backup is restored.
+        template: mock!(Ec2::describe_launch_templates)
+            .sequence()
+            .output(|| {
+                DescribeLaunchTemplatesOutput::builder()
+                    .launch_templates(aws::template(9, 9))
+                    .build()
+            })
+            .output(|| {
+                DescribeLaunchTemplatesOutput::builder()
+                    .launch_templates(aws::template(8, 9))
+                    .build()
+            })
+            .repeatedly()
+            .build(),
         restore: mock!(Ec2::modify_launch_template)
             .match_requests(|r| {
                 r.launch_template_id() == Some(LT) && r.default_version() == Some("8")
             })
             .then_output(|| ModifyLaunchTemplateOutput::builder().build()),
-        // Only our refresh, asked for by its id, is described.
-        refreshes: mock!(Asg::describe_instance_refreshes)
-            .match_requests(|r| {
-                r.auto_scaling_group_name() == Some(GROUP)
-                    && r.instance_refresh_ids() == ["r-1".to_string()]
-            })
-            .then_output(|| {
-                DescribeInstanceRefreshesOutput::builder()
-                    .instance_refreshes(aws::refresh("r-1", "InProgress", 30, "9", None))
-                    .build()
-            }),
+        // Only our refresh, asked for by its id, is described: in progress
+        // until it is cancelled.
+        refreshes: refreshes("r-1", &["InProgress", "Cancelled"]),
         cancel: mock!(Asg::cancel_instance_refresh)
             .match_requests(|r| r.auto_scaling_group_name() == Some(GROUP))
             .then_output(|| CancelInstanceRefreshOutput::builder().build()),
@@ -106,10 +112,73 @@ impl World {
     fn deps(&self, f: &Fixture) -> Deps {
         f.deps(
             &[&self.instances, &self.start, &self.template, &self.restore],
-            &[&self.resume, &self.refreshes, &self.cancel],
+            &[&self.resume, &self.refreshes, &self.cancel, &self.groups],
             &[&self.send],
         )
     }
+}
+
+/// DescribeInstanceRefreshes of refresh `id` on the group: each call the
+/// next status, the last one from then on.
+fn refreshes(id: &'static str, statuses: &[&'static str]) -> Rule {
+    let mut seq = mock!(Asg::describe_instance_refreshes)
+        .match_requests(move |r| {
+            r.auto_scaling_group_name() == Some(GROUP)
+                && r.instance_refresh_ids() == [id.to_string()]
+        })
+        .sequence();
+    for status in statuses {
+        let status = *status;
+        seq = seq.output(move || {
+            DescribeInstanceRefreshesOutput::builder()
+                .instance_refreshes(aws::refresh(id, status, 30, "9", None))
+                .build()
+        });
+    }
+    seq.repeatedly().build()
+}
+
+/// The group with one instance per entry, each on that version as the
+/// group records it.
+fn groups(versions: &[&'static str]) -> Rule {
+    let versions: Vec<&'static str> = versions.to_vec();
+    mock!(Asg::describe_auto_scaling_groups)
+        .match_requests(|r| r.auto_scaling_group_names() == [GROUP.to_string()])
+        .then_output(move || {
+            let mut g = aws_sdk_autoscaling::types::AutoScalingGroup::builder()
+                .auto_scaling_group_name(GROUP)
+                .desired_capacity(versions.len() as i32);
+            for (i, v) in versions.iter().enumerate() {
+                g = g.instances(
+                    aws_sdk_autoscaling::types::Instance::builder()
+                        .instance_id(format!("i-{i}"))
+                        .launch_template(
+                            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                                .launch_template_id(LT)
+                                .version(*v)
+                                .build(),
+                        )
+                        .build(),
+                );
+            }
+            DescribeAutoScalingGroupsOutput::builder()
+                .auto_scaling_groups(g.build())
+                .build()
+        })
+}
+
+/// Runs Finalization until it is done (at most 10 calls), passing each
+/// result back as the ASL does; returns the last output and the calls made.
+async fn until_done(deps: &Deps, input: StepInput) -> (FinalOutput, usize) {
+    let mut i = input;
+    for call in 1..=10 {
+        let out = run(deps, i.clone(), None).await.unwrap();
+        if !out.waiting() {
+            return (out, call);
+        }
+        i.result = Some(out.poll);
+    }
+    panic!("Finalization still waiting after 10 calls");
 }
 
 /// A deployment that locked instances, stopped a running server, made
@@ -225,7 +294,9 @@ async fn failure_marks_the_step_restores_the_backup_and_records_the_error() {
         error: "RefreshFailed".into(),
         cause: Some(r#"{"errorType":"RefreshFailed","errorMessage":"instance refresh r-1 Failed: unhealthy"}"#.into()),
     });
-    let out = run(&w.deps(&f), i, None).await.unwrap();
+    // The refresh is cancelled, then waited for until it is no longer active.
+    let (out, calls) = until_done(&w.deps(&f), i).await;
+    assert_eq!(calls, 2);
     assert_eq!(out.status, DeploymentStatus::Failed);
     assert_eq!(
         (
@@ -268,7 +339,7 @@ async fn a_failing_cleanup_is_retried_then_left_on_record() {
     });
     let deps = f.deps(
         &[&w.instances, &w.start, &w.template, &w.restore],
-        &[&denied, &w.refreshes, &w.cancel],
+        &[&denied, &w.refreshes, &w.cancel, &w.groups],
         &[&w.send],
     );
     for _ in 0..MAX_CLEANUP_ATTEMPTS {
@@ -303,7 +374,9 @@ async fn a_failing_cleanup_is_retried_then_left_on_record() {
 #[tokio::test]
 async fn a_rollback_ends_rolled_back() {
     let f = fixture().await;
-    let w = world(true, RECIPIENTS);
+    let mut w = world(true, RECIPIENTS);
+    // AWS rolled the refresh back itself (AutoRollback).
+    w.refreshes = refreshes("r-1", &["RollbackSuccessful"]);
     let mut i = input();
     i.error = Some(CaughtError {
         error: "RefreshRolledBack".into(),
@@ -312,6 +385,11 @@ async fn a_rollback_ends_rolled_back() {
     assert_eq!(
         run(&w.deps(&f), i, None).await.unwrap().status,
         DeploymentStatus::RolledBack
+    );
+    assert_eq!(w.cancel.num_calls(), 0);
+    assert_eq!(
+        f.deployment().await.runtime.fleet_versions[GROUP],
+        "all 2 instances on version 8"
     );
     assert_eq!(f.deployment().await.status, DeploymentStatus::RolledBack);
 }
@@ -375,3 +453,6 @@ async fn without_a_record_nothing_is_touched() {
         0
     );
 }
+
+#[path = "fleet_tests.rs"]
+mod fleet_tests;
