@@ -4,7 +4,7 @@
 //!                                              --no-seed) and keep running (Ctrl-C stops);
 //!                                              --ec2-polls: how many polls a new AMI stays
 //!                                              pending, an instance stopping or pending
-//!                                              (default 2, also SANDBOX_EC2_POLLS; 0: at once)
+//!                                              (default 1, also SANDBOX_EC2_POLLS; 0: at once)
 //!   demo                                       one deployment end to end, then stop
 //!   bench-api                                  API latency and DynamoDB calls per request
 //!   bench [--runs N] [--bootstraps DIR] [--out FILE] [--functions-only]
