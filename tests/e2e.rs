@@ -419,15 +419,33 @@ async fn two_deployments_at_once_one_runs_the_other_is_refused() {
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
 }
 
-/// fakecloud emits no EventBridge events for Step Functions, so the safety
-/// net's handler is invoked here with the real event shape, built from the
-/// stopped execution.
+/// The latest version of a launch template (straight from the emulator).
+async fn latest_version(c: &Clients, lt: &str) -> Option<i64> {
+    c.ec2
+        .describe_launch_templates()
+        .launch_template_ids(lt)
+        .send()
+        .await
+        .unwrap()
+        .launch_templates()
+        .first()
+        .and_then(|t| t.latest_version_number())
+}
+
+/// Stopped from the console while Create image waits for its image: as on
+/// AWS no later state runs (the sandbox drops the tasks of an execution that
+/// is no longer RUNNING), and the safety-net rule's event ("Step Functions
+/// Execution Status Change", ABORTED, matched against the template's
+/// pattern by the sandbox's event pump) makes Finalize clean up. The test
+/// invokes nothing itself.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net() {
     let c = clients();
     let env = "e2e-aborted";
     let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
     let e = &seeded.environment;
+    let group = &e.auto_scaling_groups[0];
+    let versions = latest_version(&c, &e.launch_template_id).await;
     let id = harness::start_deployment(
         &c,
         env,
@@ -435,16 +453,21 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
     )
     .await
     .unwrap();
-    // Stop it once the server is stopped and the processes suspended.
-    for _ in 0..400 {
+    // Stop it while Create image waits (the gateway keeps a new AMI
+    // invisible, then pending, for a few polls).
+    let mut waiting = false;
+    for _ in 0..600 {
         let d = c.store.deployment(env, &id).await.unwrap();
         if d.is_some_and(|d| {
-            d.step(StepName::StopPreparationServer).status == StepStatus::Succeeded
+            d.step(StepName::CreateImage).status == StepStatus::Running
+                && d.runtime.image_id.is_some()
         }) {
+            waiting = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(waiting, "Create image never waited for its image");
     let arn = harness::execution_arn(&c, &id);
     c.sfn
         .stop_execution()
@@ -458,13 +481,50 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
             .unwrap(),
         "ABORTED"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await; // let an in-flight task end
-    assert_eq!(
-        c.store.lock_holder(env).await.unwrap().as_deref(),
-        Some(id.as_str()),
-        "left locked by the stop"
-    );
 
+    // The safety net ends the record Cancelled.
+    let mut d = None;
+    for _ in 0..200 {
+        let r = c.store.deployment(env, &id).await.unwrap().unwrap();
+        if r.status == DeploymentStatus::Cancelled {
+            d = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let d = d.expect("the safety net ended the deployment Cancelled");
+    assert!(d.ended_at.is_some());
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+    assert!(harness::suspended_processes(&c, group).await.is_empty());
+    // Restarted (the gateway shows it pending for a few polls; the emulator
+    // has it running, or about to be).
+    let mut state = String::new();
+    for _ in 0..50 {
+        state = harness::instance_state(&c, &e.preparation_server_id).await;
+        if state == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "running");
+
+    // The stop holds: several poll intervals later no later step has run:
+    // no new launch template version (Create models), no refresh of the
+    // group (Replace instances) among the gateway's calls, and Create image
+    // never finished.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(latest_version(&c, &e.launch_template_id).await, versions);
+    let calls = bridge_calls(&c).await;
+    assert_eq!(calls.get(&format!("StartInstanceRefresh {group}")), None);
+    let after = c.store.deployment(env, &id).await.unwrap().unwrap();
+    assert_ne!(
+        after.step(StepName::CreateImage).status,
+        StepStatus::Succeeded
+    );
+    assert_eq!(after.ended_at, d.ended_at, "finalized once");
+
+    // EventBridge delivers at least once: the same event again changes
+    // nothing.
     let exec = c
         .sfn
         .describe_execution()
@@ -472,42 +532,8 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
         .send()
         .await
         .unwrap();
-    let event = json!({
-        "version": "0",
-        "id": "test",
-        "detail-type": "Step Functions Execution Status Change",
-        "source": "aws.states",
-        "account": "123456789012",
-        "time": chrono::Utc::now().to_rfc3339(),
-        "region": "us-east-1",
-        "resources": [arn],
-        "detail": {
-            "executionArn": arn,
-            "stateMachineArn": c.endpoints.state_machine_arn,
-            "name": id,
-            "status": exec.status().as_str(),
-            "input": exec.input(),
-            "output": null, "error": null, "cause": null
-        }
-    });
-    let deps = harness::deps(&c);
-    let out = autosky_core::steps::run(StepName::Finalization, &deps, event.clone())
-        .await
-        .unwrap();
-    assert_eq!(out["status"], "Cancelled");
-    let d = c.store.deployment(env, &id).await.unwrap().unwrap();
-    assert_eq!(d.status, DeploymentStatus::Cancelled);
-    assert!(d.ended_at.is_some());
-    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
-    assert!(harness::suspended_processes(&c, &e.auto_scaling_groups[0])
-        .await
-        .is_empty());
-    assert_eq!(
-        harness::instance_state(&c, &e.preparation_server_id).await,
-        "running"
-    );
-    // A second delivery of the event changes nothing.
-    autosky_core::steps::run(StepName::Finalization, &deps, event)
+    let event = autosky_sandbox::events::status_change_event(&exec);
+    autosky_core::steps::run(StepName::Finalization, &harness::deps(&c), event)
         .await
         .unwrap();
     assert_eq!(
