@@ -547,6 +547,73 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
     );
 }
 
+/// A group on a launch configuration cannot be deployed with a launch
+/// template version: Initial validation refuses it, naming what to change,
+/// and nothing is changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_on_a_launch_configuration_is_refused_and_nothing_changes() {
+    let c = clients();
+    let env = "e2e-launch-config";
+    let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
+    let mut e = seeded.environment.clone();
+    let legacy = format!("{env}-legacy");
+    c.asg
+        .create_launch_configuration()
+        .launch_configuration_name(format!("{env}-config"))
+        .image_id(seed::BASE_IMAGE)
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    c.asg
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(&legacy)
+        .launch_configuration_name(format!("{env}-config"))
+        .min_size(0)
+        .max_size(2)
+        .desired_capacity(1)
+        .availability_zones("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    e.auto_scaling_groups.push(legacy.clone());
+    c.store.put_environment(&e).await.unwrap();
+    let versions = latest_version(&c, &e.launch_template_id).await;
+    let default = harness::default_version(&c, &e.launch_template_id).await;
+
+    let id = harness::start_deployment(&c, env, json!({"lockInstances": true}))
+        .await
+        .unwrap();
+    let (_, record) = harness::finished(&c, env, &id).await.unwrap();
+    let d = record.unwrap();
+    assert_eq!(d.status, DeploymentStatus::Failed);
+    let step = d.step(StepName::InitialValidation);
+    assert_eq!(step.status, StepStatus::Failed);
+    let message = d
+        .error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        message,
+        format!(
+            "Auto Scaling group {legacy} uses launch configuration {env}-config; switch it to \
+             launch template {} (any version) to deploy with Autosky",
+            e.launch_template_id
+        )
+    );
+    assert_eq!(latest_version(&c, &e.launch_template_id).await, versions);
+    assert_eq!(
+        harness::default_version(&c, &e.launch_template_id).await,
+        default
+    );
+    for g in &e.auto_scaling_groups {
+        assert!(harness::suspended_processes(&c, g).await.is_empty(), "{g}");
+    }
+    assert!(harness::deployment_images(&c, &id).await.is_empty());
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+}
+
 /// Every step invoked twice with the same input (a Step Functions retry, a
 /// duplicate delivery) has the effect of once: one suspension, one AMI, one
 /// model version, one refresh, one e-mail.
