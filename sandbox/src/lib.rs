@@ -161,11 +161,15 @@ impl Sandbox {
         )
         .await?;
         let deps = std::sync::Arc::new(autosky_core::Deps::from_env().await?);
-        let direct_sfn = aws_sdk_sfn::Client::new(&sdk_config(&emulator.url()));
+        let direct = sdk_config(&emulator.url());
+        let direct_sfn = aws_sdk_sfn::Client::new(&direct);
         workers::spawn(
             deps.clone(),
             aws_sdk_sfn::Client::new(&config),
-            direct_sfn.clone(),
+            workers::Control {
+                sfn: direct_sfn.clone(),
+                store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), provision::TABLE),
+            },
             stack.activities,
         );
         let refs = std::collections::BTreeMap::from([(

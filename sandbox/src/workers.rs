@@ -10,18 +10,26 @@
 
 use autosky_core::domain::StepName;
 use autosky_core::steps;
+use autosky_core::store::{DynamoStore, Store};
 use autosky_core::Deps;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// `sfn` polls and reports tasks; `control`, straight to the emulator, makes
-/// the RUNNING checks, which have no counterpart on AWS, so the gateway does
-/// not count them among the steps' calls.
+/// The sandbox's own look-ups for the RUNNING checks, straight to the
+/// emulator: they have no counterpart on AWS, so the gateway does not count
+/// them among the steps' calls.
+#[derive(Clone)]
+pub struct Control {
+    pub sfn: aws_sdk_sfn::Client,
+    pub store: DynamoStore,
+}
+
+/// `sfn` polls and reports tasks.
 pub fn spawn(
     deps: Arc<Deps>,
     sfn: aws_sdk_sfn::Client,
-    control: aws_sdk_sfn::Client,
+    control: Control,
     activities: Vec<(StepName, String)>,
 ) {
     for (step, arn) in activities {
@@ -64,7 +72,7 @@ pub fn spawn(
 /// (Initial validation and Finalization get `$$.Execution.Id`), else the one
 /// the deployment's record names (Initial validation claimed it). None when
 /// neither is known: the task then runs.
-async fn execution_of(deps: &Deps, input: &Value) -> Option<String> {
+async fn execution_of(store: &DynamoStore, input: &Value) -> Option<String> {
     if let Some(arn) = input["executionArn"].as_str() {
         return Some(arn.to_string());
     }
@@ -77,15 +85,16 @@ async fn execution_of(deps: &Deps, input: &Value) -> Option<String> {
         state["environmentId"].as_str()?,
         state["deploymentId"].as_str()?,
     );
-    deps.store.deployment(env, id).await.ok()??.execution_arn
+    store.deployment(env, id).await.ok()??.execution_arn
 }
 
 /// Whether the task's execution is still RUNNING (true when unknown).
-async fn still_running(deps: &Deps, control: &aws_sdk_sfn::Client, input: &Value) -> bool {
-    let Some(arn) = execution_of(deps, input).await else {
+async fn still_running(control: &Control, input: &Value) -> bool {
+    let Some(arn) = execution_of(&control.store, input).await else {
         return true;
     };
     match control
+        .sfn
         .describe_execution()
         .execution_arn(&arn)
         .send()
@@ -100,17 +109,17 @@ async fn work(
     step: StepName,
     deps: &Deps,
     sfn: &aws_sdk_sfn::Client,
-    control: &aws_sdk_sfn::Client,
+    control: &Control,
     token: String,
     input: String,
 ) {
     let payload = serde_json::from_str(&input).unwrap_or(Value::Null);
-    if !still_running(deps, control, &payload).await {
+    if !still_running(control, &payload).await {
         tracing::info!(step = step.function(), "task of an ended execution dropped");
         return;
     }
     let result = steps::run(step, deps, payload.clone()).await;
-    if !still_running(deps, control, &payload).await {
+    if !still_running(control, &payload).await {
         // On AWS the token was closed when the execution ended: a report
         // would be refused (TaskTimedOut) and change nothing.
         tracing::info!(
