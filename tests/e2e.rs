@@ -437,7 +437,9 @@ async fn latest_version(c: &Clients, lt: &str) -> Option<i64> {
 /// is no longer RUNNING), and the safety-net rule's event ("Step Functions
 /// Execution Status Change", ABORTED, matched against the template's
 /// pattern by the sandbox's event pump) makes Finalize clean up. The test
-/// invokes nothing itself.
+/// invokes nothing itself. It needs the gateway's EC2 timings (on by
+/// default): with `SANDBOX_EC2_POLLS=0` Create image ends in the invocation
+/// the stop lands in.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net() {
     let c = clients();
