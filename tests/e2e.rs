@@ -471,6 +471,7 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
     }
     assert!(waiting, "Create image never waited for its image");
     let arn = harness::execution_arn(&c, &id);
+    let stopped_at = chrono::Utc::now().timestamp_millis();
     c.sfn
         .stop_execution()
         .execution_arn(&arn)
@@ -518,6 +519,36 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
     assert_eq!(latest_version(&c, &e.launch_template_id).await, versions);
     let calls = bridge_calls(&c).await;
     assert_eq!(calls.get(&format!("StartInstanceRefresh {group}")), None);
+    // Nor did any task of the stopped execution report a result (on AWS its
+    // task tokens are closed; the emulator would have taken the result and
+    // moved on).
+    let mut late = vec![];
+    let mut token = None;
+    loop {
+        let page = c
+            .sfn
+            .get_execution_history()
+            .execution_arn(&arn)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        late.extend(
+            page.events()
+                .iter()
+                .filter(|ev| ev.timestamp().to_millis().unwrap_or(0) > stopped_at)
+                .map(|ev| ev.r#type().as_str().to_string())
+                .filter(|t| {
+                    (t.starts_with("Task") || t.starts_with("Activity"))
+                        && (t.ends_with("Succeeded") || t.ends_with("Failed"))
+                }),
+        );
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert!(late.is_empty(), "task results after the stop: {late:?}");
     let after = c.store.deployment(env, &id).await.unwrap().unwrap();
     assert_ne!(
         after.step(StepName::CreateImage).status,
