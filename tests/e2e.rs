@@ -455,8 +455,12 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
     )
     .await
     .unwrap();
-    // Stop it while Create image waits (the gateway keeps a new AMI
-    // invisible, then pending, for a few polls).
+    // Stop it in "Wait for image", between two Create image polls (the
+    // gateway keeps a new AMI invisible, then pending, for a few polls), so
+    // no task is in flight: a result reported in the instant between a
+    // worker's RUNNING check and its report would still reach the emulator,
+    // which takes results for stopped executions (AWS closes their tokens).
+    let arn = harness::execution_arn(&c, &id);
     let mut waiting = false;
     for _ in 0..600 {
         let d = c.store.deployment(env, &id).await.unwrap();
@@ -464,13 +468,28 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
             d.step(StepName::CreateImage).status == StepStatus::Running
                 && d.runtime.image_id.is_some()
         }) {
-            waiting = true;
-            break;
+            let history = c
+                .sfn
+                .get_execution_history()
+                .execution_arn(&arn)
+                .reverse_order(true)
+                .max_results(1)
+                .send()
+                .await
+                .unwrap();
+            if history.events().first().is_some_and(|ev| {
+                ev.r#type().as_str() == "WaitStateEntered"
+                    && ev
+                        .state_entered_event_details()
+                        .is_some_and(|s| s.name() == "Wait for image")
+            }) {
+                waiting = true;
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(waiting, "Create image never waited for its image");
-    let arn = harness::execution_arn(&c, &id);
+    assert!(waiting, "never in \"Wait for image\"");
     let stopped_at = chrono::Utc::now().timestamp_millis();
     c.sfn
         .stop_execution()
