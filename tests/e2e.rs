@@ -423,15 +423,35 @@ async fn two_deployments_at_once_one_runs_the_other_is_refused() {
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
 }
 
-/// fakecloud emits no EventBridge events for Step Functions, so the safety
-/// net's handler is invoked here with the real event shape, built from the
-/// stopped execution.
+/// The latest version of a launch template (straight from the emulator).
+async fn latest_version(c: &Clients, lt: &str) -> Option<i64> {
+    c.ec2
+        .describe_launch_templates()
+        .launch_template_ids(lt)
+        .send()
+        .await
+        .unwrap()
+        .launch_templates()
+        .first()
+        .and_then(|t| t.latest_version_number())
+}
+
+/// Stopped from the console while Create image waits for its image: as on
+/// AWS no later state runs (the sandbox drops the tasks of an execution that
+/// is no longer RUNNING), and the safety-net rule's event ("Step Functions
+/// Execution Status Change", ABORTED, matched against the template's
+/// pattern by the sandbox's event pump) makes Finalize clean up. The test
+/// invokes nothing itself. It needs the gateway's EC2 timings (on by
+/// default): with `SANDBOX_EC2_POLLS=0` Create image ends in the invocation
+/// the stop lands in.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net() {
     let c = clients();
     let env = "e2e-aborted";
     let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
     let e = &seeded.environment;
+    let group = &e.auto_scaling_groups[0];
+    let versions = latest_version(&c, &e.launch_template_id).await;
     let id = harness::start_deployment(
         &c,
         env,
@@ -439,17 +459,42 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
     )
     .await
     .unwrap();
-    // Stop it once the server is stopped and the processes suspended.
-    for _ in 0..400 {
+    // Stop it in "Wait for image", between two Create image polls (the
+    // gateway keeps a new AMI invisible, then pending, for a few polls), so
+    // no task is in flight: a result reported in the instant between a
+    // worker's RUNNING check and its report would still reach the emulator,
+    // which takes results for stopped executions (AWS closes their tokens).
+    let arn = harness::execution_arn(&c, &id);
+    let mut waiting = false;
+    for _ in 0..600 {
         let d = c.store.deployment(env, &id).await.unwrap();
         if d.is_some_and(|d| {
-            d.step(StepName::StopPreparationServer).status == StepStatus::Succeeded
+            d.step(StepName::CreateImage).status == StepStatus::Running
+                && d.runtime.image_id.is_some()
         }) {
-            break;
+            let history = c
+                .sfn
+                .get_execution_history()
+                .execution_arn(&arn)
+                .reverse_order(true)
+                .max_results(1)
+                .send()
+                .await
+                .unwrap();
+            if history.events().first().is_some_and(|ev| {
+                ev.r#type().as_str() == "WaitStateEntered"
+                    && ev
+                        .state_entered_event_details()
+                        .is_some_and(|s| s.name() == "Wait for image")
+            }) {
+                waiting = true;
+                break;
+            }
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let arn = harness::execution_arn(&c, &id);
+    assert!(waiting, "never in \"Wait for image\"");
+    let stopped_at = chrono::Utc::now().timestamp_millis();
     c.sfn
         .stop_execution()
         .execution_arn(&arn)
@@ -462,13 +507,80 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
             .unwrap(),
         "ABORTED"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await; // let an in-flight task end
-    assert_eq!(
-        c.store.lock_holder(env).await.unwrap().as_deref(),
-        Some(id.as_str()),
-        "left locked by the stop"
-    );
 
+    // The safety net ends the record Cancelled.
+    let mut d = None;
+    for _ in 0..200 {
+        let r = c.store.deployment(env, &id).await.unwrap().unwrap();
+        if r.status == DeploymentStatus::Cancelled {
+            d = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let d = d.expect("the safety net ended the deployment Cancelled");
+    assert!(d.ended_at.is_some());
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+    assert!(harness::suspended_processes(&c, group).await.is_empty());
+    // Restarted (the gateway shows it pending for a few polls; the emulator
+    // has it running, or about to be).
+    let mut state = String::new();
+    for _ in 0..50 {
+        state = harness::instance_state(&c, &e.preparation_server_id).await;
+        if state == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "running");
+
+    // The stop holds: several poll intervals later no later step has run:
+    // no new launch template version (Create models), no refresh of the
+    // group (Replace instances) among the gateway's calls, and Create image
+    // never finished.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(latest_version(&c, &e.launch_template_id).await, versions);
+    let calls = bridge_calls(&c).await;
+    assert_eq!(calls.get(&format!("StartInstanceRefresh {group}")), None);
+    // Nor did any task of the stopped execution report a result (on AWS its
+    // task tokens are closed; the emulator would have taken the result and
+    // moved on).
+    let mut late = vec![];
+    let mut token = None;
+    loop {
+        let page = c
+            .sfn
+            .get_execution_history()
+            .execution_arn(&arn)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        late.extend(
+            page.events()
+                .iter()
+                .filter(|ev| ev.timestamp().to_millis().unwrap_or(0) > stopped_at)
+                .map(|ev| ev.r#type().as_str().to_string())
+                .filter(|t| {
+                    (t.starts_with("Task") || t.starts_with("Activity"))
+                        && (t.ends_with("Succeeded") || t.ends_with("Failed"))
+                }),
+        );
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert!(late.is_empty(), "task results after the stop: {late:?}");
+    let after = c.store.deployment(env, &id).await.unwrap().unwrap();
+    assert_ne!(
+        after.step(StepName::CreateImage).status,
+        StepStatus::Succeeded
+    );
+    assert_eq!(after.ended_at, d.ended_at, "finalized once");
+
+    // EventBridge delivers at least once: the same event again changes
+    // nothing.
     let exec = c
         .sfn
         .describe_execution()
@@ -476,42 +588,8 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
         .send()
         .await
         .unwrap();
-    let event = json!({
-        "version": "0",
-        "id": "test",
-        "detail-type": "Step Functions Execution Status Change",
-        "source": "aws.states",
-        "account": "123456789012",
-        "time": chrono::Utc::now().to_rfc3339(),
-        "region": "us-east-1",
-        "resources": [arn],
-        "detail": {
-            "executionArn": arn,
-            "stateMachineArn": c.endpoints.state_machine_arn,
-            "name": id,
-            "status": exec.status().as_str(),
-            "input": exec.input(),
-            "output": null, "error": null, "cause": null
-        }
-    });
-    let deps = harness::deps(&c);
-    let out = autosky_core::steps::run(StepName::Finalization, &deps, event.clone())
-        .await
-        .unwrap();
-    assert_eq!(out["status"], "Cancelled");
-    let d = c.store.deployment(env, &id).await.unwrap().unwrap();
-    assert_eq!(d.status, DeploymentStatus::Cancelled);
-    assert!(d.ended_at.is_some());
-    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
-    assert!(harness::suspended_processes(&c, &e.auto_scaling_groups[0])
-        .await
-        .is_empty());
-    assert_eq!(
-        harness::instance_state(&c, &e.preparation_server_id).await,
-        "running"
-    );
-    // A second delivery of the event changes nothing.
-    autosky_core::steps::run(StepName::Finalization, &deps, event)
+    let event = autosky_sandbox::events::status_change_event(&exec);
+    autosky_core::steps::run(StepName::Finalization, &harness::deps(&c), event)
         .await
         .unwrap();
     assert_eq!(
@@ -523,6 +601,73 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
             .ended_at,
         d.ended_at
     );
+}
+
+/// A group on a launch configuration cannot be deployed with a launch
+/// template version: Initial validation refuses it, naming what to change,
+/// and nothing is changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_on_a_launch_configuration_is_refused_and_nothing_changes() {
+    let c = clients();
+    let env = "e2e-launch-config";
+    let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
+    let mut e = seeded.environment.clone();
+    let legacy = format!("{env}-legacy");
+    c.asg
+        .create_launch_configuration()
+        .launch_configuration_name(format!("{env}-config"))
+        .image_id(seed::BASE_IMAGE)
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .unwrap();
+    c.asg
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(&legacy)
+        .launch_configuration_name(format!("{env}-config"))
+        .min_size(0)
+        .max_size(2)
+        .desired_capacity(1)
+        .availability_zones("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    e.auto_scaling_groups.push(legacy.clone());
+    c.store.put_environment(&e).await.unwrap();
+    let versions = latest_version(&c, &e.launch_template_id).await;
+    let default = harness::default_version(&c, &e.launch_template_id).await;
+
+    let id = harness::start_deployment(&c, env, json!({"lockInstances": true}))
+        .await
+        .unwrap();
+    let (_, record) = harness::finished(&c, env, &id).await.unwrap();
+    let d = record.unwrap();
+    assert_eq!(d.status, DeploymentStatus::Failed);
+    let step = d.step(StepName::InitialValidation);
+    assert_eq!(step.status, StepStatus::Failed);
+    let message = d
+        .error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        message,
+        format!(
+            "Auto Scaling group {legacy} uses launch configuration {env}-config; switch it to \
+             launch template {} (any version) to deploy with Autosky",
+            e.launch_template_id
+        )
+    );
+    assert_eq!(latest_version(&c, &e.launch_template_id).await, versions);
+    assert_eq!(
+        harness::default_version(&c, &e.launch_template_id).await,
+        default
+    );
+    for g in &e.auto_scaling_groups {
+        assert!(harness::suspended_processes(&c, g).await.is_empty(), "{g}");
+    }
+    assert!(harness::deployment_images(&c, &id).await.is_empty());
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
 }
 
 /// Every step invoked twice with the same input (a Step Functions retry, a

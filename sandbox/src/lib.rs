@@ -9,6 +9,7 @@ pub mod bench;
 pub mod bridge;
 pub mod demo;
 pub mod emulator;
+pub mod events;
 pub mod harness;
 pub mod http;
 pub mod provision;
@@ -159,11 +160,27 @@ impl Sandbox {
             stack.state_machine_arn.clone(),
         )
         .await?;
-        let deps = autosky_core::Deps::from_env().await?;
+        let deps = std::sync::Arc::new(autosky_core::Deps::from_env().await?);
+        let direct = sdk_config(&emulator.url());
+        let direct_sfn = aws_sdk_sfn::Client::new(&direct);
         workers::spawn(
-            std::sync::Arc::new(deps),
+            deps.clone(),
             aws_sdk_sfn::Client::new(&config),
+            workers::Control {
+                sfn: direct_sfn.clone(),
+                store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), provision::TABLE),
+            },
             stack.activities,
+        );
+        let refs = std::collections::BTreeMap::from([(
+            "DeploymentStateMachine",
+            stack.state_machine_arn.clone(),
+        )]);
+        events::spawn(
+            deps,
+            direct_sfn,
+            stack.state_machine_arn.clone(),
+            events::SafetyNet::from_template(&refs)?,
         );
         let endpoints = Endpoints {
             api,

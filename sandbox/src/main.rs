@@ -1,7 +1,10 @@
 //! `autosky-sandbox`: the Autosky pipeline on a local AWS emulator.
-//!   up [--no-seed] [--ready-line] [--refresh-phase-ms N]
+//!   up [--no-seed] [--ready-line] [--refresh-phase-ms N] [--ec2-polls N]
 //!                                              start with the demo environment (unless
-//!                                              --no-seed) and keep running (Ctrl-C stops)
+//!                                              --no-seed) and keep running (Ctrl-C stops);
+//!                                              --ec2-polls: how many polls a new AMI stays
+//!                                              pending, an instance stopping or pending
+//!                                              (default 1, also SANDBOX_EC2_POLLS; 0: at once)
 //!   demo                                       one deployment end to end, then stop
 //!   bench-api                                  API latency and DynamoDB calls per request
 //!   bench [--runs N] [--bootstraps DIR] [--out FILE] [--functions-only]
@@ -13,7 +16,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const USAGE: &str =
-    "usage: autosky-sandbox up [--no-seed] [--ready-line] [--refresh-phase-ms N] | demo | bench-api \
+    "usage: autosky-sandbox up [--no-seed] [--ready-line] [--refresh-phase-ms N] [--ec2-polls N] | demo | bench-api \
                      | bench [--runs N] [--bootstraps DIR] [--out FILE] [--functions-only]";
 
 fn main() -> ExitCode {
@@ -55,6 +58,15 @@ fn main() -> ExitCode {
     // Before the runtime starts any thread: the workers read this environment
     // exactly as a Lambda function reads its configuration.
     ports.export_env();
+    if let Some(n) = args
+        .iter()
+        .position(|a| a == "--ec2-polls")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        // SAFETY (edition 2024 wording): no thread exists yet.
+        std::env::set_var(autosky_sandbox::bridge::EC2_POLLS_VAR, n.to_string());
+    }
     if std::env::var_os("RUST_LOG").is_some() {
         lambda_runtime::tracing::init_default_subscriber();
     }

@@ -2,16 +2,38 @@
 //! the Lambda binary runs (`steps::run`) and reports a failure with the same
 //! stable error name (`SendTaskFailure`), with the cause shaped like a Lambda
 //! error (`{"errorType", "errorMessage"}`), so Retry/Catch behave as on AWS.
+//!
+//! fakecloud only marks a stopped execution ABORTED and goes on interpreting
+//! it; on AWS no further state runs and its task tokens are closed. So a task
+//! whose execution is no longer RUNNING is dropped: not run, and not reported
+//! if the execution ended while it ran.
 
 use autosky_core::domain::StepName;
 use autosky_core::steps;
+use autosky_core::store::{DynamoStore, Store};
 use autosky_core::Deps;
+use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn spawn(deps: Arc<Deps>, sfn: aws_sdk_sfn::Client, activities: Vec<(StepName, String)>) {
+/// The sandbox's own look-ups for the RUNNING checks, straight to the
+/// emulator: they have no counterpart on AWS, so the gateway does not count
+/// them among the steps' calls.
+#[derive(Clone)]
+pub struct Control {
+    pub sfn: aws_sdk_sfn::Client,
+    pub store: DynamoStore,
+}
+
+/// `sfn` polls and reports tasks.
+pub fn spawn(
+    deps: Arc<Deps>,
+    sfn: aws_sdk_sfn::Client,
+    control: Control,
+    activities: Vec<(StepName, String)>,
+) {
     for (step, arn) in activities {
-        let (deps, sfn) = (deps.clone(), sfn.clone());
+        let (deps, sfn, control) = (deps.clone(), sfn.clone(), control.clone());
         tokio::spawn(async move {
             loop {
                 match sfn
@@ -24,10 +46,15 @@ pub fn spawn(deps: Arc<Deps>, sfn: aws_sdk_sfn::Client, activities: Vec<(StepNam
                     Ok(task) => match task.task_token() {
                         Some(token) if !token.is_empty() => {
                             let input = task.input().unwrap_or("{}").to_string();
-                            let (deps, sfn, token) = (deps.clone(), sfn.clone(), token.to_string());
-                            tokio::spawn(
-                                async move { work(step, &deps, &sfn, token, input).await },
+                            let (deps, sfn, control, token) = (
+                                deps.clone(),
+                                sfn.clone(),
+                                control.clone(),
+                                token.to_string(),
                             );
+                            tokio::spawn(async move {
+                                work(step, &deps, &sfn, &control, token, input).await
+                            });
                         }
                         _ => tokio::time::sleep(Duration::from_millis(50)).await,
                     },
@@ -41,15 +68,67 @@ pub fn spawn(deps: Arc<Deps>, sfn: aws_sdk_sfn::Client, activities: Vec<(StepNam
     }
 }
 
+/// The execution a task belongs to: the ARN the state machine passes
+/// (Initial validation and Finalization get `$$.Execution.Id`), else the one
+/// the deployment's record names (Initial validation claimed it). None when
+/// neither is known: the task then runs.
+async fn execution_of(store: &DynamoStore, input: &Value) -> Option<String> {
+    if let Some(arn) = input["executionArn"].as_str() {
+        return Some(arn.to_string());
+    }
+    let state = if input["state"].is_object() {
+        &input["state"]
+    } else {
+        input
+    };
+    let (env, id) = (
+        state["environmentId"].as_str()?,
+        state["deploymentId"].as_str()?,
+    );
+    store.deployment(env, id).await.ok()??.execution_arn
+}
+
+/// Whether the task's execution is still RUNNING (true when unknown).
+async fn still_running(control: &Control, input: &Value) -> bool {
+    let Some(arn) = execution_of(&control.store, input).await else {
+        return true;
+    };
+    match control
+        .sfn
+        .describe_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+    {
+        Ok(e) => e.status() == &aws_sdk_sfn::types::ExecutionStatus::Running,
+        Err(_) => true,
+    }
+}
+
 async fn work(
     step: StepName,
     deps: &Deps,
     sfn: &aws_sdk_sfn::Client,
+    control: &Control,
     token: String,
     input: String,
 ) {
-    let payload = serde_json::from_str(&input).unwrap_or(serde_json::Value::Null);
-    let sent = match steps::run(step, deps, payload).await {
+    let payload = serde_json::from_str(&input).unwrap_or(Value::Null);
+    if !still_running(control, &payload).await {
+        tracing::info!(step = step.function(), "task of an ended execution dropped");
+        return;
+    }
+    let result = steps::run(step, deps, payload.clone()).await;
+    if !still_running(control, &payload).await {
+        // On AWS the token was closed when the execution ended: a report
+        // would be refused (TaskTimedOut) and change nothing.
+        tracing::info!(
+            step = step.function(),
+            "result of an ended execution not reported"
+        );
+        return;
+    }
+    let sent = match result {
         Ok(output) => sfn
             .send_task_success()
             .task_token(&token)

@@ -2,7 +2,8 @@
 //! through it (the workers' `AWS_ENDPOINT_URL` and
 //! `AWS_ENDPOINT_URL_AUTO_SCALING`). It counts each call ([`calls`]), answers
 //! with an injected fault when one is due ([`faults`]), serves the Auto
-//! Scaling actions fakecloud lacks ([`autoscaling`], [`refresh`]) and forwards
+//! Scaling actions fakecloud lacks ([`autoscaling`], [`refresh`]), gives EC2
+//! images and instances EC2's timings and refusals ([`ec2`]) and forwards
 //! everything else to the emulator ([`forward`]). Its control routes, under
 //! `/_sandbox/`:
 //!
@@ -19,11 +20,13 @@
 
 mod autoscaling;
 mod calls;
+mod ec2;
 mod faults;
 mod forward;
 mod refresh;
 pub mod xml;
 
+pub use ec2::POLLS_VAR as EC2_POLLS_VAR;
 pub use faults::Fault;
 
 use bytes::Bytes;
@@ -43,6 +46,7 @@ struct State {
     refreshes: refresh::Refreshes,
     calls: calls::Calls,
     faults: Vec<Fault>,
+    ec2: ec2::Ec2State,
 }
 
 #[derive(Clone)]
@@ -70,12 +74,20 @@ pub async fn start(
     let asg_conf = aws_sdk_autoscaling::config::Builder::from(config)
         .endpoint_url(&emulator_url)
         .build();
+    let ec2_conf = aws_sdk_ec2::config::Builder::from(config)
+        .endpoint_url(&emulator_url)
+        .build();
     let bridge = Bridge {
         emulator: emulator_url,
         state: Arc::default(),
         asg: aws_sdk_autoscaling::Client::from_conf(asg_conf),
         phase,
     };
+    {
+        let mut st = bridge.lock();
+        st.ec2.client = Some(aws_sdk_ec2::Client::from_conf(ec2_conf));
+        st.ec2.timings = ec2::Timings::from_env();
+    }
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -153,6 +165,9 @@ impl Bridge {
         };
         if let Some(kind) = fault {
             return faults::response(&service, &action, &kind);
+        }
+        if service == "ec2" {
+            return self.ec2(&action, &form, parts, body).await;
         }
         if service != "autoscaling" {
             return self.forward(parts, body).await;

@@ -480,3 +480,72 @@ impl AutoScaling {
             .await
     }
 }
+
+/// Where a group names a launch template.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplatePlace {
+    /// The group's own launch template.
+    Group,
+    /// Its mixed instances policy's launch template.
+    MixedPolicy,
+    /// An override of the mixed instances policy, with its instance type.
+    Override(Option<String>),
+}
+
+/// What a group launches from, as Initial validation checks it: a launch
+/// configuration, and every launch template the group names (its own, its
+/// mixed instances policy's and each override's).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GroupSetup {
+    pub launch_configuration: Option<String>,
+    pub templates: Vec<(TemplatePlace, TemplateReference)>,
+}
+
+/// A group's setup as DescribeAutoScalingGroups describes it.
+pub fn group_setup(g: &AutoScalingGroup) -> GroupSetup {
+    let reference = |s: &LaunchTemplateSpecification| TemplateReference {
+        launch_template_id: s.launch_template_id().map(str::to_string),
+        launch_template_name: s.launch_template_name().map(str::to_string),
+        version: s.version().map(str::to_string),
+    };
+    let mut templates = Vec::new();
+    if let Some(s) = g.launch_template() {
+        templates.push((TemplatePlace::Group, reference(s)));
+    }
+    if let Some(l) = g.mixed_instances_policy().and_then(|m| m.launch_template()) {
+        if let Some(s) = l.launch_template_specification() {
+            templates.push((TemplatePlace::MixedPolicy, reference(s)));
+        }
+        for o in l.overrides() {
+            if let Some(s) = o.launch_template_specification() {
+                let instance_type = o.instance_type().map(str::to_string);
+                templates.push((TemplatePlace::Override(instance_type), reference(s)));
+            }
+        }
+    }
+    GroupSetup {
+        launch_configuration: g.launch_configuration_name().map(str::to_string),
+        templates,
+    }
+}
+
+impl AutoScaling {
+    /// The named groups that exist, each with its setup (one call).
+    pub async fn groups_with_setups(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<(GroupInfo, GroupSetup)>, StepError> {
+        let out = self
+            .client
+            .describe_auto_scaling_groups()
+            .set_auto_scaling_group_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error("DescribeAutoScalingGroups", &e))?;
+        Ok(out
+            .auto_scaling_groups()
+            .iter()
+            .map(|g| (group_info(g), group_setup(g)))
+            .collect())
+    }
+}

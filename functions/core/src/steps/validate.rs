@@ -3,6 +3,7 @@
 //! "lock instances" the fleet-changing processes are suspended.
 
 use super::{Journal, Poll, StateWithExecution};
+use crate::aws::autoscaling::{GroupInfo, GroupSetup, TemplatePlace, TemplateReference};
 use crate::deps::Deps;
 use crate::domain::{
     Deployment, DeploymentStatus, IgnoredRun, StepName, StepStatus, LOCK_PROCESSES,
@@ -213,20 +214,33 @@ pub async fn run(deps: &Deps, event: StateWithExecution) -> Result<Poll, StepErr
             "environment '{env_id}' has no Auto Scaling group"
         )));
     }
-    let groups = deps.asg.groups(&env.auto_scaling_groups).await?;
+    let described = deps
+        .asg
+        .groups_with_setups(&env.auto_scaling_groups)
+        .await?;
+    // Every group is checked before anything is changed: a refusal leaves
+    // the groups as they were.
+    for name in &env.auto_scaling_groups {
+        let (_, setup) = described
+            .iter()
+            .find(|(g, _)| &g.name == name)
+            .ok_or_else(|| {
+                StepError::ValidationFailed(format!("Auto Scaling group {name} not found"))
+            })?;
+        if let Some(refusal) = setup_refusal(
+            name,
+            setup,
+            &env.launch_template_id,
+            template.name.as_deref(),
+        ) {
+            return Err(StepError::ValidationFailed(refusal));
+        }
+    }
+    let groups: Vec<GroupInfo> = described.into_iter().map(|(g, _)| g).collect();
     for name in &env.auto_scaling_groups {
         let g = groups.iter().find(|g| &g.name == name).ok_or_else(|| {
             StepError::ValidationFailed(format!("Auto Scaling group {name} not found"))
         })?;
-        if g.launch_template_id.as_deref() != Some(env.launch_template_id.as_str()) {
-            return Err(StepError::ValidationFailed(format!(
-                "Auto Scaling group {name} uses launch template {}, not {}",
-                g.launch_template_id
-                    .as_deref()
-                    .unwrap_or("none (launch configuration?)"),
-                env.launch_template_id
-            )));
-        }
         j.action(format!(
             "Auto Scaling group {name}: {} instances, desired capacity {}, launch template version {}",
             g.instances.len(),
@@ -287,6 +301,58 @@ pub async fn run(deps: &Deps, event: StateWithExecution) -> Result<Poll, StepErr
         super::notify(deps, &mut j, Some(&env), super::Notice::Started).await?;
     }
     Ok(Poll::done())
+}
+
+/// Why a group cannot be deployed with the environment's launch template
+/// `lt_id` (named `lt_name`), if it cannot: it launches from a launch
+/// configuration, or names another launch template anywhere (its own, its
+/// mixed instances policy's, an override's). A refresh would move only the
+/// references to our template, so any other one would keep launching
+/// instances without the new image.
+fn setup_refusal(
+    group: &str,
+    setup: &GroupSetup,
+    lt_id: &str,
+    lt_name: Option<&str>,
+) -> Option<String> {
+    let fix = format!("switch it to launch template {lt_id} (any version) to deploy with Autosky");
+    if let Some(lc) = &setup.launch_configuration {
+        return Some(format!(
+            "Auto Scaling group {group} uses launch configuration {lc}; {fix}"
+        ));
+    }
+    let ours = |r: &TemplateReference| match (&r.launch_template_id, &r.launch_template_name) {
+        (Some(id), _) => id == lt_id,
+        (None, Some(name)) => Some(name.as_str()) == lt_name,
+        (None, None) => false,
+    };
+    let shown = |r: &TemplateReference| match (&r.launch_template_id, &r.launch_template_name) {
+        (Some(id), Some(name)) => format!("{id} ({name})"),
+        (Some(s), None) | (None, Some(s)) => s.clone(),
+        (None, None) => "without an id or name".into(),
+    };
+    if let Some((place, r)) = setup.templates.iter().find(|(_, r)| !ours(r)) {
+        let where_ = match place {
+            TemplatePlace::Group => String::new(),
+            TemplatePlace::MixedPolicy => " in its mixed instances policy".into(),
+            TemplatePlace::Override(t) => format!(
+                " in its mixed instances policy's override{}",
+                t.as_deref()
+                    .map(|t| format!(" for {t}"))
+                    .unwrap_or_default()
+            ),
+        };
+        return Some(format!(
+            "Auto Scaling group {group} uses launch template {}{where_}, not {lt_id}; {fix}",
+            shown(r)
+        ));
+    }
+    if setup.templates.is_empty() {
+        return Some(format!(
+            "Auto Scaling group {group} names no launch template; {fix}"
+        ));
+    }
+    None
 }
 
 pub(crate) fn list_or_none(v: &[String]) -> String {

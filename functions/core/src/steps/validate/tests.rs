@@ -307,3 +307,139 @@ async fn throttling_is_retryable() {
     let deps = f.deps(&[&throttled, &w.templates], &[&w.groups, &w.refreshes], &[]);
     assert_eq!(run(&deps, event()).await.unwrap_err().name(), "Retryable");
 }
+
+/// A group answer with `edit` applied to the testkit's group on `LT`.
+fn groups_answer(
+    edit: impl Fn(
+            aws_sdk_autoscaling::types::builders::AutoScalingGroupBuilder,
+        ) -> aws_sdk_autoscaling::types::builders::AutoScalingGroupBuilder
+        + Send
+        + Sync
+        + 'static,
+) -> Rule {
+    mock!(Asg::describe_auto_scaling_groups).then_output(move || {
+        let g = aws::group(2, "3", &[], LT);
+        let b = aws_sdk_autoscaling::types::AutoScalingGroup::builder()
+            .auto_scaling_group_name(g.auto_scaling_group_name().unwrap())
+            .desired_capacity(2)
+            .set_instances(Some(g.instances().to_vec()));
+        DescribeAutoScalingGroupsOutput::builder()
+            .auto_scaling_groups(edit(b).build())
+            .build()
+    })
+}
+
+fn spec(id: &str) -> aws_sdk_autoscaling::types::LaunchTemplateSpecification {
+    aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+        .launch_template_id(id)
+        .version("3")
+        .build()
+}
+
+fn mixed(
+    main: &str,
+    overrides: &[(&str, Option<&str>)],
+) -> aws_sdk_autoscaling::types::MixedInstancesPolicy {
+    use aws_sdk_autoscaling::types::{
+        LaunchTemplate, LaunchTemplateOverrides, MixedInstancesPolicy,
+    };
+    let mut lt = LaunchTemplate::builder().launch_template_specification(spec(main));
+    for (t, other) in overrides {
+        let mut o = LaunchTemplateOverrides::builder().instance_type(*t);
+        if let Some(id) = other {
+            o = o.launch_template_specification(spec(id));
+        }
+        lt = lt.overrides(o.build());
+    }
+    MixedInstancesPolicy::builder()
+        .launch_template(lt.build())
+        .build()
+}
+
+/// Runs validation with lock instances on against `groups`; returns the
+/// error and how often SuspendProcesses was called.
+async fn refused(groups: Rule) -> (StepError, usize) {
+    let f = Fixture::new(DeploymentOptions {
+        lock_instances: true,
+        ..Default::default()
+    })
+    .await;
+    let w = world("running", LT, &[], None);
+    let deps = f.deps(
+        &[&w.instances, &w.templates],
+        &[&groups, &w.refreshes, &w.suspend],
+        &[],
+    );
+    let err = run(&deps, event()).await.unwrap_err();
+    (err, w.suspend.num_calls())
+}
+
+#[tokio::test]
+async fn group_on_a_launch_configuration_is_refused_with_what_to_do() {
+    let (err, suspends) = refused(groups_answer(|b| b.launch_configuration_name("web-lc"))).await;
+    assert_eq!(
+        err,
+        StepError::ValidationFailed(format!(
+            "Auto Scaling group {GROUP} uses launch configuration web-lc; switch it to launch \
+             template {LT} (any version) to deploy with Autosky"
+        ))
+    );
+    assert_eq!(suspends, 0, "nothing changed");
+}
+
+#[tokio::test]
+async fn group_on_another_template_names_both_and_what_to_do() {
+    let (err, suspends) = refused(groups_answer(|b| b.launch_template(spec("lt-other")))).await;
+    assert_eq!(
+        err,
+        StepError::ValidationFailed(format!(
+            "Auto Scaling group {GROUP} uses launch template lt-other, not {LT}; switch it to \
+             launch template {LT} (any version) to deploy with Autosky"
+        ))
+    );
+    assert_eq!(suspends, 0);
+}
+
+#[tokio::test]
+async fn mixed_policy_on_another_template_is_refused() {
+    let (err, suspends) = refused(groups_answer(|b| {
+        b.mixed_instances_policy(mixed("lt-other", &[]))
+    }))
+    .await;
+    assert_eq!(err.name(), "ValidationFailed");
+    assert!(
+        err.message().contains(&format!(
+            "uses launch template lt-other in its mixed instances policy, not {LT}"
+        )),
+        "{err}"
+    );
+    assert_eq!(suspends, 0);
+}
+
+#[tokio::test]
+async fn mixed_override_on_another_template_is_refused() {
+    let policy = mixed(LT, &[("c5.large", None), ("m5.large", Some("lt-arm"))]);
+    let (err, suspends) = refused(groups_answer(move |b| {
+        b.mixed_instances_policy(policy.clone())
+    }))
+    .await;
+    assert_eq!(
+        err,
+        StepError::ValidationFailed(format!(
+            "Auto Scaling group {GROUP} uses launch template lt-arm in its mixed instances \
+             policy's override for m5.large, not {LT}; switch it to launch template {LT} (any \
+             version) to deploy with Autosky"
+        ))
+    );
+    assert_eq!(suspends, 0);
+}
+
+#[tokio::test]
+async fn mixed_group_on_our_template_everywhere_is_accepted() {
+    let f = Fixture::new(DeploymentOptions::default()).await;
+    let w = world("running", LT, &[], None);
+    let policy = mixed(LT, &[("c5.large", None), ("m5.large", Some(LT))]);
+    let groups = groups_answer(move |b| b.mixed_instances_policy(policy.clone()));
+    let deps = f.deps(&[&w.instances, &w.templates], &[&groups, &w.refreshes], &[]);
+    assert!(run(&deps, event()).await.unwrap().done);
+}
