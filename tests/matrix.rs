@@ -34,7 +34,11 @@ enum End {
     CancelledMidRefresh,
 }
 
-const ENDS: [End; 3] = [End::Successful, End::RefreshFailed, End::CancelledMidRefresh];
+const ENDS: [End; 3] = [
+    End::Successful,
+    End::RefreshFailed,
+    End::CancelledMidRefresh,
+];
 
 /// The kind of a group's launch template setting.
 fn kind(version: Option<&str>) -> &'static str {
@@ -76,9 +80,7 @@ async fn mixed_policies(
 
 /// A mixed policy without its template version (which a deployment moves):
 /// the overrides and the distribution must come back as they were.
-fn without_version(
-    p: &Option<aws_sdk_autoscaling::types::MixedInstancesPolicy>,
-) -> Option<String> {
+fn without_version(p: &Option<aws_sdk_autoscaling::types::MixedInstancesPolicy>) -> Option<String> {
     p.as_ref().map(|p| {
         let overrides = p
             .launch_template()
@@ -103,7 +105,11 @@ async fn invariants(
         .expect("group views");
     let mixed = mixed_policies(c, &e.auto_scaling_groups).await;
     let new_image = d.runtime.image_id.clone().unwrap_or_default();
-    let expected_image = if succeeded { new_image.as_str() } else { BASE_IMAGE };
+    let expected_image = if succeeded {
+        new_image.as_str()
+    } else {
+        BASE_IMAGE
+    };
     for ((b, a), (bm, am)) in before
         .views
         .iter()
@@ -112,7 +118,10 @@ async fn invariants(
     {
         let (kb, ka) = (kind(b.version.as_deref()), kind(a.version.as_deref()));
         if kb != ka {
-            bad.push(format!("{}: setting {:?} became {:?}", a.name, b.version, a.version));
+            bad.push(format!(
+                "{}: setting {:?} became {:?}",
+                a.name, b.version, a.version
+            ));
         }
         if kb == "number" {
             let want = if succeeded {
@@ -121,7 +130,10 @@ async fn invariants(
                 b.version.clone()
             };
             if a.version != want {
-                bad.push(format!("{}: version {:?}, expected {want:?}", a.name, a.version));
+                bad.push(format!(
+                    "{}: version {:?}, expected {want:?}",
+                    a.name, a.version
+                ));
             }
         }
         if without_version(bm) != without_version(am) {
@@ -137,7 +149,10 @@ async fn invariants(
         }
         for (id, image) in seed::group_instance_images(c, &a.name).await.unwrap() {
             if image != expected_image {
-                bad.push(format!("{}: instance {id} runs {image}, expected {expected_image}", a.name));
+                bad.push(format!(
+                    "{}: instance {id} runs {image}, expected {expected_image}",
+                    a.name
+                ));
             }
         }
         if !harness::suspended_processes(c, &a.name).await.is_empty() {
@@ -151,14 +166,24 @@ async fn invariants(
         d.runtime.backup_version
     };
     if default != want_default {
-        bad.push(format!("launch template default {default:?}, expected {want_default:?}"));
+        bad.push(format!(
+            "launch template default {default:?}, expected {want_default:?}"
+        ));
     }
-    if c.store.lock_holder(&e.environment_id).await.unwrap().is_some() {
+    if c.store
+        .lock_holder(&e.environment_id)
+        .await
+        .unwrap()
+        .is_some()
+    {
         bad.push("environment still locked".into());
     }
     let server = harness::instance_state(c, &e.preparation_server_id).await;
     if server != before.server_state {
-        bad.push(format!("preparation server {server}, was {}", before.server_state));
+        bad.push(format!(
+            "preparation server {server}, was {}",
+            before.server_state
+        ));
     }
     if !d.status.is_terminal() {
         bad.push(format!("record not terminal: {}", d.status));
@@ -174,8 +199,11 @@ async fn invariants(
 fn expected_status(setup: GroupSetup, end: End) -> DeploymentStatus {
     match end {
         End::Successful => DeploymentStatus::Succeeded,
-        // Only a group on a version number can be auto rolled back by AWS.
-        End::RefreshFailed if matches!(setup, GroupSetup::Numbered) => DeploymentStatus::RolledBack,
+        // A group on a version number (the numbered, mixed and two-group
+        // setups) is auto rolled back by AWS; `$Default`/`$Latest` cannot be.
+        End::RefreshFailed if !matches!(setup, GroupSetup::Default | GroupSetup::Latest) => {
+            DeploymentStatus::RolledBack
+        }
         End::RefreshFailed => DeploymentStatus::Failed,
         End::CancelledMidRefresh => DeploymentStatus::Cancelled,
     }
@@ -215,7 +243,10 @@ async fn case(setup: GroupSetup, end: End, n: usize) -> Result<(), String> {
     let want = expected_status(setup, end);
     let mut bad = invariants(&c, &e, &before, &d, end).await;
     if d.status != want {
-        bad.insert(0, format!("status {} (expected {want}), error {:?}", d.status, d.error));
+        bad.insert(
+            0,
+            format!("status {} (expected {want}), error {:?}", d.status, d.error),
+        );
     }
     if bad.is_empty() {
         Ok(())

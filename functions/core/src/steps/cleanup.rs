@@ -239,7 +239,18 @@ mod tests {
                 .build()
                 .unwrap()
         });
-        let deps = f.deps(&[], &[&resume], &[&send]);
+        // The fleet as it stays: two instances on version 8.
+        let groups = mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups).then_output(
+            || {
+                aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput::builder()
+                    .auto_scaling_groups(crate::steps::testkit::aws::group(2, "8", &[], "lt-1"))
+                    .build()
+            },
+        );
+        let tagged = mock!(aws_sdk_ec2::Client::describe_instances).then_output(|| {
+            aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput::builder().build()
+        });
+        let deps = f.deps(&[&tagged], &[&resume, &groups], &[&send]);
         let payload = event("ABORTED");
         assert!(is_status_change(&payload));
         let out = crate::steps::run(crate::domain::StepName::Finalization, &deps, payload)
@@ -251,6 +262,10 @@ mod tests {
         assert_eq!(d.status, DeploymentStatus::Cancelled);
         assert_eq!(d.step(StepName::CreateImage).status, StepStatus::Failed);
         assert_eq!(f.store.lock_holder(ENV).await.unwrap(), None);
+        assert_eq!(
+            d.runtime.fleet_versions[GROUP],
+            "all 2 instances on version 8"
+        );
     }
 
     /// The execution was stopped while its refresh was replacing instances of

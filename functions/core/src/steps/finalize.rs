@@ -261,6 +261,9 @@ pub async fn run(
             .await?;
         }
     }
+    if let Some(env) = env.as_ref() {
+        fleet::record_the_rest(deps, &mut j, env).await?;
+    }
     problems.extend(cleanup(deps, &mut j, env.as_ref(), &rt).await?);
     if !problems.is_empty() {
         if j.dep.runtime.cleanup_attempts < MAX_CLEANUP_ATTEMPTS {

@@ -1,4 +1,5 @@
-//! Step 5, "Replace instances": an instance refresh per group with instances,
+//! Step 5, "Replace instances": an instance refresh per group with instances
+//! (or on a version number),
 //! to the main model in the group's own kind of version (a number → the main
 //! model's number, with AutoRollback if the environment asks for it;
 //! `$Default`/`$Latest` → the same, which resolve to the main model and which
@@ -59,18 +60,29 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
         .asg
         .groups_with_policies(&env.auto_scaling_groups)
         .await?;
-    let with_instances: Vec<_> = groups
+    // A group with instances is refreshed. So is an empty group on a version
+    // number: its setting must name the main model once the deployment
+    // succeeds, or its next scale-out would launch the previous one; the
+    // refresh applies it (on success only) and replaces nothing. An empty
+    // `$Default`/`$Latest` group already resolves to the main model.
+    let to_refresh: Vec<_> = groups
         .iter()
-        .filter(|(g, _)| g.desired_capacity > 0)
+        .filter(|(g, _)| {
+            g.desired_capacity > 0
+                || j.dep.runtime.refreshes.contains_key(&g.name)
+                || g.version_kind() == VersionKind::Number
+        })
         .collect();
-    if with_instances.is_empty() && j.dep.runtime.refreshes.is_empty() {
+    if to_refresh.is_empty() {
         return j
-            .not_applicable("no group has instances (desired capacity 0)")
+            .not_applicable(
+                "no group has instances (desired capacity 0), and none names a version number",
+            )
             .await;
     }
     j.start().await?;
 
-    for (g, mixed) in &with_instances {
+    for (g, mixed) in &to_refresh {
         if j.dep.runtime.refreshes.contains_key(&g.name) {
             continue;
         }

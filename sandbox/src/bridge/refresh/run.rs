@@ -90,7 +90,7 @@ pub(crate) const HOLD_LIMIT: std::time::Duration = std::time::Duration::from_sec
 impl Bridge {
     /// An EC2 client aimed at the emulator, in the bridge's Region, with the
     /// sandbox's credentials (the emulator does not check them).
-    fn ec2(&self) -> aws_sdk_ec2::Client {
+    fn emulator_ec2(&self) -> aws_sdk_ec2::Client {
         let mut b = aws_sdk_ec2::config::Builder::new()
             .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
             .endpoint_url(&self.emulator)
@@ -441,7 +441,7 @@ impl Bridge {
         };
         let mut versions = Vec::new();
         for s in specs {
-            let mut req = self.ec2().describe_launch_templates();
+            let mut req = self.emulator_ec2().describe_launch_templates();
             req = match (s.launch_template_id(), s.launch_template_name()) {
                 (Some(id), _) => req.launch_template_ids(id),
                 (None, Some(name)) => req.launch_template_names(name),

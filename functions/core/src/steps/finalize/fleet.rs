@@ -203,7 +203,14 @@ pub(super) async fn pass(
                 .unwrap_or_else(|| "$Default".into());
             let on_main = main.map_or(0, |m| fleets.count_on(group, &m.to_string()));
             let unknown = fleets.count_unknown(group);
-            if on_main + unknown == 0 {
+            // A refresh that succeeded before the deployment failed moved a
+            // numbered group's own setting to the new version: that needs the
+            // restore refresh too, even with no instance (an empty group).
+            let setting_moved = VersionKind::of(Some(&prior)) == VersionKind::Number
+                && fleets
+                    .numbered_setting(group)
+                    .is_some_and(|now| now != prior);
+            if on_main + unknown == 0 && !setting_moved {
                 j.action(format!(
                     "No instance of group {group} runs version {}: no restore refresh needed",
                     main.map_or("?".into(), |m| m.to_string())
@@ -417,6 +424,8 @@ struct Fleets {
             Option<aws_sdk_autoscaling::types::MixedInstancesPolicy>,
         ),
     >,
+    /// Each group's own launch template version setting now.
+    settings: BTreeMap<String, Option<String>>,
 }
 
 impl Fleets {
@@ -438,6 +447,10 @@ impl Fleets {
             .into_iter()
             .map(|i| (i.instance_id, i.version))
             .collect();
+        let settings = groups
+            .iter()
+            .map(|(g, _)| (g.name.clone(), g.launch_template_version.clone()))
+            .collect();
         let groups = groups
             .into_iter()
             .map(|(g, mixed)| {
@@ -455,7 +468,15 @@ impl Fleets {
                 (g.name, (versions, mixed))
             })
             .collect();
-        Ok(Self { groups })
+        Ok(Self { groups, settings })
+    }
+
+    /// The group's own setting now, when it is a version number.
+    fn numbered_setting(&self, group: &str) -> Option<&str> {
+        self.settings
+            .get(group)
+            .and_then(|v| v.as_deref())
+            .filter(|v| VersionKind::of(Some(v)) == VersionKind::Number)
     }
 
     fn versions(&self, group: &str) -> &[Option<String>] {
@@ -507,4 +528,41 @@ impl Fleets {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// Records, for every group of the environment whose fleet is not on record
+/// yet, the versions its instances run at the end of the deployment (after a
+/// success too): one action for them all. A failed read is noted, not
+/// retried: the fleet is already as it will stay.
+pub(super) async fn record_the_rest(
+    deps: &Deps,
+    j: &mut Journal<'_>,
+    env: &Environment,
+) -> Result<(), StepError> {
+    let rest: Vec<String> = env
+        .auto_scaling_groups
+        .iter()
+        .filter(|g| !j.dep.runtime.fleet_versions.contains_key(*g))
+        .cloned()
+        .collect();
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let fleets = match Fleets::read(deps, env, rest.iter()).await {
+        Ok(f) => f,
+        Err(e) => {
+            return j
+                .action(format!("Fleet versions not recorded: {}", e.message()))
+                .await;
+        }
+    };
+    let mut lines = Vec::new();
+    for group in &rest {
+        let line = fleets.describe(group);
+        lines.push(format!("group {group}: {line}"));
+        j.dep.runtime.fleet_versions.insert(group.clone(), line);
+    }
+    j.save_runtime().await?;
+    j.action(format!("Fleet at the end: {}", lines.join("; ")))
+        .await
 }

@@ -165,9 +165,13 @@ async fn adopts_a_refresh_already_started_for_this_version() {
 }
 
 #[tokio::test]
-async fn not_applicable_without_instances() {
+async fn not_applicable_without_instances_on_default() {
     let f = fixture().await;
-    let (g, r, s) = (groups(0), refreshes(&[("", 0)], None), start());
+    let (g, r, s) = (
+        groups_on(0, "$Default"),
+        refreshes(&[("", 0)], None),
+        start(),
+    );
     assert!(
         run(&f.deps(&[], &[&g, &r, &s], &[]), input())
             .await
@@ -179,6 +183,27 @@ async fn not_applicable_without_instances() {
         f.deployment().await.step(StepName::ReplaceInstances).status,
         StepStatus::NotApplicable
     );
+}
+
+/// An empty group on a version number still gets its refresh: the refresh
+/// moves its setting to the main model on success, so a later scale-out
+/// launches the new version.
+#[tokio::test]
+async fn an_empty_numbered_group_is_refreshed_to_the_main_model() {
+    let f = fixture().await;
+    let (g, r, s) = (
+        groups(0),
+        refreshes(&[("", 0), ("Pending", 0)], None),
+        start(),
+    );
+    assert!(
+        !run(&f.deps(&[], &[&g, &r, &s], &[]), input())
+            .await
+            .unwrap()
+            .done
+    );
+    assert_eq!(s.num_calls(), 1);
+    assert_eq!(f.deployment().await.runtime.refreshes[GROUP], "r-1");
 }
 
 #[tokio::test]
