@@ -313,6 +313,12 @@ async fn cancel_ends_cancelled_and_leaves_the_environment_clean() {
     assert_eq!(d["status"], "Cancelled", "{d}");
     assert_eq!(d["error"]["name"], "Cancelled");
     assert_eq!(d["error"]["message"], "cancelled by local:developer");
+    // The fleet it leaves, per group: still on the version before.
+    let group = &e.auto_scaling_groups[0];
+    assert_eq!(
+        d["fleetVersions"][group], "its 1 instance on version 1",
+        "{d}"
+    );
     // Clean: unlocked, nothing suspended, server running, default = the previous one.
     assert_eq!(c.store.lock_holder("api-cancel").await.unwrap(), None);
     assert!(harness::suspended_processes(&c, &e.auto_scaling_groups[0])

@@ -1,7 +1,8 @@
 //! The demo environment (`make demo`, `make sandbox`), and `autosky-sandbox
 //! demo`: seeds it and runs one deployment
 //! end to end, printing each step as it finishes, then the result: version,
-//! AMI, the group's instances on it, and the e-mail that was sent.
+//! AMI, the group's launch template setting before and after, its instances
+//! on the new image, and the e-mail that was sent.
 
 use crate::harness;
 use crate::seed;
@@ -38,13 +39,15 @@ pub async fn run(c: &Clients) -> Result<(), String> {
     let group = &env.auto_scaling_groups[0];
     let before = seed::group_instance_images(c, group).await?;
     println!(
-        "  preparation server {}, launch template {}, group {} ({} instances on {})\n",
+        "  preparation server {}, launch template {}, group {} ({} instances on {})",
         env.preparation_server_id,
         env.launch_template_id,
         group,
         before.len(),
         seed::BASE_IMAGE
     );
+    let setting_before = setting(c, group).await?;
+    println!("  group {group} is configured with {setting_before}\n");
 
     let id = harness::start_deployment(
         c,
@@ -115,6 +118,11 @@ pub async fn run(c: &Clients) -> Result<(), String> {
     if let Some(e) = &record.error {
         println!("Error: {} in {:?}: {}", e.name, e.step, e.message);
     }
+    // The operator's choice of version kind survives the deployment.
+    println!(
+        "Group {group} is configured with {} (before: {setting_before})",
+        setting(c, group).await?
+    );
     println!("Group {group} instances now:");
     for (instance, image) in seed::group_instance_images(c, group).await? {
         println!("  {instance}  {image}");
@@ -150,4 +158,24 @@ pub async fn run(c: &Clients) -> Result<(), String> {
         return Err(format!("the demo deployment ended {}", record.status));
     }
     Ok(())
+}
+
+/// How the group names its launch template, as an operator reads it, e.g.
+/// "launch template lt-… version $Default (resolves to 2)".
+async fn setting(c: &Clients, group: &str) -> Result<String, String> {
+    let view = seed::group_views(&c.asg, &[group.to_string()])
+        .await?
+        .remove(0);
+    let (Some(lt), Some(version)) = (view.launch_template_id, view.version) else {
+        return Ok(view
+            .launch_configuration
+            .map_or("no launch template".into(), |lc| {
+                format!("launch configuration {lc}")
+            }));
+    };
+    let default = harness::default_version(c, &lt).await;
+    Ok(match (version.as_str(), default) {
+        ("$Default", Some(d)) => format!("launch template {lt} version $Default (resolves to {d})"),
+        _ => format!("launch template {lt} version {version}"),
+    })
 }

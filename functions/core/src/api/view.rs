@@ -50,6 +50,10 @@ pub struct DeploymentView {
     pub model_version: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<DeploymentError>,
+    /// Once Finalization ran: per group, the versions its instances ended on
+    /// ("all 2 instances on version 8").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet_versions: Option<std::collections::BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution_arn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,6 +94,8 @@ impl DeploymentView {
             generated_version: d.generated_version.clone(),
             model_version: d.runtime.main_version,
             error: d.error.clone(),
+            fleet_versions: (!d.runtime.fleet_versions.is_empty())
+                .then(|| d.runtime.fleet_versions.clone()),
             execution_arn: d.execution_arn.clone(),
             console_url: d
                 .execution_arn
