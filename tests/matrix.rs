@@ -279,3 +279,79 @@ async fn every_group_setup_ends_clean_whatever_the_refresh_does() {
     ));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The setups Autosky cannot deploy (a group on a launch configuration, or
+/// on another launch template) are refused by Initial validation with a
+/// message naming the group and what to switch it to, and nothing changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn undeployable_group_setups_are_refused_and_nothing_changes() {
+    let c = Clients::new(sandbox());
+    for (n, setup) in [GroupSetup::LaunchConfiguration, GroupSetup::OtherTemplate]
+        .into_iter()
+        .enumerate()
+    {
+        let env = format!("matrix-refused-{n}");
+        let defaults = EnvironmentDefaults {
+            lock_instances: true,
+            ..Default::default()
+        };
+        let e = seed::environment_with(&c, &env, setup, 2, defaults)
+            .await
+            .unwrap()
+            .environment;
+        let group = &e.auto_scaling_groups[0];
+        let before = seed::group_views(&c.asg, &e.auto_scaling_groups)
+            .await
+            .unwrap();
+        let template = |c: &Clients| {
+            let (c, lt) = (c.clone(), e.launch_template_id.clone());
+            async move {
+                let t = c
+                    .ec2
+                    .describe_launch_templates()
+                    .launch_template_ids(lt)
+                    .send()
+                    .await
+                    .unwrap();
+                let t = &t.launch_templates()[0];
+                (t.default_version_number(), t.latest_version_number())
+            }
+        };
+        let versions = template(&c).await;
+        let id = harness::start_deployment(&c, &env, json!({}))
+            .await
+            .unwrap();
+        let (_, d) = harness::finished(&c, &env, &id).await.unwrap();
+        let d = d.unwrap();
+        assert_eq!(d.status, DeploymentStatus::Failed, "{setup:?}");
+        let err = d.error.clone().unwrap();
+        assert_eq!(
+            (err.step, err.name.as_str()),
+            (
+                Some(autosky_core::domain::StepName::InitialValidation),
+                "ValidationFailed"
+            ),
+            "{setup:?}"
+        );
+        assert!(
+            err.message.contains(group.as_str())
+                && err.message.contains(&format!(
+                    "switch it to launch template {}",
+                    e.launch_template_id
+                )),
+            "{setup:?}: {}",
+            err.message
+        );
+        assert_eq!(template(&c).await, versions, "{setup:?}: template changed");
+        assert_eq!(
+            seed::group_views(&c.asg, &e.auto_scaling_groups)
+                .await
+                .unwrap(),
+            before,
+            "{setup:?}: group changed"
+        );
+        assert!(harness::suspended_processes(&c, group).await.is_empty());
+        assert!(harness::deployment_images(&c, &id).await.is_empty());
+        assert_eq!(c.store.lock_holder(&env).await.unwrap(), None);
+    }
+}
