@@ -41,7 +41,7 @@ browser:
 
 # The first run builds the emulator and the sandbox at the same time, with
 # progress; later runs start in seconds.
-FIRST_RUN := the first run builds the local AWS emulator (about 11 min on 2 cores) and the sandbox (about 6 min); later runs take seconds
+FIRST_RUN := the first run builds the local AWS emulator and the sandbox at the same time (about 15 min on 2 cores); later runs take seconds
 demo:
 	@echo "demo: $(FIRST_RUN)"
 	@CARGO=$(CARGO) scripts/build-sandbox.sh
