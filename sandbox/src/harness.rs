@@ -213,7 +213,16 @@ pub fn deps(c: &Clients) -> autosky_core::Deps {
     use autosky_core::deps::{Settings, SystemClock};
     autosky_core::Deps {
         store: std::sync::Arc::new(c.store.clone()),
-        ec2: Ec2::new(c.ec2.clone()),
+        // Through the gateway, as the workers' calls go: it answers EC2's
+        // timings (an instance stopping, an AMI pending) that the emulator
+        // alone skips.
+        ec2: Ec2::new(aws_sdk_ec2::Client::from_conf(
+            c.ec2
+                .config()
+                .to_builder()
+                .endpoint_url(&c.endpoints.autoscaling)
+                .build(),
+        )),
         asg: AutoScaling::new(c.asg.clone()),
         mailer: Mailer::new(c.ses.clone()),
         clock: std::sync::Arc::new(SystemClock),
