@@ -542,3 +542,33 @@ fn finalize_may_roll_back_restore_and_start_a_cleanup_execution() {
 fn is_ref(value: &serde_yaml::Value, id: &str) -> bool {
     matches!(value, serde_yaml::Value::Tagged(tag) if tag.tag == "!Ref" && tag.value.as_str() == Some(id))
 }
+
+/// Replace instances reads the launch template (DescribeLaunchTemplates) to
+/// check that `$Latest` is the main model before refreshing a `$Latest`
+/// group: without the grant AWS answers UnauthorizedOperation for every such
+/// group.
+#[test]
+fn replace_instances_may_read_the_launch_template() {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let t: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let function = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .find(|r| {
+            r["Metadata"]["BuildProperties"]["Binary"] == StepName::ReplaceInstances.function()
+        })
+        .unwrap();
+    let actions: BTreeSet<String> = function["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default())
+        .flat_map(|s| s["Action"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    assert!(
+        actions.contains("ec2:DescribeLaunchTemplates"),
+        "{actions:?}"
+    );
+}
