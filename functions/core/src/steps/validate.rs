@@ -262,6 +262,25 @@ pub async fn run(deps: &Deps, event: StateWithExecution) -> Result<Poll, StepErr
         }
     }
 
+    // Each group's own launch template setting, before anything changes:
+    // should the deployment fail after Create models made the new version
+    // (before Replace instances ran), Finalization still knows which groups
+    // are on `$Latest` and must not be left resolving to it.
+    let mut recorded = false;
+    for g in &groups {
+        if !j.dep.runtime.prior_group_versions.contains_key(&g.name) {
+            let v = g
+                .launch_template_version
+                .clone()
+                .unwrap_or_else(|| "$Default".into());
+            j.dep.runtime.prior_group_versions.insert(g.name.clone(), v);
+            recorded = true;
+        }
+    }
+    if recorded {
+        j.save_runtime().await?;
+    }
+
     if j.dep.options.lock_instances {
         for g in &groups {
             if j.dep.runtime.prior_suspended.contains_key(&g.name) {

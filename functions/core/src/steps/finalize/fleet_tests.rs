@@ -326,3 +326,43 @@ async fn a_refused_rollback_falls_through_to_the_restore_refresh() {
     assert_eq!(start.num_calls(), 1);
     assert_eq!(f.deployment().await.status, DeploymentStatus::Running);
 }
+
+/// A deployment that failed after Create models made version 9 but before
+/// Replace instances started a refresh: a group on `$Latest` (recorded by
+/// Initial validation) would launch version 9 at its next scale-out, so the
+/// version goes; no instance runs it, so nothing is replaced.
+#[tokio::test]
+async fn latest_group_failure_before_any_refresh_deletes_the_new_version() {
+    let f = fixture().await;
+    with_prior(&f, "$Latest").await;
+    f.update(|d| {
+        d.runtime.refreshes.clear();
+    })
+    .await;
+    let w = world(true, RECIPIENTS);
+    let delete = mock!(Ec2::delete_launch_template_versions)
+        .match_requests(|r| r.launch_template_id() == Some(LT) && r.versions() == ["9".to_string()])
+        .then_output(|| {
+            DeleteLaunchTemplateVersionsOutput::builder()
+                .successfully_deleted_launch_template_versions(
+                    DeleteLaunchTemplateVersionsResponseSuccessItem::builder()
+                        .launch_template_id(LT)
+                        .version_number(9)
+                        .build(),
+                )
+                .build()
+        });
+    let deps = f.deps(
+        &[&w.instances, &w.start, &w.template, &w.restore, &delete],
+        &[&w.resume, &w.refreshes, &w.cancel, &w.groups],
+        &[&w.send],
+    );
+    let mut i = input();
+    i.error = Some(failed());
+    let out = run(&deps, i, None).await.unwrap();
+    assert!(!out.waiting());
+    assert_eq!((w.restore.num_calls(), delete.num_calls()), (1, 1));
+    let d = f.deployment().await;
+    assert!(d.runtime.main_version_deleted);
+    assert_eq!(d.status, crate::domain::DeploymentStatus::Failed);
+}

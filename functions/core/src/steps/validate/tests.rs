@@ -112,6 +112,8 @@ async fn happy_path_records_server_info_locks_and_suspends_the_missing_processes
         Some("arn:aws:states:us-east-1:1:execution:sm:x")
     );
     assert_eq!(d.runtime.prior_suspended[GROUP], vec!["AlarmNotification"]);
+    // The group's own setting, kept for Finalization whatever fails later.
+    assert_eq!(d.runtime.prior_group_versions[GROUP], "3");
     assert_eq!(
         d.runtime.suspended_by_us[GROUP],
         vec!["AZRebalance", "ScheduledActions"]
