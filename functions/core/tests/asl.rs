@@ -497,14 +497,7 @@ fn finalize_may_roll_back_restore_and_start_a_cleanup_execution() {
         })
         .map(|(id, r)| (id.as_str().unwrap(), r))
         .unwrap();
-    let actions: BTreeSet<String> = function["Properties"]["Policies"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default())
-        .flat_map(|s| s["Action"].as_sequence().cloned().unwrap_or_default())
-        .filter_map(|a| a.as_str().map(str::to_string))
-        .collect();
+    let actions = policy_actions(function);
     for needed in [
         "autoscaling:RollbackInstanceRefresh",
         "autoscaling:StartInstanceRefresh",
@@ -559,16 +552,21 @@ fn replace_instances_may_read_the_launch_template() {
             r["Metadata"]["BuildProperties"]["Binary"] == StepName::ReplaceInstances.function()
         })
         .unwrap();
-    let actions: BTreeSet<String> = function["Properties"]["Policies"]
+    let actions = policy_actions(function);
+    assert!(
+        actions.contains("ec2:DescribeLaunchTemplates"),
+        "{actions:?}"
+    );
+}
+
+/// Every action a function's inline `Policies` statements name.
+fn policy_actions(function: &serde_yaml::Value) -> BTreeSet<String> {
+    function["Properties"]["Policies"]
         .as_sequence()
         .unwrap()
         .iter()
         .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default())
         .flat_map(|s| s["Action"].as_sequence().cloned().unwrap_or_default())
         .filter_map(|a| a.as_str().map(str::to_string))
-        .collect();
-    assert!(
-        actions.contains("ec2:DescribeLaunchTemplates"),
-        "{actions:?}"
-    );
+        .collect()
 }

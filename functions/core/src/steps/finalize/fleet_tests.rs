@@ -59,6 +59,18 @@ fn restore_refresh(version: &'static str) -> Rule {
         })
 }
 
+/// DeleteLaunchTemplateVersions' answer: version 9 of our template deleted.
+fn deleted_version_9() -> DeleteLaunchTemplateVersionsOutput {
+    DeleteLaunchTemplateVersionsOutput::builder()
+        .successfully_deleted_launch_template_versions(
+            DeleteLaunchTemplateVersionsResponseSuccessItem::builder()
+                .launch_template_id(LT)
+                .version_number(9)
+                .build(),
+        )
+        .build()
+}
+
 fn actions(d: &crate::domain::Deployment) -> Vec<String> {
     d.step(StepName::Finalization)
         .actions
@@ -216,16 +228,7 @@ async fn latest_group_failure_deletes_new_version_then_restores() {
             }
             ok
         })
-        .then_output(|| {
-            DeleteLaunchTemplateVersionsOutput::builder()
-                .successfully_deleted_launch_template_versions(
-                    DeleteLaunchTemplateVersionsResponseSuccessItem::builder()
-                        .launch_template_id(LT)
-                        .version_number(9)
-                        .build(),
-                )
-                .build()
-        });
+        .then_output(deleted_version_9);
     // The restore refresh may only start once $Latest is version 8 again.
     let seen = deleted.clone();
     let start = mock!(Asg::start_instance_refresh)
@@ -342,16 +345,7 @@ async fn latest_group_failure_before_any_refresh_deletes_the_new_version() {
     let w = world(true, RECIPIENTS);
     let delete = mock!(Ec2::delete_launch_template_versions)
         .match_requests(|r| r.launch_template_id() == Some(LT) && r.versions() == ["9".to_string()])
-        .then_output(|| {
-            DeleteLaunchTemplateVersionsOutput::builder()
-                .successfully_deleted_launch_template_versions(
-                    DeleteLaunchTemplateVersionsResponseSuccessItem::builder()
-                        .launch_template_id(LT)
-                        .version_number(9)
-                        .build(),
-                )
-                .build()
-        });
+        .then_output(deleted_version_9);
     let deps = f.deps(
         &[&w.instances, &w.start, &w.template, &w.restore, &delete],
         &[&w.resume, &w.refreshes, &w.cancel, &w.groups],
