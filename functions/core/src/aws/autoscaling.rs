@@ -207,6 +207,18 @@ impl AutoScaling {
         &self,
         names: &[String],
     ) -> Result<Vec<(GroupInfo, Option<MixedInstancesPolicy>)>, StepError> {
+        self.named_groups(names, |g| {
+            (group_info(g), g.mixed_instances_policy().cloned())
+        })
+        .await
+    }
+
+    /// The named groups that exist, each as `read` makes it (one call).
+    async fn named_groups<T>(
+        &self,
+        names: &[String],
+        read: impl Fn(&aws_sdk_autoscaling::types::AutoScalingGroup) -> T,
+    ) -> Result<Vec<T>, StepError> {
         let out = self
             .client
             .describe_auto_scaling_groups()
@@ -214,11 +226,7 @@ impl AutoScaling {
             .send()
             .await
             .map_err(|e| classify_sdk_error("DescribeAutoScalingGroups", &e))?;
-        Ok(out
-            .auto_scaling_groups()
-            .iter()
-            .map(|g| (group_info(g), g.mixed_instances_policy().cloned()))
-            .collect())
+        Ok(out.auto_scaling_groups().iter().map(read).collect())
     }
 
     pub async fn suspend(&self, group: &str, processes: &[String]) -> Result<(), StepError> {
@@ -535,17 +543,7 @@ impl AutoScaling {
         &self,
         names: &[String],
     ) -> Result<Vec<(GroupInfo, GroupSetup)>, StepError> {
-        let out = self
-            .client
-            .describe_auto_scaling_groups()
-            .set_auto_scaling_group_names(Some(names.to_vec()))
-            .send()
+        self.named_groups(names, |g| (group_info(g), group_setup(g)))
             .await
-            .map_err(|e| classify_sdk_error("DescribeAutoScalingGroups", &e))?;
-        Ok(out
-            .auto_scaling_groups()
-            .iter()
-            .map(|g| (group_info(g), group_setup(g)))
-            .collect())
     }
 }
