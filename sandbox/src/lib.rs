@@ -12,6 +12,7 @@ pub mod emulator;
 pub mod events;
 pub mod harness;
 pub mod http;
+pub mod iam;
 pub mod provision;
 pub mod seed;
 pub mod workers;
