@@ -1,1 +1,2 @@
-//! (in progress)
+//! (in progress) The Service Authorization Reference for the actions the
+//! template grants: resource types, ARN formats, condition keys.
