@@ -57,7 +57,17 @@ impl SandboxProcess {
         Ok(Self { child, endpoints })
     }
 
+    /// Closes the child's stdin, so it stops as it does when we end (and
+    /// writes its IAM report); killed if it has not within 10 s.
     pub fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -205,33 +215,22 @@ pub async fn set_refresh_outcome(c: &Clients, group: &str, outcome: &str) -> Res
     }
 }
 
-/// The steps' dependencies aimed at the sandbox (as its workers have them),
-/// for tests that invoke a handler directly with an event the emulator
-/// cannot emit.
-pub fn deps(c: &Clients) -> autosky_core::Deps {
-    use autosky_core::aws::{AutoScaling, Ec2, Mailer};
-    use autosky_core::deps::{Settings, SystemClock};
-    autosky_core::Deps {
-        store: std::sync::Arc::new(c.store.clone()),
-        // Through the gateway, as the workers' calls go: it answers EC2's
-        // timings (an instance stopping, an AMI pending) that the emulator
-        // alone skips.
-        ec2: Ec2::new(aws_sdk_ec2::Client::from_conf(
-            c.ec2
-                .config()
-                .to_builder()
-                .endpoint_url(&c.endpoints.autoscaling)
-                .build(),
-        )),
-        asg: AutoScaling::new(c.asg.clone()),
-        mailer: Mailer::new(c.ses.clone()),
-        clock: std::sync::Arc::new(SystemClock),
-        settings: Settings {
+/// A step's dependencies aimed at the sandbox, as its worker has them (every
+/// call through the gateway, signed as the step's function, so authorized
+/// against its policy), for tests that invoke a handler directly with an
+/// event the emulator cannot emit.
+pub fn deps(c: &Clients, step: autosky_core::domain::StepName) -> autosky_core::Deps {
+    let gateway = crate::sdk_config(&c.endpoints.autoscaling);
+    let config =
+        crate::iam::principals::config_as(&gateway, &crate::iam::principals::of_step(step));
+    autosky_core::Deps::from_config(
+        &config,
+        autosky_core::deps::Settings {
             table_name: c.endpoints.table.clone(),
             sender_email: Some(c.endpoints.sender.clone()),
             region: "us-east-1".into(),
         },
-    }
+    )
 }
 
 /// The group's suspended processes, sorted.

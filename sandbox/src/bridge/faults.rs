@@ -111,6 +111,11 @@ pub fn response(service: &str, action: &str, kind: &str) -> Response<Full<Bytes>
     }
 }
 
+// TEMP (lane N replaces): the service's own denial.
+pub fn denial(service: &str, action: &str, _message: &str) -> Response<Full<Bytes>> {
+    response(service, action, "AccessDenied")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
