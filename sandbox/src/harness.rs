@@ -25,10 +25,17 @@ impl SandboxProcess {
     /// the child exits when our end of its stdin closes (when this process
     /// ends, however it ends), so it never outlives us.
     pub fn spawn(bin: &str, seeded: bool) -> Result<Self, String> {
+        Self::spawn_with(bin, seeded, &[])
+    }
+
+    /// As [`SandboxProcess::spawn`], with more environment variables (a
+    /// test's weakened policy: `AUTOSKY_IAM_DROP`).
+    pub fn spawn_with(bin: &str, seeded: bool, vars: &[(&str, &str)]) -> Result<Self, String> {
         use std::io::BufRead;
         let mut child = std::process::Command::new(bin)
             .args(["up", "--ready-line", "--refresh-phase-ms", "300"])
             .args((!seeded).then_some("--no-seed"))
+            .envs(vars.iter().copied())
             // Tests schedule deployments a few seconds ahead.
             .env("SCHEDULE_MIN_LEAD_SECONDS", "2")
             .stdin(Stdio::piped())
@@ -213,6 +220,22 @@ pub async fn set_refresh_outcome(c: &Clients, group: &str, outcome: &str) -> Res
             String::from_utf8_lossy(&b)
         )),
     }
+}
+
+/// An SDK config that signs as `function` (a logical id of template.yaml),
+/// every service through the gateway: its calls are authorized against that
+/// function's policy.
+pub fn config_as(e: &Endpoints, function: &str) -> aws_config::SdkConfig {
+    crate::iam::principals::config_as(&crate::sdk_config(&e.autoscaling), function)
+}
+
+/// What the sandbox's IAM enforcement saw so far (None: enforcement off).
+pub async fn iam_report(e: &Endpoints) -> Result<Option<crate::iam::Report>, String> {
+    let (status, body) = crate::http::get(&format!("{}/_sandbox/iam", e.autoscaling)).await?;
+    if status != 200 {
+        return Err(format!("/_sandbox/iam: HTTP {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 
 /// A step's dependencies aimed at the sandbox, as its worker has them (every
