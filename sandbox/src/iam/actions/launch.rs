@@ -12,7 +12,6 @@ use crate::iam::Check;
 use iam_rs::ContextValue;
 use std::collections::HashMap;
 
-const DESIRED: &str = "DesiredConfiguration.";
 const DESIRED_TEMPLATE: &str = "DesiredConfiguration.LaunchTemplate.";
 const MIXED_TEMPLATE: &str =
     "DesiredConfiguration.MixedInstancesPolicy.LaunchTemplate.LaunchTemplateSpecification.";
@@ -47,26 +46,26 @@ fn templates(form: &HashMap<String, String>, group: &GroupInfo) -> Vec<(String, 
             .unwrap_or_else(|| "$Default".to_string());
         Some((t.clone(), v))
     };
-    let mut found: Vec<(String, String)> = if form.keys().any(|k| k.starts_with(DESIRED)) {
-        let mut v: Vec<_> = [spec(DESIRED_TEMPLATE), spec(MIXED_TEMPLATE)]
+    let mut found: Vec<(String, String)> = [spec(DESIRED_TEMPLATE), spec(MIXED_TEMPLATE)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut overrides: Vec<usize> = form
+        .keys()
+        .filter_map(|k| k.strip_prefix(OVERRIDES)?.split('.').next()?.parse().ok())
+        .collect();
+    overrides.sort();
+    overrides.dedup();
+    found.extend(
+        overrides
             .into_iter()
-            .flatten()
-            .collect();
-        let mut overrides: Vec<usize> = form
-            .keys()
-            .filter_map(|k| k.strip_prefix(OVERRIDES)?.split('.').next()?.parse().ok())
-            .collect();
-        overrides.sort();
-        overrides.dedup();
-        v.extend(
-            overrides
-                .into_iter()
-                .filter_map(|n| spec(&format!("{OVERRIDES}{n}.LaunchTemplateSpecification."))),
-        );
-        v
-    } else {
-        group.launch_templates.clone()
-    };
+            .filter_map(|n| spec(&format!("{OVERRIDES}{n}.LaunchTemplateSpecification."))),
+    );
+    // Without a desired configuration naming a template, the refresh
+    // launches from the group's own.
+    if found.is_empty() {
+        found = group.launch_templates.clone();
+    }
     let mut seen = Vec::new();
     found.retain(|t| {
         let new = !seen.contains(t);

@@ -256,6 +256,13 @@ async fn refresh_without_a_desired_configuration_launches_from_the_groups_own_ve
         s.iter().filter(|(a, _, _)| a == "ec2:CreateTags").count(),
         2
     );
+    // A desired configuration that names no template launches the same.
+    let distribution_only = checks(&[(
+        "DesiredConfiguration.MixedInstancesPolicy.InstancesDistribution.OnDemandBaseCapacity",
+        "1",
+    )])
+    .await;
+    assert_eq!(distribution_only, got);
 }
 
 #[tokio::test]
