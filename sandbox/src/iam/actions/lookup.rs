@@ -232,6 +232,7 @@ impl Lookup for EmulatorLookup {
             info.subnet_ids.extend(n.subnet_id().map(str::to_string));
             info.security_group_ids.extend(n.groups().iter().cloned());
         }
+        info.subnet_ids.sort();
         info.subnet_ids.dedup();
         info.security_group_ids.sort();
         info.security_group_ids.dedup();
