@@ -3,5 +3,8 @@ use super::{Call, MapError};
 use crate::iam::Check;
 
 pub fn checks(call: &Call<'_>) -> Result<Vec<Check>, MapError> {
-    Err(MapError::NoEntry(format!("{}:{}", call.service, call.action)))
+    Err(MapError::NoEntry(format!(
+        "{}:{}",
+        call.service, call.action
+    )))
 }
