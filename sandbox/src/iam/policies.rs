@@ -69,16 +69,23 @@ impl Policies {
             .ok_or("the template has no Resources")?;
         let values = values(&t, names)?;
         let mut policies = Self::default();
+        let mut iam_roles = BTreeSet::new();
         for (id, resource) in resources {
             let id = id.as_str().ok_or("a resource id that is not a string")?;
             let properties = &resource["Properties"];
             let context = |e: String| format!("{id}: {e}");
             match resource["Type"].as_str() {
                 Some("AWS::Serverless::Function") | Some("AWS::Serverless::StateMachine") => {
+                    if !properties["Role"].is_null() {
+                        // Its policies would be those of a role SAM does not
+                        // generate: not read here, so refused, not ignored.
+                        return Err(format!("{id}: a Role of its own is not supported"));
+                    }
                     let docs = sam_policies(&properties["Policies"], &values).map_err(context)?;
                     policies.add(id, format!("{}-{id}Role", names.stack), docs);
                 }
                 Some("AWS::IAM::Role") => {
+                    iam_roles.insert(id);
                     let mut docs = vec![];
                     for p in properties["Policies"].as_sequence().into_iter().flatten() {
                         docs.push(
@@ -116,10 +123,16 @@ impl Policies {
                     _ => None,
                 }
                 .ok_or_else(|| format!("{id}: a role that is not !Ref <Function>Role"))?;
-                let owner = target
-                    .strip_suffix("Role")
-                    .filter(|o| policies.by_owner.contains_key(*o))
-                    .ok_or_else(|| format!("{id}: role {target} is no function's role"))?;
+                // A role of the template (`!Ref SchedulerRole`), or the one
+                // SAM generates for a function or state machine.
+                let owner = if iam_roles.contains(target) {
+                    Some(target)
+                } else {
+                    target
+                        .strip_suffix("Role")
+                        .filter(|o| policies.by_owner.contains_key(*o) && !iam_roles.contains(*o))
+                }
+                .ok_or_else(|| format!("{id}: role {target} is no role of the template"))?;
                 policies
                     .by_owner
                     .get_mut(owner)
@@ -449,8 +462,14 @@ fn values(t: &Y, names: &Names) -> Result<Intrinsics, String> {
 /// A SAM `Policies` property: inline documents and policy templates, one
 /// policy document each (SAM attaches each as an inline policy of the role).
 fn sam_policies(policies: &Y, values: &Intrinsics) -> Result<Vec<IAMPolicy>, String> {
+    // SAM takes a list, or one policy on its own.
+    let list = match policies {
+        Y::Null => vec![],
+        Y::Sequence(s) => s.clone(),
+        one => vec![one.clone()],
+    };
     let mut docs = vec![];
-    for p in policies.as_sequence().into_iter().flatten() {
+    for p in &list {
         let Some(m) = p.as_mapping() else {
             return Err(format!(
                 "managed policy {p:?} is not supported (its statements are not in the template)"

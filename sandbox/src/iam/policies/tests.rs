@@ -402,3 +402,107 @@ fn unknown_policy_forms_are_refused_by_name() {
     let e = with("Statement: [{Effect: Allow, Action: ec2:X, Resource: !If [C, a, b]}]");
     assert!(e.contains("If"), "{e}");
 }
+
+/// Every statement of every owner, with where it is.
+fn all_statements(p: &Policies) -> Vec<(String, IAMStatement)> {
+    p.owners()
+        .flat_map(|o| {
+            p.documents(o).iter().flat_map(move |d| {
+                d.statement.iter().map(move |s| {
+                    let sid = sid_of(s.sid.as_deref());
+                    (format!("{o} statement {sid}"), s.clone())
+                })
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn no_resource_pattern_wildcards_the_service() {
+    // AWS allows wildcards in any ARN segment; iam-rs never matches a
+    // pattern whose service has one, so such a grant would be denied here
+    // and allowed on AWS.
+    for (at, s) in all_statements(&policies()) {
+        let patterns = match &s.resource {
+            Some(iam_rs::IAMResource::Single(r)) => vec![r.clone()],
+            Some(iam_rs::IAMResource::Multiple(r)) => r.clone(),
+            None => vec![],
+        };
+        for p in patterns.iter().filter(|p| *p != "*") {
+            let service = p.split(':').nth(2).unwrap_or_default();
+            assert!(
+                !service.contains(['*', '?']),
+                "{at}: {p} has a wildcard in its service"
+            );
+        }
+    }
+}
+
+#[test]
+fn arn_like_values_wildcard_only_the_resource_part() {
+    // AWS's ArnLike compares each of the six colon-separated parts on its
+    // own; iam-rs globs the whole string. They agree while the first five
+    // parts are literal, which this keeps true for the template.
+    for (at, s) in all_statements(&policies()) {
+        let Some(block) = &s.condition else { continue };
+        for (op, keys) in &block.conditions {
+            if !op.as_str().contains("ArnLike") && !op.as_str().contains("ArnNotLike") {
+                continue;
+            }
+            for (key, value) in keys {
+                let values = match value.to_json_value() {
+                    Value::Array(a) => a,
+                    v => vec![v],
+                };
+                for v in values {
+                    let v = v.as_str().unwrap_or_default().to_string();
+                    let head: Vec<&str> = v.splitn(6, ':').take(5).collect();
+                    assert!(
+                        head.iter().all(|part| !part.contains(['*', '?'])),
+                        "{at}: {op} {key} {v} has a wildcard before the resource part"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_policy_may_attach_to_a_role_of_the_template_or_a_generated_one() {
+    let yaml = r#"
+Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        Statement:
+          - {Sid: One, Effect: Allow, Action: sqs:SendMessage, Resource: "*"}
+  R:
+    Type: AWS::IAM::Role
+    Properties: {}
+  P:
+    Type: AWS::IAM::Policy
+    Properties:
+      Roles: [!Ref FRole, !Ref R]
+      PolicyDocument:
+        Statement:
+          - {Sid: Two, Effect: Allow, Action: sqs:ReceiveMessage, Resource: "*"}
+"#;
+    let p = Policies::from_yaml(yaml, &names()).unwrap();
+    assert_eq!(p.count(), 3);
+    let receive = check("sqs:ReceiveMessage", "*", &[]);
+    assert!(allowed(&p.evaluate("F", &receive)));
+    assert!(allowed(&p.evaluate("R", &receive)));
+    let bad = yaml.replace("!Ref FRole", "!Ref GRole");
+    assert!(Policies::from_yaml(&bad, &names())
+        .unwrap_err()
+        .contains("GRole"));
+}
+
+#[test]
+fn a_function_with_a_role_of_its_own_is_refused() {
+    let yaml = "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      Role: arn:aws:iam::000000000000:role/x\n";
+    assert!(Policies::from_yaml(yaml, &names())
+        .unwrap_err()
+        .contains("Role"));
+}
