@@ -103,7 +103,7 @@ impl Policies {
                 _ => {}
             }
         }
-        // Policies attached to a role SAM generates: `!Ref <Function>Role`.
+        // AWS::IAM::Policy resources, on each role they name.
         for (id, resource) in resources {
             if resource["Type"].as_str() != Some("AWS::IAM::Policy") {
                 continue;
@@ -120,9 +120,10 @@ impl Policies {
             for role in properties["Roles"].as_sequence().into_iter().flatten() {
                 let target = match role {
                     Y::Tagged(t) if t.tag == "Ref" => t.value.as_str(),
+                    Y::Mapping(m) if m.len() == 1 => m.get("Ref").and_then(Y::as_str),
                     _ => None,
                 }
-                .ok_or_else(|| format!("{id}: a role that is not !Ref <Function>Role"))?;
+                .ok_or_else(|| format!("{id}: a role that is not a !Ref to a role"))?;
                 // A role of the template (`!Ref SchedulerRole`), or the one
                 // SAM generates for a function or state machine.
                 let owner = if iam_roles.contains(target) {
