@@ -7,9 +7,10 @@
 //! A failed delivery is tried again as Lambda does for an asynchronous
 //! invocation (the template's `EventInvokeConfig.MaximumRetryAttempts`).
 
+use crate::template::Intrinsics;
 use autosky_core::domain::StepName;
 use autosky_core::Deps;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,13 +40,18 @@ impl SafetyNet {
     pub fn from_yaml(yaml: &str, refs: &BTreeMap<&str, String>) -> Result<Self, String> {
         let t: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
         let function = &t["Resources"][FUNCTION]["Properties"];
+        // Only the given `!Ref`s: the pump knows no other value.
+        let values = refs.iter().fold(Intrinsics::new(), |v, (name, value)| {
+            v.with_ref(name, value.as_str())
+        });
         let mut patterns = vec![];
         if let Some(events) = function["Events"].as_mapping() {
             for (name, event) in events {
                 if event["Type"].as_str() != Some("EventBridgeRule") {
                     continue;
                 }
-                let pattern = resolve(&event["Properties"]["Pattern"], refs)
+                let pattern = values
+                    .resolve(&event["Properties"]["Pattern"])
                     .map_err(|e| format!("{FUNCTION} event {name:?}: {e}"))?;
                 supported(&pattern)?;
                 patterns.push(pattern);
@@ -64,40 +70,6 @@ impl SafetyNet {
     pub fn matches(&self, event: &Value) -> bool {
         self.patterns.iter().any(|p| matches(p, event))
     }
-}
-
-/// YAML to JSON, with each `!Ref X` replaced by `refs[X]`; other tags are
-/// refused (the pump would not know their value).
-fn resolve(v: &serde_yaml::Value, refs: &BTreeMap<&str, String>) -> Result<Value, String> {
-    use serde_yaml::Value as Y;
-    Ok(match v {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(*b),
-        Y::Number(n) => serde_json::to_value(n).map_err(|e| e.to_string())?,
-        Y::String(s) => Value::String(s.clone()),
-        Y::Sequence(s) => Value::Array(
-            s.iter()
-                .map(|v| resolve(v, refs))
-                .collect::<Result<_, _>>()?,
-        ),
-        Y::Mapping(m) => {
-            let mut o = Map::new();
-            for (k, v) in m {
-                let k = k.as_str().ok_or("a pattern key that is not a string")?;
-                o.insert(k.to_string(), resolve(v, refs)?);
-            }
-            Value::Object(o)
-        }
-        Y::Tagged(t) if t.tag == "Ref" => {
-            let name = t.value.as_str().ok_or("!Ref of a non-string")?;
-            Value::String(
-                refs.get(name)
-                    .cloned()
-                    .ok_or_else(|| format!("no value for !Ref {name}"))?,
-            )
-        }
-        Y::Tagged(t) => return Err(format!("unsupported tag {} in a pattern", t.tag)),
-    })
 }
 
 /// The pattern forms [`matches`] knows: nested objects whose leaves are

@@ -15,6 +15,7 @@ pub mod http;
 pub mod iam;
 pub mod provision;
 pub mod seed;
+pub mod template;
 pub mod workers;
 
 use autosky_core::store::DynamoStore;
