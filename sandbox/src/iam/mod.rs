@@ -186,9 +186,11 @@ impl Enforcer {
     /// is allowed (or the call names a resource that does not exist: the
     /// emulator then answers not found).
     pub async fn authorize(&self, function: &str, call: &Call<'_>) -> Result<(), Box<Denial>> {
+        let principal = self.policies.principal_arn(function);
         let outcome = match actions::checks(call, &self.lookup).await {
             Err(MapError::NotFound(_)) => return Ok(()),
             Err(MapError::NoEntry(action)) => Err(Denial::new(
+                &principal,
                 function,
                 &action,
                 vec![],
@@ -196,6 +198,7 @@ impl Enforcer {
                 "the sandbox has no map entry for this action (add one, with its test)".into(),
             )),
             Err(MapError::Invalid(e)) => Err(Denial::new(
+                &principal,
                 function,
                 &format!("{}:{}", call.service, call.action),
                 vec![],
@@ -244,6 +247,7 @@ impl Enforcer {
                     None => reason,
                 };
                 return Err(Denial::new(
+                    &self.policies.principal_arn(function),
                     function,
                     &check.action,
                     resources,
@@ -259,6 +263,7 @@ impl Enforcer {
 
 impl Denial {
     fn new(
+        principal: &str,
         function: &str,
         action: &str,
         resources: Vec<String>,
@@ -270,8 +275,7 @@ impl Denial {
             function: function.to_string(),
             action: action.to_string(),
             message: format!(
-                "User: {} is not authorized to perform: {action} on resource: {resource} because {reason}",
-                principal_arn(function)
+                "User: {principal} is not authorized to perform: {action} on resource: {resource} because {reason}"
             ),
             resources,
             context,
@@ -290,12 +294,6 @@ impl Denial {
             self.reason
         )
     }
-}
-
-/// The role session a function's calls run as on AWS (SAM names the role
-/// `<stack>-<Function>Role-<suffix>`).
-pub fn principal_arn(function: &str) -> String {
-    format!("arn:aws:sts::{ACCOUNT}:assumed-role/{function}Role/{function}")
 }
 
 fn context_value(v: &iam_rs::ContextValue) -> String {
