@@ -11,6 +11,8 @@ mod ec2;
 mod launch;
 mod lookup;
 mod scheduler;
+#[cfg(test)]
+mod sdk_requests;
 mod ses;
 mod states;
 
