@@ -3,8 +3,8 @@
 //! field where the SDK puts it: the SigV4 scope's service, the action from
 //! `X-Amz-Target`, the form or the REST route, the parameters.
 
-use super::VersionInfo;
-use super::{checks, rest_action, Call, GroupInfo, Lookup, MapError, Tags, TemplateInfo};
+use super::ses::tests::Verified;
+use super::{checks, rest_action, Call, Lookup, MapError};
 use crate::iam::Check;
 use autosky_core::store::Store;
 use bytes::Bytes;
@@ -110,30 +110,6 @@ async fn capturing() -> (String, Arc<Mutex<Vec<Captured>>>) {
         }
     });
     (url, seen)
-}
-
-/// SES's verified identities; the map asks nothing else of these calls.
-struct Verified(&'static [&'static str]);
-
-impl Lookup for Verified {
-    async fn instance_tags(&self, _: &str) -> Result<Option<Tags>, String> {
-        unreachable!()
-    }
-    async fn launch_template(&self, _: &str) -> Result<Option<TemplateInfo>, String> {
-        unreachable!()
-    }
-    async fn template_version(&self, _: &str, _: &str) -> Result<Option<VersionInfo>, String> {
-        unreachable!()
-    }
-    async fn group(&self, _: &str) -> Result<Option<GroupInfo>, String> {
-        unreachable!()
-    }
-    async fn instance_profile_roles(&self, _: &str) -> Result<Vec<String>, String> {
-        unreachable!()
-    }
-    async fn ses_identity_verified(&self, identity: &str) -> Result<bool, String> {
-        Ok(self.0.contains(&identity))
-    }
 }
 
 /// `service:Action` → (IAM action, resource) of each captured request.

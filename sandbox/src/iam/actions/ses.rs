@@ -87,12 +87,14 @@ fn recipients(form: &HashMap<String, String>) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::{GroupInfo, Tags, TemplateInfo, VersionInfo};
     use super::*;
 
-    /// SES's verified identities; the other look-ups are not SES's.
-    struct Verified(&'static [&'static str]);
+    /// SES's verified identities; the other look-ups are not SES's (and
+    /// not asked for by SES's, Scheduler's, DynamoDB's or Step Functions'
+    /// entries).
+    pub(in super::super) struct Verified(pub &'static [&'static str]);
 
     impl Lookup for Verified {
         async fn instance_tags(&self, _: &str) -> Result<Option<Tags>, String> {
