@@ -3,8 +3,5 @@ use super::{Call, Lookup, MapError};
 use crate::iam::Check;
 
 pub async fn checks<L: Lookup>(call: &Call<'_>, _lookup: &L) -> Result<Vec<Check>, MapError> {
-    Err(MapError::NoEntry(format!(
-        "{}:{}",
-        call.service, call.action
-    )))
+    Err(MapError::NoEntry(format!("{}:{}", call.service, call.action)))
 }

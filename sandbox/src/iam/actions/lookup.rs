@@ -46,11 +46,8 @@ pub trait Lookup {
     /// By id (`lt-…`) or name.
     async fn launch_template(&self, id_or_name: &str) -> Result<Option<TemplateInfo>, String>;
     /// `version` is a number, `$Default` or `$Latest`.
-    async fn template_version(
-        &self,
-        id: &str,
-        version: &str,
-    ) -> Result<Option<VersionInfo>, String>;
+    async fn template_version(&self, id: &str, version: &str)
+        -> Result<Option<VersionInfo>, String>;
     async fn group(&self, name: &str) -> Result<Option<GroupInfo>, String>;
     /// The role ARNs of an instance profile (ARN or name).
     async fn instance_profile_roles(&self, profile: &str) -> Result<Vec<String>, String>;
