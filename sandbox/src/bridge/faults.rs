@@ -115,11 +115,15 @@ pub fn response(service: &str, action: &str, kind: &str) -> Response<Full<Bytes>
 /// service sends it: EC2 `UnauthorizedOperation` (403); Auto Scaling and
 /// SES `AccessDenied` (403, query XML); DynamoDB and Step Functions
 /// `AccessDeniedException` (400, JSON); Scheduler `AccessDeniedException`
-/// (403, REST-JSON). `message` is the service's text ([`denial_message`]).
+/// (403, REST-JSON). EC2 puts its own sentence before the text.
 pub fn denial(service: &str, _action: &str, message: &str) -> Response<Full<Bytes>> {
     const CODE: &str = "AccessDeniedException";
     match service {
-        "ec2" => xml::ec2_error(403, "UnauthorizedOperation", message),
+        "ec2" => xml::ec2_error(
+            403,
+            "UnauthorizedOperation",
+            &format!("You are not authorized to perform this operation. {message}"),
+        ),
         // Both answer with the generic (not the service-modelled) type.
         "dynamodb" | "states" => json_error(
             400,
@@ -130,26 +134,6 @@ pub fn denial(service: &str, _action: &str, message: &str) -> Response<Full<Byte
         ),
         "scheduler" => rest_json_error(403, CODE, message),
         _ => query_error(service, 403, "AccessDenied", message),
-    }
-}
-
-/// The text AWS sends with a denial of `action` on `resource` to
-/// `principal` when no identity-based policy allows it. SES (v1) words it
-/// its own way; EC2 prefixes its generic sentence (and appends an encoded
-/// authorization message, which the sandbox has no key to produce).
-// Called by the gateway's authorization, which is wired in separately.
-#[allow(dead_code)]
-pub fn denial_message(service: &str, principal: &str, action: &str, resource: &str) -> String {
-    let standard = format!(
-        "User: {principal} is not authorized to perform: {action} on resource: {resource} \
-         because no identity-based policy allows the {action} action"
-    );
-    match service {
-        "ses" | "email" => format!(
-            "User `{principal}' is not authorized to perform `{action}' on resource `{resource}'"
-        ),
-        "ec2" => format!("You are not authorized to perform this operation. {standard}"),
-        _ => standard,
     }
 }
 
