@@ -22,12 +22,14 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Unit and contract tests, then the end-to-end suites against the sandbox; the
-# figures the suites report (matrix totals) are printed at the end.
+# figures the suites report (matrix totals) are printed at the end, then the
+# IAM enforcement's (every sandbox's calls; fails on a denial).
 FIGURES := $(CURDIR)/target/figures.txt
 tests:
-	@mkdir -p $(dir $(FIGURES)) && rm -f $(FIGURES)
+	@mkdir -p $(dir $(FIGURES)) && rm -f $(FIGURES) $(FIGURES).iam
 	AUTOSKY_FIGURES=$(FIGURES) $(CARGO) test --workspace
 	@cat $(FIGURES) 2>/dev/null || true
+	@$(CARGO) run -q -p autosky-sandbox -- iam-summary $(FIGURES).iam
 
 lint-infra:
 	scripts/lint-infra.sh

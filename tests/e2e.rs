@@ -589,9 +589,13 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
         .await
         .unwrap();
     let event = autosky_sandbox::events::status_change_event(&exec);
-    autosky_core::steps::run(StepName::Finalization, &harness::deps(&c), event)
-        .await
-        .unwrap();
+    autosky_core::steps::run(
+        StepName::Finalization,
+        &harness::deps(&c, StepName::Finalization),
+        event,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         c.store
             .deployment(env, &id)
@@ -681,7 +685,7 @@ async fn every_step_twice_has_the_effect_of_once() {
     let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
     let e = &seeded.environment;
     let group = &e.auto_scaling_groups[0];
-    let deps = harness::deps(&c);
+    let deps = |step| harness::deps(&c, step);
     let id = autosky_core::domain::new_deployment_id();
     let state = json!({
         "deploymentId": id, "environmentId": env, "owner": "twice@example.com",
@@ -691,9 +695,13 @@ async fn every_step_twice_has_the_effect_of_once() {
     let validate = json!({"state": state, "executionArn": "arn:aws:states:us-east-1:123456789012:execution:sm:x"});
     let calls_before = bridge_calls(&c).await;
     for _ in 0..2 {
-        run(StepName::InitialValidation, &deps, validate.clone())
-            .await
-            .unwrap();
+        run(
+            StepName::InitialValidation,
+            &deps(StepName::InitialValidation),
+            validate.clone(),
+        )
+        .await
+        .unwrap();
     }
     let key = format!("SuspendProcesses {group}");
     let suspends = bridge_calls(&c).await.get(&key).copied().unwrap_or(0)
@@ -703,8 +711,8 @@ async fn every_step_twice_has_the_effect_of_once() {
     for step in [StepName::StopPreparationServer, StepName::CreateImage] {
         let mut done = false;
         for _ in 0..20 {
-            let a = run(step, &deps, state.clone()).await.unwrap();
-            let b = run(step, &deps, state.clone()).await.unwrap();
+            let a = run(step, &deps(step), state.clone()).await.unwrap();
+            let b = run(step, &deps(step), state.clone()).await.unwrap();
             if a["done"] == true && b["done"] == true {
                 done = true;
                 break;
@@ -716,9 +724,13 @@ async fn every_step_twice_has_the_effect_of_once() {
     let images = harness::deployment_images(&c, &id).await;
     assert_eq!(images.len(), 1, "one AMI");
     for _ in 0..2 {
-        run(StepName::CreateModels, &deps, state.clone())
-            .await
-            .unwrap();
+        run(
+            StepName::CreateModels,
+            &deps(StepName::CreateModels),
+            state.clone(),
+        )
+        .await
+        .unwrap();
     }
     let versions = c
         .ec2
@@ -734,12 +746,20 @@ async fn every_step_twice_has_the_effect_of_once() {
     );
     let mut done = false;
     for _ in 0..40 {
-        let a = run(StepName::ReplaceInstances, &deps, state.clone())
-            .await
-            .unwrap();
-        let b = run(StepName::ReplaceInstances, &deps, state.clone())
-            .await
-            .unwrap();
+        let a = run(
+            StepName::ReplaceInstances,
+            &deps(StepName::ReplaceInstances),
+            state.clone(),
+        )
+        .await
+        .unwrap();
+        let b = run(
+            StepName::ReplaceInstances,
+            &deps(StepName::ReplaceInstances),
+            state.clone(),
+        )
+        .await
+        .unwrap();
         if a["done"] == true && b["done"] == true {
             done = true;
             break;
@@ -761,9 +781,13 @@ async fn every_step_twice_has_the_effect_of_once() {
     );
     for _ in 0..2 {
         assert_eq!(
-            run(StepName::Finalization, &deps, state.clone())
-                .await
-                .unwrap()["status"],
+            run(
+                StepName::Finalization,
+                &deps(StepName::Finalization),
+                state.clone()
+            )
+            .await
+            .unwrap()["status"],
             "Succeeded"
         );
     }

@@ -1,9 +1,11 @@
 //! The Deployments API on loopback: the same router as the API's two Lambda
 //! functions (`Api::handle` serves the routes of both), with a fixed local identity in place of API Gateway's
-//! authorizer. `GET /_sandbox/dynamodb-calls` returns the DynamoDB calls the
+//! authorizer. Each route runs as the function that serves it on AWS, with
+//! that function's credentials, so its calls pass the gateway's IAM check
+//! against that function's policy. `GET /_sandbox/dynamodb-calls` returns the DynamoDB calls the
 //! API has made, per operation (tests check "one Query per history page").
 
-use autosky_core::api::{Api, ApiRequest, ApiSettings, ScheduleSettings};
+use autosky_core::api::{route_of, Api, ApiRequest, ApiSettings, Function, ScheduleSettings};
 use autosky_core::deps::Settings;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
@@ -91,30 +93,39 @@ pub async fn start(
             .and_then(|v| v.parse().ok())
             .unwrap_or(defaults.min_lead_seconds),
     };
-    let mut api = Api::from_config(
-        config,
-        settings.clone(),
-        ApiSettings {
-            state_machine_arn,
-            poll_seconds: Some(1),
-            schedules,
-        },
-    );
-    let ddb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(config)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    api.deps.store = Arc::new(autosky_core::store::DynamoStore::new(
-        ddb,
-        settings.table_name,
-    ));
+    let api_as = |function: Function| {
+        let config =
+            crate::iam::principals::config_as(config, &crate::iam::principals::of_route(function));
+        let mut api = Api::from_config(
+            &config,
+            settings.clone(),
+            ApiSettings {
+                state_machine_arn: state_machine_arn.clone(),
+                poll_seconds: Some(1),
+                schedules: schedules.clone(),
+            },
+        );
+        let ddb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&config)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        api.deps.store = Arc::new(autosky_core::store::DynamoStore::new(
+            ddb,
+            settings.table_name.clone(),
+        ));
+        api
+    };
+    let apis = Arc::new(Apis {
+        api: api_as(Function::Api),
+        schedules: api_as(Function::Schedules),
+    });
     let identity =
         std::env::var("AUTOSKY_LOCAL_IDENTITY").unwrap_or_else(|_| LOCAL_IDENTITY.into());
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("API port {port}: {e}"))?;
-    let api = Arc::new(api);
+    let api = apis;
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -138,8 +149,14 @@ pub async fn start(
     Ok(format!("http://127.0.0.1:{port}"))
 }
 
+/// One `Api` per function, each signing as that function.
+struct Apis {
+    api: Api,
+    schedules: Api,
+}
+
 async fn serve(
-    api: &Api,
+    apis: &Apis,
     identity: &str,
     counter: &CallCounter,
     req: hyper::Request<hyper::body::Incoming>,
@@ -160,6 +177,12 @@ async fn serve(
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
+    // The page and unknown paths: the api function's (it serves the page
+    // and answers 404/405 for the router).
+    let api = match route_of(parts.method.as_str(), parts.uri.path()).map(|r| r.function()) {
+        Some(Function::Schedules) => &apis.schedules,
+        _ => &apis.api,
+    };
     let res = api
         .handle(ApiRequest {
             method: parts.method.as_str().to_string(),

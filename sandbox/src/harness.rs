@@ -25,10 +25,17 @@ impl SandboxProcess {
     /// the child exits when our end of its stdin closes (when this process
     /// ends, however it ends), so it never outlives us.
     pub fn spawn(bin: &str, seeded: bool) -> Result<Self, String> {
+        Self::spawn_with(bin, seeded, &[])
+    }
+
+    /// As [`SandboxProcess::spawn`], with more environment variables (a
+    /// test's weakened policy: `AUTOSKY_IAM_DROP`).
+    pub fn spawn_with(bin: &str, seeded: bool, vars: &[(&str, &str)]) -> Result<Self, String> {
         use std::io::BufRead;
         let mut child = std::process::Command::new(bin)
             .args(["up", "--ready-line", "--refresh-phase-ms", "300"])
             .args((!seeded).then_some("--no-seed"))
+            .envs(vars.iter().copied())
             // Tests schedule deployments a few seconds ahead.
             .env("SCHEDULE_MIN_LEAD_SECONDS", "2")
             .stdin(Stdio::piped())
@@ -57,7 +64,17 @@ impl SandboxProcess {
         Ok(Self { child, endpoints })
     }
 
+    /// Closes the child's stdin, so it stops as it does when we end (and
+    /// writes its IAM report); killed if it has not within 10 s.
     pub fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -205,33 +222,38 @@ pub async fn set_refresh_outcome(c: &Clients, group: &str, outcome: &str) -> Res
     }
 }
 
-/// The steps' dependencies aimed at the sandbox (as its workers have them),
-/// for tests that invoke a handler directly with an event the emulator
-/// cannot emit.
-pub fn deps(c: &Clients) -> autosky_core::Deps {
-    use autosky_core::aws::{AutoScaling, Ec2, Mailer};
-    use autosky_core::deps::{Settings, SystemClock};
-    autosky_core::Deps {
-        store: std::sync::Arc::new(c.store.clone()),
-        // Through the gateway, as the workers' calls go: it answers EC2's
-        // timings (an instance stopping, an AMI pending) that the emulator
-        // alone skips.
-        ec2: Ec2::new(aws_sdk_ec2::Client::from_conf(
-            c.ec2
-                .config()
-                .to_builder()
-                .endpoint_url(&c.endpoints.autoscaling)
-                .build(),
-        )),
-        asg: AutoScaling::new(c.asg.clone()),
-        mailer: Mailer::new(c.ses.clone()),
-        clock: std::sync::Arc::new(SystemClock),
-        settings: Settings {
+/// An SDK config that signs as `function` (a logical id of template.yaml),
+/// every service through the gateway: its calls are authorized against that
+/// function's policy.
+pub fn config_as(e: &Endpoints, function: &str) -> aws_config::SdkConfig {
+    crate::iam::principals::config_as(&crate::sdk_config(&e.autoscaling), function)
+}
+
+/// What the sandbox's IAM enforcement saw so far (None: enforcement off).
+pub async fn iam_report(e: &Endpoints) -> Result<Option<crate::iam::Report>, String> {
+    let (status, body) = crate::http::get(&format!("{}/_sandbox/iam", e.autoscaling)).await?;
+    if status != 200 {
+        return Err(format!("/_sandbox/iam: HTTP {status}"));
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+/// A step's dependencies aimed at the sandbox, as its worker has them (every
+/// call through the gateway, signed as the step's function, so authorized
+/// against its policy), for tests that invoke a handler directly with an
+/// event the emulator cannot emit.
+pub fn deps(c: &Clients, step: autosky_core::domain::StepName) -> autosky_core::Deps {
+    let gateway = crate::sdk_config(&c.endpoints.autoscaling);
+    let config =
+        crate::iam::principals::config_as(&gateway, &crate::iam::principals::of_step(step));
+    autosky_core::Deps::from_config(
+        &config,
+        autosky_core::deps::Settings {
             table_name: c.endpoints.table.clone(),
             sender_email: Some(c.endpoints.sender.clone()),
             region: "us-east-1".into(),
         },
-    }
+    )
 }
 
 /// The group's suspended processes, sorted.

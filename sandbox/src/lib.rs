@@ -144,6 +144,22 @@ impl Ports {
 pub struct Sandbox {
     pub emulator: emulator::Emulator,
     pub endpoints: Endpoints,
+    /// The number of policies enforced; None when enforcement is off.
+    pub iam: Option<usize>,
+    pub gateway: bridge::Bridge,
+}
+
+/// The sandbox's names for what the template's policies refer to.
+pub fn iam_names(state_machine_arn: &str) -> iam::policies::Names {
+    iam::policies::Names {
+        stack: provision::STACK.into(),
+        sender: provision::SENDER.into(),
+        table: provision::TABLE.into(),
+        state_machine_arn: state_machine_arn.into(),
+        schedule_group: provision::SCHEDULE_GROUP.into(),
+        scheduler_role_arn: provision::SCHEDULER_ROLE.into(),
+        instance_role_arns: vec![],
+    }
 }
 
 impl Sandbox {
@@ -151,21 +167,38 @@ impl Sandbox {
     pub async fn start(ports: &Ports, refresh_phase: Duration) -> Result<Self, String> {
         let emulator = emulator::Emulator::start(ports.emulator).await?;
         let config = aws_config::load_from_env().await;
-        let autoscaling =
+        let (autoscaling, gateway) =
             bridge::start(ports.bridge, emulator.url(), &config, refresh_phase).await?;
         let stack = provision::provision(&config).await?;
-        // The API talks to the emulator directly: injected faults hit the steps only.
-        let api = api_server::start(
-            ports.api,
-            &sdk_config(&emulator.url()),
-            stack.state_machine_arn.clone(),
-        )
-        .await?;
-        let deps = std::sync::Arc::new(autosky_core::Deps::from_env().await?);
         let direct = sdk_config(&emulator.url());
+        let iam = if iam::enabled() {
+            let enforcer = iam::Enforcer::new(
+                &iam_names(&stack.state_machine_arn),
+                iam::actions::EmulatorLookup::new(&emulator.url(), &direct),
+            )?;
+            let policies = enforcer.report().policies;
+            gateway.enforce(enforcer);
+            if let (Some(path), None) = (iam::figures::path(), std::env::var_os(iam::DROP_VAR)) {
+                iam::figures::started(&path)?;
+            }
+            Some(policies)
+        } else {
+            None
+        };
+        // Each function signs with its own key (the gateway authorizes its
+        // calls against its own policy), from the environment a Lambda has.
+        let lambda = autosky_core::aws::config::from_env()?;
+        let settings = autosky_core::deps::Settings::from_env()?;
+        let deps_of = |function: &str| {
+            std::sync::Arc::new(autosky_core::Deps::from_config(
+                &iam::principals::config_as(&lambda, function),
+                settings.clone(),
+            ))
+        };
+        let api = api_server::start(ports.api, &lambda, stack.state_machine_arn.clone()).await?;
         let direct_sfn = aws_sdk_sfn::Client::new(&direct);
         workers::spawn(
-            deps.clone(),
+            |step| deps_of(&iam::principals::of_step(step)),
             aws_sdk_sfn::Client::new(&config),
             workers::Control {
                 sfn: direct_sfn.clone(),
@@ -178,7 +211,9 @@ impl Sandbox {
             stack.state_machine_arn.clone(),
         )]);
         events::spawn(
-            deps,
+            deps_of(&iam::principals::of_step(
+                autosky_core::domain::StepName::Finalization,
+            )),
             direct_sfn,
             stack.state_machine_arn.clone(),
             events::SafetyNet::from_template(&refs)?,
@@ -194,10 +229,23 @@ impl Sandbox {
         Ok(Self {
             emulator,
             endpoints,
+            iam,
+            gateway,
         })
     }
 
     pub async fn stop(self) {
+        // The enforcement's report for `make test`'s summary (not for a
+        // sandbox whose policy a test weakened on purpose).
+        if let (Some(path), Some(report), false) = (
+            iam::figures::path(),
+            self.gateway.iam_report(),
+            std::env::var_os(iam::DROP_VAR).is_some(),
+        ) {
+            if let Err(e) = iam::figures::stopped(&path, &report) {
+                eprintln!("sandbox: {e}");
+            }
+        }
         self.emulator.stop().await;
     }
 }

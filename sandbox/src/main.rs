@@ -1,11 +1,13 @@
 //! `autosky-sandbox`: the Autosky pipeline on a local AWS emulator.
-//!   up [--no-seed] [--ready-line] [--refresh-phase-ms N] [--ec2-polls N]
+//!   up [--no-seed] [--ready-line] [--refresh-phase-ms N] [--ec2-polls N] [--iam off]
 //!                                              start with the demo environment (unless
 //!                                              --no-seed) and keep running (Ctrl-C stops);
+//!                                              --iam off: no IAM enforcement (also AUTOSKY_IAM=off)
 //!                                              --ec2-polls: how many polls a new AMI stays
 //!                                              pending, an instance stopping or pending
 //!                                              (default 1, also SANDBOX_EC2_POLLS; 0: at once)
 //!   demo                                       one deployment end to end, then stop
+//!   iam-summary FILE                           the IAM figures of a `make test` run (fails on a denial)
 //!   bench-api                                  API latency and DynamoDB calls per request
 //!   bench [--runs N] [--bootstraps DIR] [--out FILE] [--functions-only]
 //!                                              functions' size, cold start, memory; per-deployment
@@ -16,7 +18,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const USAGE: &str =
-    "usage: autosky-sandbox up [--no-seed] [--ready-line] [--refresh-phase-ms N] [--ec2-polls N] | demo | bench-api \
+    "usage: autosky-sandbox up [--no-seed] [--ready-line] [--refresh-phase-ms N] [--ec2-polls N] [--iam off] | demo | iam-summary FILE | bench-api \
                      | bench [--runs N] [--bootstraps DIR] [--out FILE] [--functions-only]";
 
 fn main() -> ExitCode {
@@ -25,6 +27,9 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
+    if command == "iam-summary" {
+        return iam_summary(args.get(1));
+    }
     let ready_line = args.iter().any(|a| a == "--ready-line");
     let seed = !args.iter().any(|a| a == "--no-seed");
     let phase_ms = args
@@ -67,6 +72,10 @@ fn main() -> ExitCode {
         // SAFETY (edition 2024 wording): no thread exists yet.
         std::env::set_var(autosky_sandbox::bridge::EC2_POLLS_VAR, n.to_string());
     }
+    if args.windows(2).any(|w| w[0] == "--iam" && w[1] == "off") {
+        // SAFETY (edition 2024 wording): no thread exists yet.
+        std::env::set_var(autosky_sandbox::iam::MODE_VAR, "off");
+    }
     if std::env::var_os("RUST_LOG").is_some() {
         lambda_runtime::tracing::init_default_subscriber();
     }
@@ -86,6 +95,10 @@ fn main() -> ExitCode {
         let sandbox = Sandbox::start(&ports, Duration::from_millis(phase_ms)).await?;
         let e = sandbox.endpoints.clone();
         eprintln!("sandbox: up in {:.1} s", t0.elapsed().as_secs_f64());
+        match sandbox.iam {
+            Some(n) => eprintln!("IAM: enforced ({n} policies)"),
+            None => eprintln!("IAM: off (--iam off / {}=off)", autosky_sandbox::iam::MODE_VAR),
+        }
         let result = match command.as_str() {
             "demo" => demo::run(&Clients::new(&e)).await,
             "bench-api" => autosky_sandbox::bench::api::run(&Clients::new(&e)).await,
@@ -126,6 +139,34 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sandbox: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the IAM enforcement's summed figures of a `make test` run; fails
+/// when a call was denied (no test expects a denial from the template's own
+/// policies) or a sandbox wrote no report.
+fn iam_summary(path: Option<&String>) -> ExitCode {
+    use autosky_sandbox::iam::figures;
+    let Some(path) = path else {
+        eprintln!("usage: autosky-sandbox iam-summary FILE");
+        return ExitCode::from(2);
+    };
+    match figures::summarize(path, Duration::from_secs(15)) {
+        Ok(report) => {
+            println!("{}", report.summary());
+            for d in &report.denials {
+                println!("  {d}");
+            }
+            if report.denied == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("iam-summary: {e}");
             ExitCode::FAILURE
         }
     }

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 pub const DEFINITION: &str = include_str!("../../infra/statemachine/deployment.asl.json");
 pub const STATE_MACHINE: &str = "autosky-deployment";
 pub const TABLE: &str = "autosky-deployments";
+/// The stack name the template's `${AWS::StackName}` stands for.
+pub const STACK: &str = "autosky-sandbox";
 pub const SENDER: &str = "deployments@autosky.local";
 /// The schedule group of scheduled deployments (template.yaml: DeploymentScheduleGroup).
 pub const SCHEDULE_GROUP: &str = "autosky-sandbox";

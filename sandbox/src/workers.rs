@@ -25,15 +25,16 @@ pub struct Control {
     pub store: DynamoStore,
 }
 
-/// `sfn` polls and reports tasks.
+/// `sfn` polls and reports tasks (on AWS the Lambda service does that);
+/// each step runs with `deps_of(step)`, its own function's clients.
 pub fn spawn(
-    deps: Arc<Deps>,
+    deps_of: impl Fn(StepName) -> Arc<Deps>,
     sfn: aws_sdk_sfn::Client,
     control: Control,
     activities: Vec<(StepName, String)>,
 ) {
     for (step, arn) in activities {
-        let (deps, sfn, control) = (deps.clone(), sfn.clone(), control.clone());
+        let (deps, sfn, control) = (deps_of(step), sfn.clone(), control.clone());
         tokio::spawn(async move {
             loop {
                 match sfn

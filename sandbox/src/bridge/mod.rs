@@ -16,7 +16,15 @@
 //!   protocol; `GET /_sandbox/faults` lists them with whether they fired;
 //! - `GET /_sandbox/calls` returns the number of calls per `service:Action`,
 //!   and per Auto Scaling action (`Action`) and action and group
-//!   (`Action group`).
+//!   (`Action group`);
+//! - `GET /_sandbox/iam` returns what the IAM enforcement saw
+//!   ([`crate::iam::Report`]).
+//!
+//! A function's call (its access key says which: [`crate::iam::principals`])
+//! is authorized against its policy first ([`crate::iam::Enforcer`]) and,
+//! when denied, answered with the service's own denial and never forwarded.
+//! The API functions' calls are authorized but neither counted nor faulted:
+//! the counts and injected faults are the steps'.
 
 mod autoscaling;
 mod calls;
@@ -34,7 +42,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -57,15 +65,18 @@ pub struct Bridge {
     asg: aws_sdk_autoscaling::Client,
     /// How long each phase of an emulated refresh lasts.
     phase: Duration,
+    /// Set once the stack is provisioned (the policies name its resources);
+    /// unset, or enforcement off: nothing is authorized.
+    iam: Arc<OnceLock<crate::iam::Enforcer>>,
 }
 
-/// Starts the bridge on `port` (loopback); returns its URL.
+/// Starts the bridge on `port` (loopback); returns its URL and a handle.
 pub async fn start(
     port: u16,
     emulator_url: String,
     config: &aws_config::SdkConfig,
     phase: Duration,
-) -> Result<String, String> {
+) -> Result<(String, Bridge), String> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("bridge port {port}: {e}"))?;
@@ -82,12 +93,14 @@ pub async fn start(
         state: Arc::default(),
         asg: aws_sdk_autoscaling::Client::from_conf(asg_conf),
         phase,
+        iam: Arc::default(),
     };
     {
         let mut st = bridge.lock();
         st.ec2.client = Some(aws_sdk_ec2::Client::from_conf(ec2_conf));
         st.ec2.timings = ec2::Timings::from_env();
     }
+    let handle = bridge.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -105,7 +118,7 @@ pub async fn start(
             });
         }
     });
-    Ok(format!("http://{addr}"))
+    Ok((format!("http://{addr}"), handle))
 }
 
 /// A fresh request id (also the id of an emulated refresh).
@@ -134,6 +147,16 @@ fn json(body: String) -> Response<Full<Bytes>> {
 }
 
 impl Bridge {
+    /// What the IAM enforcement saw; None when it is off.
+    pub fn iam_report(&self) -> Option<crate::iam::Report> {
+        self.iam.get().map(crate::iam::Enforcer::report)
+    }
+
+    /// Authorizes every function's call from now on.
+    pub fn enforce(&self, enforcer: crate::iam::Enforcer) {
+        let _ = self.iam.set(enforcer);
+    }
+
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let (parts, body) = req.into_parts();
         let body = match body.collect().await {
@@ -156,8 +179,33 @@ impl Bridge {
             Some(_) => HashMap::new(),
             None => form_urlencoded::parse(&body).into_owned().collect(),
         };
-        let action = target.unwrap_or_else(|| form.get("Action").cloned().unwrap_or_default());
-        let fault = {
+        // REST-JSON services (Scheduler) name it by method and path.
+        let action = target
+            .or_else(|| form.get("Action").cloned())
+            .or_else(|| crate::iam::actions::rest_action(&service, parts.method.as_str(), &path))
+            .unwrap_or_default();
+        let function = crate::iam::principals::access_key_of(&parts.headers)
+            .and_then(crate::iam::principals::function_of);
+        if let (Some(function), Some(enforcer)) = (&function, self.iam.get()) {
+            let call = crate::iam::actions::Call {
+                service: &service,
+                action: &action,
+                method: parts.method.as_str(),
+                path: &path,
+                query: parts.uri.query().unwrap_or(""),
+                form: &form,
+                body: &body,
+            };
+            if let Err(denial) = enforcer.authorize(function, &call).await {
+                return faults::denial(&service, &action, &denial.message);
+            }
+        }
+        let api = function
+            .as_deref()
+            .is_some_and(|f| ["ApiFunction", "SchedulesFunction"].contains(&f));
+        let fault = if api {
+            None
+        } else {
             let mut st = self.lock();
             let group = form.get("AutoScalingGroupName").map(String::as_str);
             st.calls.count(&service, &action, group);
@@ -189,6 +237,10 @@ impl Bridge {
             "faults" if !body.is_empty() => faults::add(&mut self.lock().faults, body),
             "faults" => json(serde_json::to_string(&self.lock().faults).unwrap_or_default()),
             "calls" => json(self.lock().calls.to_json()),
+            "iam" => json(
+                serde_json::to_string(&self.iam.get().map(crate::iam::Enforcer::report))
+                    .unwrap_or_default(),
+            ),
             _ => xml::error(404, "NotFound", "unknown sandbox control"),
         }
     }

@@ -18,7 +18,6 @@ pub async fn steps(
     env: &str,
     functions: &mut BTreeMap<&str, FunctionResult>,
 ) -> Result<(), String> {
-    let deps = harness::deps(c);
     for round in 0..opts.runs {
         let id = seed_deployment(c, env).await?;
         for (i, step) in StepName::ALL.iter().enumerate() {
@@ -33,7 +32,9 @@ pub async fn steps(
             let r = functions.get_mut(f).ok_or("unknown function")?;
             r.record(&cs);
             match cs.output {
-                Some(Ok(output)) => finish_in_process(&deps, *step, event, output).await?,
+                Some(Ok(output)) => {
+                    finish_in_process(&harness::deps(c, *step), *step, event, output).await?
+                }
                 Some(Err(e)) => {
                     r.errors.push(format!("round {round}: {e}"));
                     return Err(format!("{f} answered an error to its sample event: {e}"));

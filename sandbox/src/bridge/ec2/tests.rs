@@ -23,7 +23,7 @@ async fn world() -> World {
         .unwrap();
     let emulator = crate::emulator::Emulator::start(port).await.unwrap();
     let config = crate::sdk_config(&emulator.url());
-    let gateway = super::super::start(
+    let (gateway, _) = super::super::start(
         0,
         emulator.url(),
         &config,

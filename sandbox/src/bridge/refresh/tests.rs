@@ -48,6 +48,7 @@ fn bridge() -> Bridge {
         state: Default::default(),
         asg: aws_sdk_autoscaling::Client::from_conf(conf),
         phase: std::time::Duration::from_millis(1),
+        iam: Default::default(),
     }
 }
 

@@ -12,6 +12,7 @@ mod launch;
 mod lookup;
 mod scheduler;
 #[cfg(test)]
+#[path = "tests/sdk_requests.rs"]
 mod sdk_requests;
 mod ses;
 mod states;

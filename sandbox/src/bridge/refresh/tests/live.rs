@@ -29,9 +29,10 @@ async fn live() -> Live {
         .unwrap();
     let emulator = crate::emulator::Emulator::start(port).await.unwrap();
     let config = crate::sdk_config(&emulator.url());
-    let bridge = crate::bridge::start(0, emulator.url(), &config, Duration::from_millis(PHASE_MS))
-        .await
-        .unwrap();
+    let (bridge, _) =
+        crate::bridge::start(0, emulator.url(), &config, Duration::from_millis(PHASE_MS))
+            .await
+            .unwrap();
     let asg = aws_sdk_autoscaling::Client::from_conf(
         aws_sdk_autoscaling::config::Builder::from(&config)
             .endpoint_url(&bridge)

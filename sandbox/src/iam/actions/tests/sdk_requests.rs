@@ -3,7 +3,7 @@
 //! field where the SDK puts it: the SigV4 scope's service, the action from
 //! `X-Amz-Target`, the form or the REST route, the parameters.
 
-use super::ses::tests::Verified;
+use super::ses::tests::verified;
 use super::{checks, rest_action, Call, Lookup, MapError};
 use crate::iam::Check;
 use autosky_core::store::Store;
@@ -117,7 +117,7 @@ async fn mapped(seen: &Mutex<Vec<Captured>>) -> Vec<(String, Vec<(String, String
     let captured = seen.lock().unwrap().clone();
     let mut out = Vec::new();
     for c in &captured {
-        let (call, checks) = c.checks(&Verified(&["example.com"])).await;
+        let (call, checks) = c.checks(&verified(&["example.com"])).await;
         let checks = checks.unwrap_or_else(|e| panic!("{call}: {e:?}"));
         out.push((
             call,
@@ -199,7 +199,7 @@ async fn the_mailers_send_email_maps_to_the_senders_identity() {
     assert_eq!(captured.len(), 1);
     // The Rust SDK signs SES v1 for the `ses` scope.
     assert_eq!(captured[0].service(), "ses");
-    let (call, checks) = captured[0].checks(&Verified(&["example.com"])).await;
+    let (call, checks) = captured[0].checks(&verified(&["example.com"])).await;
     assert_eq!(call, "ses:SendEmail");
     let check = &checks.unwrap()[0];
     assert_eq!(
