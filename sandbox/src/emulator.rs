@@ -24,6 +24,10 @@ impl Emulator {
         let mut cmd = Command::new(&bin);
         cmd.arg("--addr")
             .arg(format!("127.0.0.1:{port}"))
+            // The account the template's policies are resolved in: the ARNs
+            // the emulator hands out (groups, roles, state machines) must
+            // name it, and fakecloud's default account is another one.
+            .args(["--account-id", crate::iam::ACCOUNT])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file(port))

@@ -355,12 +355,15 @@ impl EmulatorLookup {
                 .to_string(),
             None => "test".to_string(),
         };
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("Action", action)
-            .append_pair("Version", "2010-05-08");
-        for (k, v) in params {
-            form.append_pair(k, v);
-        }
+        let body = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("Action", action)
+                .append_pair("Version", "2010-05-08");
+            for (k, v) in params {
+                form.append_pair(k, v);
+            }
+            form.finish()
+        };
         let now = chrono::Utc::now();
         let req = hyper::Request::post(format!("{}/", self.emulator.trim_end_matches('/')))
             .header(
@@ -378,7 +381,7 @@ impl EmulatorLookup {
                     "0".repeat(64)
                 ),
             )
-            .body(http_body_util::Full::new(bytes::Bytes::from(form.finish())))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         crate::http::send(req).await.map(|(s, _, b)| (s, b))
     }

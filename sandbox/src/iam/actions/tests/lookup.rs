@@ -14,34 +14,11 @@ fn tag(k: &str, v: &str) -> Tag {
     Tag::builder().key(k).value(v).build()
 }
 
-/// fakecloud in the sandbox's account: its own ARNs (groups, roles) must
-/// name the account the policies are resolved in, and fakecloud's default
-/// account is another one.
-async fn emulator() -> (tokio::process::Child, String) {
-    let bin = crate::emulator::find_or_install().await.unwrap();
-    let port = crate::emulator::free_port().unwrap();
-    let child = tokio::process::Command::new(bin)
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .args(["--account-id", crate::iam::ACCOUNT])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
-        if let Ok((200, _)) = crate::http::get(&format!("{url}/_fakecloud/health")).await {
-            return (child, url);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("fakecloud not healthy");
-}
-
 #[tokio::test]
 async fn emulator_lookups_return_tags_arns_versions_and_profile_roles() {
-    let (mut emulator, url) = emulator().await;
+    let port = crate::emulator::free_port().unwrap();
+    let emulator = crate::emulator::Emulator::start(port).await.unwrap();
+    let url = emulator.url();
     let config = crate::sdk_config(&url);
     let lookup = EmulatorLookup::new(&url, &config);
     let ec2 = aws_sdk_ec2::Client::new(&config);
@@ -262,5 +239,5 @@ async fn emulator_lookups_return_tags_arns_versions_and_profile_roles() {
         lookup.ses_identity_verified("other@example.com").await,
         Ok(false)
     );
-    emulator.kill().await.unwrap();
+    emulator.stop().await;
 }
