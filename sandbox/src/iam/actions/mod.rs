@@ -11,6 +11,9 @@ mod ec2;
 mod launch;
 mod lookup;
 mod scheduler;
+#[cfg(test)]
+#[path = "tests/sdk_requests.rs"]
+mod sdk_requests;
 mod ses;
 mod states;
 
