@@ -28,6 +28,8 @@ async fn live() -> Live {
         .map(|a| a.port())
         .unwrap();
     let emulator = crate::emulator::Emulator::start(port).await.unwrap();
+    // The templates of seed::template name the sandbox's instance profile.
+    seed::instance_profile(&emulator.url()).await.unwrap();
     let config = crate::sdk_config(&emulator.url());
     let bridge = crate::bridge::start(0, emulator.url(), &config, Duration::from_millis(PHASE_MS))
         .await
@@ -66,7 +68,7 @@ impl Live {
             launch_template_id: lt.into(),
             version: version.into(),
         };
-        seed::create_group(&self.asg, name, source, instances)
+        seed::create_group(&self.asg, "t", name, source, instances)
             .await
             .unwrap();
     }
@@ -488,7 +490,7 @@ async fn bridge_mixed_policy_refresh_keeps_overrides() {
         on_demand_base_capacity: 1,
         on_demand_percentage_above_base_capacity: 100,
     };
-    seed::create_group(&l.asg, "mixed", source, 2)
+    seed::create_group(&l.asg, "t", "mixed", source, 2)
         .await
         .unwrap();
     let policy = |version: &str| {
@@ -575,6 +577,7 @@ async fn bridge_mixed_policy_refresh_keeps_overrides() {
         .unwrap();
     seed::create_group(
         &l.asg,
+        "t",
         "lc-group",
         GroupSource::Configuration("lc".into()),
         2,
