@@ -16,7 +16,9 @@ use aws_sdk_ec2::types::{
     TagSpecification,
 };
 
-pub use instance_profile::{INSTANCE_PROFILE_ARN, INSTANCE_PROFILE_NAME, INSTANCE_ROLE_ARN};
+pub use instance_profile::{
+    EMULATOR_ACCOUNT, INSTANCE_PROFILE_ARN, INSTANCE_PROFILE_NAME, INSTANCE_ROLE_ARN,
+};
 
 /// Creates (once per emulator) the IAM role [`INSTANCE_ROLE_ARN`] and the
 /// instance profile [`INSTANCE_PROFILE_ARN`] holding it, which every seeded

@@ -13,11 +13,15 @@ use std::collections::BTreeSet;
 
 /// The role's and the instance profile's name.
 pub const INSTANCE_PROFILE_NAME: &str = "autosky-sandbox-instance";
-/// The role (in the emulator's account) the seeded templates' profile holds.
-pub const INSTANCE_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/autosky-sandbox-instance";
+/// The account the emulator creates everything in (fakecloud's default,
+/// as its ARNs show: the role's below, the state machine's).
+pub const EMULATOR_ACCOUNT: &str = "123456789012";
+/// The role the seeded templates' profile holds: the stack's
+/// InstanceRoleArns in the sandbox.
+pub const INSTANCE_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/autosky-sandbox-instance";
 /// The instance profile the seeded launch templates name.
 pub const INSTANCE_PROFILE_ARN: &str =
-    "arn:aws:iam::000000000000:instance-profile/autosky-sandbox-instance";
+    "arn:aws:iam::123456789012:instance-profile/autosky-sandbox-instance";
 
 /// EC2 may assume the role (what an instance profile's role needs).
 const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
@@ -97,8 +101,8 @@ async fn call(emulator: &str, action: &str, params: &[(&str, &str)]) -> Result<A
     }
 }
 
-/// The created entity's `<Arn>` is `expected` (the constants name the
-/// emulator's account).
+/// The created entity's `<Arn>` is `expected` (the constants must name
+/// what the emulator makes).
 fn check_arn(xml: &str, expected: &str) -> Result<(), String> {
     let arn = xml
         .split("<Arn>")
@@ -116,7 +120,7 @@ mod tests {
 
     #[test]
     fn the_arns_name_the_sandbox_account_and_the_profile() {
-        let account = format!(":{}:", crate::iam::ACCOUNT);
+        let account = format!(":{EMULATOR_ACCOUNT}:");
         for arn in [INSTANCE_ROLE_ARN, INSTANCE_PROFILE_ARN] {
             assert!(arn.contains(&account), "{arn}");
             assert!(arn.ends_with(&format!("/{INSTANCE_PROFILE_NAME}")), "{arn}");

@@ -625,3 +625,45 @@ async fn bridge_hold_stays_part_way_until_cancelled() {
     assert_eq!(r.status(), Some(&S::Cancelled));
     assert_eq!(versions(&l.view("hold-g").await), strings(&["1", "2"]));
 }
+
+/// The seeded template names the sandbox's instance profile and tags what
+/// it launches: the instances a refresh launches from it carry both, as on
+/// AWS (where the launch passes the profile's role and tags at launch).
+#[tokio::test]
+async fn bridge_refresh_launches_with_the_templates_profile_and_tags() {
+    let l = live().await;
+    let lt = l.template("p1", 2).await;
+    l.group("p1", &lt, "1", 2).await;
+    let id = l.start("p1", to(&lt, "2"), prefs(50)).await.unwrap();
+    let r = l.until_end("p1", &id, |_, _| {}).await;
+    assert_eq!(r.status(), Some(&S::Successful));
+    let v = l.view("p1").await;
+    assert_eq!(versions(&v), strings(&["2", "2"]));
+    let ids: Vec<String> = v.instances.iter().map(|(i, _)| i.clone()).collect();
+    let out = l
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids))
+        .send()
+        .await
+        .unwrap();
+    let instances: Vec<_> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    assert_eq!(instances.len(), 2);
+    for i in instances {
+        assert_eq!(
+            i.iam_instance_profile().and_then(|p| p.arn()),
+            Some(seed::INSTANCE_PROFILE_ARN),
+            "{i:?}"
+        );
+        assert!(
+            i.tags()
+                .iter()
+                .any(|t| t.key() == Some("autosky:environment") && t.value() == Some("t")),
+            "{i:?}"
+        );
+    }
+}
