@@ -77,12 +77,16 @@ enum Answer {
 
 /// One IAM query request; `EntityAlreadyExists` is [`Answer::AlreadyExists`].
 async fn call(emulator: &str, action: &str, params: &[(&str, &str)]) -> Result<Answer, String> {
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("Action", action);
-    form.append_pair("Version", "2010-05-08");
-    for (k, v) in params {
-        form.append_pair(k, v);
-    }
+    // Built before any await: the serializer is not Send.
+    let body = {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("Action", action);
+        form.append_pair("Version", "2010-05-08");
+        for (k, v) in params {
+            form.append_pair(k, v);
+        }
+        form.finish()
+    };
     let req = hyper::Request::post(format!("{}/", emulator.trim_end_matches('/')))
         .header("content-type", "application/x-www-form-urlencoded")
         .header(
@@ -90,7 +94,7 @@ async fn call(emulator: &str, action: &str, params: &[(&str, &str)]) -> Result<A
             "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/iam/aws4_request, \
              SignedHeaders=content-type;host, Signature=0",
         )
-        .body(Full::new(Bytes::from(form.finish())))
+        .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let (status, _, body) = crate::http::send(req).await?;
     let text = String::from_utf8_lossy(&body).into_owned();
