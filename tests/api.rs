@@ -39,11 +39,13 @@ async fn dynamodb_calls() -> BTreeMap<String, u64> {
     serde_json::from_slice(&body).unwrap()
 }
 
-/// Seeds the resources, then registers the environment through the API.
+/// Seeds the resources (tagged with `env`), then registers the environment
+/// through the API.
 async fn register(c: &Clients, env: &str) -> seed::Seeded {
-    let seeded = seed::environment(c, &format!("{env}-res"), 1, EnvironmentDefaults::default())
+    let environment = seed::resources(c, env, 1, EnvironmentDefaults::default())
         .await
         .unwrap();
+    let seeded = seed::Seeded { environment };
     let e = &seeded.environment;
     let body = json!({
         "preparationServerId": e.preparation_server_id,
@@ -257,6 +259,8 @@ async fn bad_inputs_get_the_right_4xx_and_change_nothing() {
         ("PUT", "/environments/api-bad-new".into(), Some(json!({"preparationServerId": "server", "autoScalingGroups": ["g"], "launchTemplateId": "lt-0123456789abcdef0"}).to_string()), 400),
         ("PUT", "/environments/api-bad-new".into(), Some(missing_group.to_string()), 422),
         ("PUT", "/environments/api-bad-new".into(), Some(missing_server.to_string()), 422),
+        // The resources are tagged autosky:environment=api-bad: not api-bad-new's.
+        ("PUT", "/environments/api-bad-new".into(), Some(good_env.to_string()), 422),
         ("PUT", format!("/environments/{env}"), Some(json!({"preparationServerId": e.preparation_server_id, "autoScalingGroups": e.auto_scaling_groups, "launchTemplateId": e.launch_template_id, "defaults": {"retention": 1}}).to_string()), 400),
     ];
     assert!(cases.len() >= 25);
@@ -680,4 +684,39 @@ async fn bad_schedules_are_refused_and_create_nothing() {
     let (_, _, page) = call("GET", &format!("/environments/{env}/deployments"), None).await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
     assert_eq!(schedule_names(&c).await.len(), before_names);
+}
+
+/// Registration keeps an environment to the resources tagged with its own id:
+/// another environment's server is refused (422, naming it), and nothing is
+/// written; the same resources register under their own id.
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_refuses_resources_tagged_for_another_environment() {
+    let c = Clients::new(sandbox());
+    let owner = "api-owner";
+    let e = seed::resources(&c, owner, 0, EnvironmentDefaults::default())
+        .await
+        .unwrap();
+    let body = json!({
+        "preparationServerId": e.preparation_server_id,
+        "autoScalingGroups": e.auto_scaling_groups,
+        "launchTemplateId": e.launch_template_id,
+    })
+    .to_string();
+    let (status, headers, problem) = call("PUT", "/environments/api-thief", Some(&body)).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(
+        headers.get("content-type").unwrap(),
+        "application/problem+json"
+    );
+    assert_eq!(
+        problem["detail"],
+        format!(
+            "preparation server {} is tagged autosky:environment={owner}, not api-thief: an \
+             environment may only use resources tagged with its own id",
+            e.preparation_server_id
+        )
+    );
+    assert!(c.store.environment("api-thief").await.unwrap().is_none());
+    let (status, _, registered) = call("PUT", &format!("/environments/{owner}"), Some(&body)).await;
+    assert_eq!(status, 201, "{registered}");
 }

@@ -633,6 +633,15 @@ async fn a_group_on_a_launch_configuration_is_refused_and_nothing_changes() {
         .max_size(2)
         .desired_capacity(1)
         .availability_zones("us-east-1a")
+        .tags(
+            aws_sdk_autoscaling::types::Tag::builder()
+                .resource_id(&legacy)
+                .resource_type("auto-scaling-group")
+                .key("autosky:environment")
+                .value(env)
+                .propagate_at_launch(false)
+                .build(),
+        )
         .send()
         .await
         .unwrap();

@@ -1,14 +1,31 @@
 //! Seeds a scaling environment in the emulator: a preparation server, a
-//! launch template, an Auto Scaling group with instances, and the
+//! launch template (naming the sandbox's instance profile), an Auto Scaling
+//! group with instances, each tagged `autosky:environment=<env>`, and the
 //! environment's record in the table.
 
+mod instance_profile;
+
 use crate::Clients;
+use autosky_core::aws::ec2::TAG_ENVIRONMENT;
 use autosky_core::domain::{Environment, EnvironmentDefaults};
 use autosky_core::store::Store;
 use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
 use aws_sdk_ec2::types::{
-    InstanceType, RequestLaunchTemplateData, ResourceType, Tag, TagSpecification,
+    InstanceType, LaunchTemplateIamInstanceProfileSpecificationRequest,
+    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, Tag,
+    TagSpecification,
 };
+
+pub use instance_profile::{
+    EMULATOR_ACCOUNT, INSTANCE_PROFILE_ARN, INSTANCE_PROFILE_NAME, INSTANCE_ROLE_ARN,
+};
+
+/// Creates (once per emulator) the IAM role [`INSTANCE_ROLE_ARN`] and the
+/// instance profile [`INSTANCE_PROFILE_ARN`] holding it, which every seeded
+/// launch template names.
+pub async fn instance_profile(emulator: &str) -> Result<(), String> {
+    instance_profile::ensure(emulator).await
+}
 
 /// The image the seeded servers and template start from.
 pub const BASE_IMAGE: &str = "ami-0a1b2c3d4e5f60718";
@@ -22,13 +39,12 @@ fn tags(rt: ResourceType, env_id: &str, name: &str) -> TagSpecification {
     TagSpecification::builder()
         .resource_type(rt)
         .tags(Tag::builder().key("Name").value(name).build())
-        .tags(
-            Tag::builder()
-                .key("autosky:environment")
-                .value(env_id)
-                .build(),
-        )
+        .tags(environment_tag(env_id))
         .build()
+}
+
+fn environment_tag(env_id: &str) -> Tag {
+    Tag::builder().key(TAG_ENVIRONMENT).value(env_id).build()
 }
 
 /// Creates the environment `env_id` with `instances` in its group (on the
@@ -76,6 +92,35 @@ pub async fn environment_with(
     instances: i32,
     defaults: EnvironmentDefaults,
 ) -> Result<Seeded, String> {
+    let environment = resources_with(c, env_id, setup, instances, defaults).await?;
+    c.store
+        .put_environment(&environment)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Seeded { environment })
+}
+
+/// The resources of [`environment`] (one group on `$Default`), not
+/// registered: the environment record they would make.
+pub async fn resources(
+    c: &Clients,
+    env_id: &str,
+    instances: i32,
+    defaults: EnvironmentDefaults,
+) -> Result<Environment, String> {
+    resources_with(c, env_id, GroupSetup::Default, instances, defaults).await
+}
+
+/// The resources of [`environment_with`], not registered: the environment
+/// record they would make.
+pub async fn resources_with(
+    c: &Clients,
+    env_id: &str,
+    setup: GroupSetup,
+    instances: i32,
+    defaults: EnvironmentDefaults,
+) -> Result<Environment, String> {
+    instance_profile(&c.endpoints.emulator).await?;
     let run = c
         .ec2
         .run_instances()
@@ -104,10 +149,13 @@ pub async fn environment_with(
         version: version.into(),
     };
     let mut groups = vec![group.clone()];
+    let create = |name: String, source: GroupSource, instances: i32| async move {
+        create_group(&c.asg, env_id, &name, source, instances).await
+    };
     match setup {
-        GroupSetup::Numbered => create_group(&c.asg, &group, on("1"), instances).await?,
-        GroupSetup::Default => create_group(&c.asg, &group, on("$Default"), instances).await?,
-        GroupSetup::Latest => create_group(&c.asg, &group, on("$Latest"), instances).await?,
+        GroupSetup::Numbered => create(group.clone(), on("1"), instances).await?,
+        GroupSetup::Default => create(group.clone(), on("$Default"), instances).await?,
+        GroupSetup::Latest => create(group.clone(), on("$Latest"), instances).await?,
         GroupSetup::Mixed => {
             let source = GroupSource::Mixed {
                 launch_template_id: lt_id.clone(),
@@ -116,12 +164,12 @@ pub async fn environment_with(
                 on_demand_base_capacity: 1,
                 on_demand_percentage_above_base_capacity: 100,
             };
-            create_group(&c.asg, &group, source, instances).await?
+            create(group.clone(), source, instances).await?
         }
         GroupSetup::TwoGroupsOneEmpty => {
             let empty = format!("{env_id}-asg-empty");
-            create_group(&c.asg, &group, on("1"), instances).await?;
-            create_group(&c.asg, &empty, on("1"), 0).await?;
+            create(group.clone(), on("1"), instances).await?;
+            create(empty.clone(), on("1"), 0).await?;
             groups.push(empty);
         }
         GroupSetup::LaunchConfiguration => {
@@ -134,7 +182,7 @@ pub async fn environment_with(
                 .send()
                 .await
                 .map_err(|e| format!("CreateLaunchConfiguration: {e:?}"))?;
-            create_group(&c.asg, &group, GroupSource::Configuration(lc), instances).await?
+            create(group.clone(), GroupSource::Configuration(lc), instances).await?
         }
         GroupSetup::OtherTemplate => {
             let other = template(&c.ec2, env_id, &format!("{env_id}-other-template")).await?;
@@ -142,26 +190,25 @@ pub async fn environment_with(
                 launch_template_id: other,
                 version: "1".into(),
             };
-            create_group(&c.asg, &group, source, instances).await?
+            create(group.clone(), source, instances).await?
         }
     }
 
-    let environment = Environment {
+    Ok(Environment {
         environment_id: env_id.into(),
         preparation_server_id: server,
         auto_scaling_groups: groups,
         launch_template_id: lt_id,
         defaults,
-    };
-    c.store
-        .put_environment(&environment)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(Seeded { environment })
+    })
 }
 
-/// Creates the launch template `name` (version 1: the base image, t3.micro)
-/// tagged with the environment; returns its id.
+/// Creates the launch template `name` tagged with the environment; returns
+/// its id. Version 1: the base image, t3.micro, the instance profile
+/// [`INSTANCE_PROFILE_ARN`] (see [`instance_profile`]), and the environment's
+/// tag on the instances and volumes it launches — so launching from it, as
+/// a refresh does, passes the profile's role (iam:PassRole) and tags at
+/// launch (ec2:CreateTags), as on AWS.
 pub async fn template(
     ec2: &aws_sdk_ec2::Client,
     env_id: &str,
@@ -175,6 +222,13 @@ pub async fn template(
             RequestLaunchTemplateData::builder()
                 .image_id(BASE_IMAGE)
                 .instance_type(InstanceType::T3Micro)
+                .iam_instance_profile(
+                    LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                        .arn(INSTANCE_PROFILE_ARN)
+                        .build(),
+                )
+                .tag_specifications(launch_tags(ResourceType::Instance, env_id))
+                .tag_specifications(launch_tags(ResourceType::Volume, env_id))
                 .build(),
         )
         .tag_specifications(tags(ResourceType::LaunchTemplate, env_id, name))
@@ -185,6 +239,14 @@ pub async fn template(
         .and_then(|t| t.launch_template_id())
         .map(str::to_string)
         .ok_or_else(|| "CreateLaunchTemplate returned no id".to_string())
+}
+
+/// The environment's tag on what a launch from the template creates.
+fn launch_tags(rt: ResourceType, env_id: &str) -> LaunchTemplateTagSpecificationRequest {
+    LaunchTemplateTagSpecificationRequest::builder()
+        .resource_type(rt)
+        .tags(environment_tag(env_id))
+        .build()
 }
 
 /// What a seeded group launches from.
@@ -205,9 +267,11 @@ pub enum GroupSource {
 }
 
 /// Creates the group `name` (one availability zone, minimum 0, maximum
-/// twice the instances) with `instances` instances.
+/// twice the instances) with `instances` instances, tagged
+/// `autosky:environment=<env_id>`.
 pub async fn create_group(
     asg: &aws_sdk_autoscaling::Client,
+    env_id: &str,
     name: &str,
     source: GroupSource,
     instances: i32,
@@ -227,7 +291,16 @@ pub async fn create_group(
         .min_size(0)
         .max_size(instances.max(1) * 2)
         .desired_capacity(instances)
-        .availability_zones("us-east-1a");
+        .availability_zones("us-east-1a")
+        .tags(
+            aws_sdk_autoscaling::types::Tag::builder()
+                .resource_id(name)
+                .resource_type("auto-scaling-group")
+                .key(TAG_ENVIRONMENT)
+                .value(env_id)
+                .propagate_at_launch(false)
+                .build(),
+        );
     req = match source {
         GroupSource::Template {
             launch_template_id,

@@ -570,3 +570,98 @@ fn policy_actions(function: &serde_yaml::Value) -> BTreeSet<String> {
         .filter_map(|a| a.as_str().map(str::to_string))
         .collect()
 }
+
+/// Every inline policy statement of the function.
+fn policy_statements(function: &serde_yaml::Value) -> Vec<serde_yaml::Value> {
+    function["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["Statement"].as_sequence().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// The template's function built from `binary`.
+fn function_of(t: &serde_yaml::Value, binary: &str) -> serde_yaml::Value {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .find(|r| r["Metadata"]["BuildProperties"]["Binary"] == binary)
+        .cloned()
+        .unwrap_or_else(|| panic!("no function built from {binary}"))
+}
+
+/// Launching from a launch template passes the role of its instance profile
+/// to EC2: the refresh functions (Replace instances, Finalization) may pass
+/// only the roles the stack is given (InstanceRoleArns, no default, so every
+/// stack names them), and no function passes any other role to EC2.
+#[test]
+fn roles_are_passed_to_ec2_only_from_instance_role_arns() {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let t: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let parameter = &t["Parameters"]["InstanceRoleArns"];
+    assert_eq!(parameter["Type"], "CommaDelimitedList");
+    assert!(parameter.get("Default").is_none(), "{parameter:?}");
+    assert!(
+        parameter["AllowedPattern"]
+            .as_str()
+            .is_some_and(|p| p.contains(":role/")),
+        "{parameter:?}"
+    );
+    let passes_role = |s: &serde_yaml::Value| {
+        s["Action"]
+            .as_sequence()
+            .is_some_and(|a| a.iter().any(|a| a == "iam:PassRole"))
+    };
+    let to_ec2 = |s: &serde_yaml::Value| {
+        matches!(
+            &s["Condition"]["StringEquals"]["iam:PassedToService"],
+            serde_yaml::Value::Tagged(tag) if tag.tag == "!Sub"
+                && tag.value.as_str() == Some("ec2.${AWS::URLSuffix}")
+        )
+    };
+    for step in [StepName::ReplaceInstances, StepName::Finalization] {
+        let function = function_of(&t, step.function());
+        let statements: Vec<_> = policy_statements(&function)
+            .into_iter()
+            .filter(|s| passes_role(s))
+            .collect();
+        assert_eq!(statements.len(), 1, "{}: {statements:?}", step.function());
+        assert!(to_ec2(&statements[0]), "{statements:?}");
+        assert!(
+            is_ref(&statements[0]["Resource"], "InstanceRoleArns"),
+            "{}: {:?}",
+            step.function(),
+            statements[0]["Resource"]
+        );
+    }
+    for (id, resource) in t["Resources"].as_mapping().unwrap() {
+        if resource["Properties"]["Policies"].as_sequence().is_none() {
+            continue;
+        }
+        for s in policy_statements(resource) {
+            if passes_role(&s) && to_ec2(&s) {
+                assert!(is_ref(&s["Resource"], "InstanceRoleArns"), "{id:?}: {s:?}");
+            }
+        }
+    }
+}
+
+/// Create image only calls DescribeImages and CreateImage (and tags at
+/// creation): it is not granted DescribeInstances.
+#[test]
+fn create_image_reads_images_only() {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let t: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let actions = policy_actions(&function_of(&t, StepName::CreateImage.function()));
+    let ec2: BTreeSet<&str> = actions
+        .iter()
+        .map(String::as_str)
+        .filter(|a| a.starts_with("ec2:"))
+        .collect();
+    assert_eq!(
+        ec2,
+        BTreeSet::from(["ec2:CreateImage", "ec2:CreateTags", "ec2:DescribeImages"])
+    );
+}

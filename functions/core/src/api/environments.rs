@@ -4,7 +4,7 @@
 use super::input::{self, EnvironmentInput};
 use super::problem::{step_err, store_err};
 use super::{Api, ApiResponse, ApiResult, Problem};
-use crate::domain::Environment;
+use crate::domain::{ownership_refusal, template_label, Environment};
 use serde_json::json;
 
 impl Api {
@@ -44,7 +44,7 @@ impl Api {
     pub(super) async fn put_environment(&self, env: &str, body: &[u8]) -> ApiResult<ApiResponse> {
         let input: EnvironmentInput = input::parse(body)?;
         input.check()?;
-        self.check_resources(&input).await?;
+        self.check_resources(env, &input).await?;
         let existed = self
             .deps
             .store
@@ -65,9 +65,16 @@ impl Api {
     }
 
     /// The preparation server, the launch template and every group exist,
-    /// and every group uses that launch template.
-    async fn check_resources(&self, input: &EnvironmentInput) -> ApiResult<()> {
+    /// every group uses that launch template, and each of them is tagged
+    /// `autosky:environment=<env>` (the tags come with the descriptions, so
+    /// this needs no other permission). Nothing is written on a refusal.
+    async fn check_resources(&self, env: &str, input: &EnvironmentInput) -> ApiResult<()> {
         let unprocessable = |d: String| Problem::new(422, "Unprocessable environment", &d);
+        let owned =
+            |resource: String, tag: Option<&str>| match ownership_refusal(&resource, tag, env) {
+                Some(refusal) => Err(unprocessable(refusal)),
+                None => Ok(()),
+            };
         match self
             .deps
             .ec2
@@ -87,21 +94,27 @@ impl Api {
                     i.id, i.state
                 )))
             }
-            Some(_) => {}
+            Some(i) => owned(
+                format!("preparation server {}", i.id),
+                i.environment_tag.as_deref(),
+            )?,
         }
-        if self
+        let template = self
             .deps
             .ec2
             .launch_template(&input.launch_template_id)
             .await
             .map_err(step_err)?
-            .is_none()
-        {
-            return Err(unprocessable(format!(
-                "launch template {} not found",
-                input.launch_template_id
-            )));
-        }
+            .ok_or_else(|| {
+                unprocessable(format!(
+                    "launch template {} not found",
+                    input.launch_template_id
+                ))
+            })?;
+        owned(
+            template_label(&template.id, template.name.as_deref()),
+            template.environment_tag.as_deref(),
+        )?;
         let groups = self
             .deps
             .asg
@@ -120,6 +133,10 @@ impl Api {
                     input.launch_template_id
                 )));
             }
+            owned(
+                format!("Auto Scaling group {name}"),
+                g.environment_tag.as_deref(),
+            )?;
         }
         Ok(())
     }

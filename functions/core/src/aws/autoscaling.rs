@@ -23,6 +23,8 @@ pub struct GroupInfo {
     pub launch_template_version: Option<String>,
     pub suspended: Vec<String>,
     pub instances: Vec<GroupInstance>,
+    /// The value of its `autosky:environment` tag, if it has one.
+    pub environment_tag: Option<String>,
 }
 
 /// How a group names its launch template version. The group's own setting
@@ -122,6 +124,12 @@ pub fn group_info(g: &AutoScalingGroup) -> GroupInfo {
                     .map(str::to_string),
             })
             .collect(),
+        environment_tag: g
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(crate::aws::ec2::TAG_ENVIRONMENT))
+            .and_then(|t| t.value())
+            .map(str::to_string),
     }
 }
 

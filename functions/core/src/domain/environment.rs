@@ -77,3 +77,73 @@ pub struct Environment {
     #[serde(default)]
     pub defaults: EnvironmentDefaults,
 }
+
+/// Why `resource` (e.g. "launch template lt-0123 (web)") may not serve the
+/// environment `env`, if it may not: its `autosky:environment` tag (`tag`)
+/// is missing or names another environment. One IAM role serves every
+/// environment and its policies only require the tag to be there, so this
+/// is where an environment is kept to the resources tagged with its own id.
+pub fn ownership_refusal(resource: &str, tag: Option<&str>, env: &str) -> Option<String> {
+    let key = crate::aws::ec2::TAG_ENVIRONMENT;
+    match tag {
+        Some(t) if t == env => None,
+        Some(other) => Some(format!(
+            "{resource} is tagged {key}={other}, not {env}: an environment may only use \
+             resources tagged with its own id"
+        )),
+        None => Some(format!(
+            "{resource} has no {key} tag: tag it {key}={env} (the functions' IAM policies \
+             refuse untagged resources)"
+        )),
+    }
+}
+
+/// "launch template <id> (<name>)", as refusals name it.
+pub fn template_label(id: &str, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("launch template {id} ({n})"),
+        None => format!("launch template {id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ownership_refusal;
+
+    #[test]
+    fn a_resource_tagged_with_the_environment_is_accepted() {
+        assert_eq!(
+            ownership_refusal("Auto Scaling group web", Some("prod"), "prod"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_resource_tagged_with_another_environment_is_refused_naming_both() {
+        assert_eq!(
+            ownership_refusal("Auto Scaling group web", Some("staging"), "prod").as_deref(),
+            Some(
+                "Auto Scaling group web is tagged autosky:environment=staging, not prod: an \
+                 environment may only use resources tagged with its own id"
+            )
+        );
+    }
+
+    #[test]
+    fn an_untagged_resource_is_refused_naming_the_tag_to_add() {
+        assert_eq!(
+            ownership_refusal("preparation server i-0abc", None, "prod").as_deref(),
+            Some(
+                "preparation server i-0abc has no autosky:environment tag: tag it \
+                 autosky:environment=prod (the functions' IAM policies refuse untagged resources)"
+            )
+        );
+    }
+
+    #[test]
+    fn the_value_is_compared_exactly() {
+        assert!(ownership_refusal("x", Some("Prod"), "prod").is_some());
+        assert!(ownership_refusal("x", Some("prod "), "prod").is_some());
+        assert!(ownership_refusal("x", Some(""), "prod").is_some());
+    }
+}

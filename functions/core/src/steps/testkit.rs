@@ -126,22 +126,36 @@ pub mod aws {
     use aws_sdk_autoscaling::types as asg;
     use aws_sdk_ec2::types as ec2;
 
+    /// The `autosky:environment` tag (EC2's form) with `env`.
+    fn environment_tag(env: &str) -> ec2::Tag {
+        ec2::Tag::builder()
+            .key(crate::aws::ec2::TAG_ENVIRONMENT)
+            .value(env)
+            .build()
+    }
+
+    /// The instance `id` in `state`, tagged with the test environment.
     pub fn instance(id: &str, state: &str) -> ec2::Reservation {
-        ec2::Reservation::builder()
-            .instances(
-                ec2::Instance::builder()
-                    .instance_id(id)
-                    .state(
-                        ec2::InstanceState::builder()
-                            .name(ec2::InstanceStateName::from(state))
-                            .build(),
-                    )
-                    .private_ip_address("10.0.0.10")
-                    .platform_details("Linux/UNIX")
-                    .tags(ec2::Tag::builder().key("Name").value("prep").build())
+        tagged_instance(id, state, Some(super::ENV))
+    }
+
+    /// The instance `id` in `state`, tagged `autosky:environment=<env>`
+    /// (untagged when `None`).
+    pub fn tagged_instance(id: &str, state: &str, env: Option<&str>) -> ec2::Reservation {
+        let mut b = ec2::Instance::builder()
+            .instance_id(id)
+            .state(
+                ec2::InstanceState::builder()
+                    .name(ec2::InstanceStateName::from(state))
                     .build(),
             )
-            .build()
+            .private_ip_address("10.0.0.10")
+            .platform_details("Linux/UNIX")
+            .tags(ec2::Tag::builder().key("Name").value("prep").build());
+        if let Some(env) = env {
+            b = b.tags(environment_tag(env));
+        }
+        ec2::Reservation::builder().instances(b.build()).build()
     }
 
     pub fn image(id: &str, state: &str, reason: Option<&str>) -> ec2::Image {
@@ -155,12 +169,20 @@ pub mod aws {
         b.build()
     }
 
+    /// The launch template `LT` ("web"), tagged with the test environment.
     pub fn template(default: i64, latest: i64) -> ec2::LaunchTemplate {
+        tagged_template(default, latest, Some(super::ENV))
+    }
+
+    /// The launch template `LT` ("web"), tagged `autosky:environment=<env>`
+    /// (untagged when `None`).
+    pub fn tagged_template(default: i64, latest: i64, env: Option<&str>) -> ec2::LaunchTemplate {
         ec2::LaunchTemplate::builder()
             .launch_template_id(super::LT)
             .launch_template_name("web")
             .default_version_number(default)
             .latest_version_number(latest)
+            .set_tags(env.map(|e| vec![environment_tag(e)]))
             .build()
     }
 
@@ -172,14 +194,39 @@ pub mod aws {
         b.build()
     }
 
+    /// The group `GROUP` tagged with the test environment.
     pub fn group(
         desired: i32,
         version: &str,
         suspended: &[&str],
         lt: &str,
     ) -> asg::AutoScalingGroup {
+        tagged_group(desired, version, suspended, lt, Some(super::ENV))
+    }
+
+    /// The `autosky:environment` tag (Auto Scaling's form) of group `GROUP`.
+    pub fn group_tag(env: &str) -> asg::TagDescription {
+        asg::TagDescription::builder()
+            .resource_id(super::GROUP)
+            .resource_type("auto-scaling-group")
+            .key(crate::aws::ec2::TAG_ENVIRONMENT)
+            .value(env)
+            .propagate_at_launch(false)
+            .build()
+    }
+
+    /// The group `GROUP` with `desired` instances on `version` of `lt`,
+    /// tagged `autosky:environment=<env>` (untagged when `None`).
+    pub fn tagged_group(
+        desired: i32,
+        version: &str,
+        suspended: &[&str],
+        lt: &str,
+        env: Option<&str>,
+    ) -> asg::AutoScalingGroup {
         let mut b = asg::AutoScalingGroup::builder()
             .auto_scaling_group_name(super::GROUP)
+            .set_tags(env.map(|e| vec![group_tag(e)]))
             .desired_capacity(desired)
             .launch_template(
                 asg::LaunchTemplateSpecification::builder()

@@ -6,7 +6,8 @@ use super::{Journal, Poll, StateWithExecution};
 use crate::aws::autoscaling::{GroupInfo, GroupSetup, TemplatePlace, TemplateReference};
 use crate::deps::Deps;
 use crate::domain::{
-    Deployment, DeploymentStatus, IgnoredRun, StepName, StepStatus, LOCK_PROCESSES,
+    ownership_refusal, template_label, Deployment, DeploymentStatus, IgnoredRun, StepName,
+    StepStatus, LOCK_PROCESSES,
 };
 use crate::error::StepError;
 use crate::store::LockOutcome;
@@ -172,6 +173,14 @@ pub async fn run(deps: &Deps, event: StateWithExecution) -> Result<Poll, StepErr
             server.id, server.state
         )));
     }
+    // Each resource must still be tagged with this environment's own id (as
+    // registration required): the IAM policies only require the tag to be
+    // there, whichever environment it names.
+    owned(
+        format!("preparation server {}", server.id),
+        server.environment_tag.as_deref(),
+        env_id,
+    )?;
     j.action(format!(
         "Preparation server {}{}: state {}, private IP {}, platform {}",
         server.id,
@@ -196,6 +205,11 @@ pub async fn run(deps: &Deps, event: StateWithExecution) -> Result<Poll, StepErr
                 env.launch_template_id
             ))
         })?;
+    owned(
+        template_label(&template.id, template.name.as_deref()),
+        template.environment_tag.as_deref(),
+        env_id,
+    )?;
     j.action(format!(
         "Launch template {}{}: default version {}, latest version {}",
         template.id,
@@ -221,7 +235,7 @@ pub async fn run(deps: &Deps, event: StateWithExecution) -> Result<Poll, StepErr
     // Every group is checked before anything is changed: a refusal leaves
     // the groups as they were.
     for name in &env.auto_scaling_groups {
-        let (_, setup) = described
+        let (g, setup) = described
             .iter()
             .find(|(g, _)| &g.name == name)
             .ok_or_else(|| {
@@ -235,6 +249,11 @@ pub async fn run(deps: &Deps, event: StateWithExecution) -> Result<Poll, StepErr
         ) {
             return Err(StepError::ValidationFailed(refusal));
         }
+        owned(
+            format!("Auto Scaling group {name}"),
+            g.environment_tag.as_deref(),
+            env_id,
+        )?;
     }
     let groups: Vec<GroupInfo> = described.into_iter().map(|(g, _)| g).collect();
     for name in &env.auto_scaling_groups {
@@ -320,6 +339,15 @@ pub async fn run(deps: &Deps, event: StateWithExecution) -> Result<Poll, StepErr
         super::notify(deps, &mut j, Some(&env), super::Notice::Started).await?;
     }
     Ok(Poll::done())
+}
+
+/// `ValidationFailed` naming `resource` when its `autosky:environment` tag
+/// (`tag`) is missing or names another environment than `env`.
+fn owned(resource: String, tag: Option<&str>, env: &str) -> Result<(), StepError> {
+    match ownership_refusal(&resource, tag, env) {
+        Some(refusal) => Err(StepError::ValidationFailed(refusal)),
+        None => Ok(()),
+    }
 }
 
 /// Why a group cannot be deployed with the environment's launch template

@@ -124,17 +124,37 @@ fn scheduler_rules(fail_create: bool) -> SchedulerRules {
     }
 }
 
-fn ec2_rules(server_found: bool) -> Vec<Rule> {
+/// The `autosky:environment` tag value of each described resource (`None`:
+/// untagged); all the test environment's by default.
+#[derive(Clone)]
+struct Tags {
+    server: Option<&'static str>,
+    template: Option<&'static str>,
+    group: Option<&'static str>,
+}
+
+impl Default for Tags {
+    fn default() -> Self {
+        Self {
+            server: Some(ENV),
+            template: Some(ENV),
+            group: Some(ENV),
+        }
+    }
+}
+
+fn ec2_rules(server_found: bool, tags: &Tags) -> Vec<Rule> {
+    let (server_tag, template_tag) = (tags.server, tags.template);
     vec![
         if server_found {
-            mock!(aws_sdk_ec2::Client::describe_instances).then_compute_output(|r| {
+            mock!(aws_sdk_ec2::Client::describe_instances).then_compute_output(move |r| {
                 let id = r
                     .instance_ids()
                     .first()
                     .map(String::as_str)
                     .unwrap_or(SERVER);
                 DescribeInstancesOutput::builder()
-                    .reservations(aws::instance(id, "running"))
+                    .reservations(aws::tagged_instance(id, "running", server_tag))
                     .build()
             })
         } else {
@@ -146,9 +166,9 @@ fn ec2_rules(server_found: bool) -> Vec<Rule> {
                 )
             })
         },
-        mock!(aws_sdk_ec2::Client::describe_launch_templates).then_output(|| {
+        mock!(aws_sdk_ec2::Client::describe_launch_templates).then_output(move || {
             DescribeLaunchTemplatesOutput::builder()
-                .launch_templates(aws::template(1, 1))
+                .launch_templates(aws::tagged_template(1, 1, template_tag))
                 .build()
         }),
     ]
@@ -159,16 +179,21 @@ fn world_with(server_found: bool, fail_start: bool) -> World {
 }
 
 fn world_full(server_found: bool, fail_start: bool, fail_schedule: bool) -> World {
+    world_tagged(server_found, fail_start, fail_schedule, Tags::default())
+}
+
+fn world_tagged(server_found: bool, fail_start: bool, fail_schedule: bool, tags: Tags) -> World {
     let store = Arc::new(MemoryStore::new());
     let recorder = Arc::new(Recorder {
         fail: fail_start,
         ..Default::default()
     });
-    let ec2 = ec2_rules(server_found);
+    let ec2 = ec2_rules(server_found, &tags);
+    let group_tag = tags.group;
     let groups =
-        mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups).then_output(|| {
+        mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups).then_output(move || {
             DescribeAutoScalingGroupsOutput::builder()
-                .auto_scaling_groups(aws::group(2, "1", &[], API_LT))
+                .auto_scaling_groups(aws::tagged_group(2, "1", &[], API_LT, group_tag))
                 .build()
         });
     let sched = scheduler_rules(fail_schedule);

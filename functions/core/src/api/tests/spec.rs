@@ -70,6 +70,20 @@ impl Spec {
         self.check(&schema, body, "$")
     }
 
+    /// The example values of a response (its `examples` map), with the
+    /// schema they must fit.
+    pub fn examples(&self, method: &str, template: &str, status: u16) -> (Value, Vec<Value>) {
+        let resp = self.resolve(
+            &self.0["paths"][template][method.to_lowercase()]["responses"][status.to_string()],
+        );
+        let media = &resp["content"]["application/problem+json"];
+        let values = media["examples"]
+            .as_object()
+            .map(|m| m.values().map(|e| e["value"].clone()).collect())
+            .unwrap_or_default();
+        (media["schema"].clone(), values)
+    }
+
     pub fn check(&self, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
         let s = self.resolve(schema);
         if let Some(t) = s.get("type") {

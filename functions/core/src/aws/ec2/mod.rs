@@ -19,6 +19,8 @@ pub struct InstanceInfo {
     pub state: InstanceState,
     pub private_ip: Option<String>,
     pub platform: Option<String>,
+    /// The value of its `autosky:environment` tag, if it has one.
+    pub environment_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +50,8 @@ pub struct TemplateInfo {
     pub name: Option<String>,
     pub default_version: i64,
     pub latest_version: i64,
+    /// The value of its `autosky:environment` tag, if it has one.
+    pub environment_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +63,14 @@ pub struct TemplateVersion {
 
 /// EC2 as the steps and the API use it.
 pub type Ec2 = super::Capability<Client>;
+
+/// The value of the tag `key` among `tags`.
+fn tag_value(tags: &[Tag], key: &str) -> Option<String> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+        .map(str::to_string)
+}
 
 fn not_found(code: Option<&str>) -> bool {
     code.is_some_and(|c| {
@@ -96,6 +108,7 @@ impl Ec2 {
             state: InstanceState::of(i.state().and_then(|s| s.name())),
             private_ip: i.private_ip_address().map(str::to_string),
             platform: i.platform_details().map(str::to_string),
+            environment_tag: tag_value(i.tags(), TAG_ENVIRONMENT),
         }))
     }
 
@@ -241,6 +254,7 @@ impl Ec2 {
             name: t.launch_template_name().map(str::to_string),
             default_version: t.default_version_number().unwrap_or(1),
             latest_version: t.latest_version_number().unwrap_or(1),
+            environment_tag: tag_value(t.tags(), TAG_ENVIRONMENT),
         }))
     }
 

@@ -387,6 +387,7 @@ fn template() -> TemplateInfo {
         name: Some("web".into()),
         default_version: 10,
         latest_version: 10,
+        environment_tag: Some("prod".into()),
     }
 }
 

@@ -324,7 +324,8 @@ fn groups_answer(
         let b = aws_sdk_autoscaling::types::AutoScalingGroup::builder()
             .auto_scaling_group_name(g.auto_scaling_group_name().unwrap())
             .desired_capacity(2)
-            .set_instances(Some(g.instances().to_vec()));
+            .set_instances(Some(g.instances().to_vec()))
+            .set_tags(Some(g.tags().to_vec()));
         DescribeAutoScalingGroupsOutput::builder()
             .auto_scaling_groups(edit(b).build())
             .build()
@@ -444,4 +445,89 @@ async fn mixed_group_on_our_template_everywhere_is_accepted() {
     let groups = groups_answer(move |b| b.mixed_instances_policy(policy.clone()));
     let deps = f.deps(&[&w.instances, &w.templates], &[&groups, &w.refreshes], &[]);
     assert!(run(&deps, event()).await.unwrap().done);
+}
+
+/// Runs validation with lock instances on, the world's answers replaced by
+/// those given; returns the error and how often SuspendProcesses was called.
+async fn refused_with(
+    instances: Option<Rule>,
+    templates: Option<Rule>,
+    groups: Option<Rule>,
+) -> (StepError, usize) {
+    let f = Fixture::new(DeploymentOptions {
+        lock_instances: true,
+        ..Default::default()
+    })
+    .await;
+    let w = world("running", LT, &[], None);
+    let instances = instances.unwrap_or(w.instances);
+    let templates = templates.unwrap_or(w.templates);
+    let groups = groups.unwrap_or(w.groups);
+    let deps = f.deps(
+        &[&instances, &templates],
+        &[&groups, &w.refreshes, &w.suspend],
+        &[],
+    );
+    let err = run(&deps, event()).await.unwrap_err();
+    (err, w.suspend.num_calls())
+}
+
+#[tokio::test]
+async fn a_server_tagged_with_another_environment_is_refused() {
+    let instances = mock!(Ec2::describe_instances)
+        .match_requests(|r| strs(r.instance_ids()) == [SERVER])
+        .then_output(|| {
+            DescribeInstancesOutput::builder()
+                .reservations(aws::tagged_instance(SERVER, "stopped", Some("staging")))
+                .build()
+        });
+    let (err, suspends) = refused_with(Some(instances), None, None).await;
+    assert_eq!(
+        err,
+        StepError::ValidationFailed(format!(
+            "preparation server {SERVER} is tagged autosky:environment=staging, not {ENV}: an \
+             environment may only use resources tagged with its own id"
+        ))
+    );
+    assert_eq!(suspends, 0, "nothing changed");
+}
+
+#[tokio::test]
+async fn an_untagged_launch_template_is_refused() {
+    let templates = mock!(Ec2::describe_launch_templates)
+        .match_requests(|r| strs(r.launch_template_ids()) == [LT])
+        .then_output(|| {
+            DescribeLaunchTemplatesOutput::builder()
+                .launch_templates(aws::tagged_template(3, 3, None))
+                .build()
+        });
+    let (err, suspends) = refused_with(None, Some(templates), None).await;
+    assert_eq!(
+        err,
+        StepError::ValidationFailed(format!(
+            "launch template {LT} (web) has no autosky:environment tag: tag it \
+             autosky:environment={ENV} (the functions' IAM policies refuse untagged resources)"
+        ))
+    );
+    assert_eq!(suspends, 0);
+}
+
+#[tokio::test]
+async fn a_group_tagged_with_another_environment_is_refused_before_any_suspension() {
+    let groups = mock!(Asg::describe_auto_scaling_groups)
+        .match_requests(|r| strs(r.auto_scaling_group_names()) == [GROUP])
+        .then_output(|| {
+            DescribeAutoScalingGroupsOutput::builder()
+                .auto_scaling_groups(aws::tagged_group(2, "3", &[], LT, Some("prod-api")))
+                .build()
+        });
+    let (err, suspends) = refused_with(None, None, Some(groups)).await;
+    assert_eq!(
+        err,
+        StepError::ValidationFailed(format!(
+            "Auto Scaling group {GROUP} is tagged autosky:environment=prod-api, not {ENV}: an \
+             environment may only use resources tagged with its own id"
+        ))
+    );
+    assert_eq!(suspends, 0);
 }

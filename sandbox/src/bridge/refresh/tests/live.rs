@@ -28,6 +28,8 @@ async fn live() -> Live {
         .map(|a| a.port())
         .unwrap();
     let emulator = crate::emulator::Emulator::start(port).await.unwrap();
+    // The templates of seed::template name the sandbox's instance profile.
+    seed::instance_profile(&emulator.url()).await.unwrap();
     let config = crate::sdk_config(&emulator.url());
     let (bridge, _) =
         crate::bridge::start(0, emulator.url(), &config, Duration::from_millis(PHASE_MS))
@@ -67,7 +69,7 @@ impl Live {
             launch_template_id: lt.into(),
             version: version.into(),
         };
-        seed::create_group(&self.asg, name, source, instances)
+        seed::create_group(&self.asg, "t", name, source, instances)
             .await
             .unwrap();
     }
@@ -489,7 +491,7 @@ async fn bridge_mixed_policy_refresh_keeps_overrides() {
         on_demand_base_capacity: 1,
         on_demand_percentage_above_base_capacity: 100,
     };
-    seed::create_group(&l.asg, "mixed", source, 2)
+    seed::create_group(&l.asg, "t", "mixed", source, 2)
         .await
         .unwrap();
     let policy = |version: &str| {
@@ -576,6 +578,7 @@ async fn bridge_mixed_policy_refresh_keeps_overrides() {
         .unwrap();
     seed::create_group(
         &l.asg,
+        "t",
         "lc-group",
         GroupSource::Configuration("lc".into()),
         2,
@@ -622,4 +625,46 @@ async fn bridge_hold_stays_part_way_until_cancelled() {
     let r = l.until_end("hold-g", &id, |_, _| {}).await;
     assert_eq!(r.status(), Some(&S::Cancelled));
     assert_eq!(versions(&l.view("hold-g").await), strings(&["1", "2"]));
+}
+
+/// The seeded template names the sandbox's instance profile and tags what
+/// it launches: the instances a refresh launches from it carry both, as on
+/// AWS (where the launch passes the profile's role and tags at launch).
+#[tokio::test]
+async fn bridge_refresh_launches_with_the_templates_profile_and_tags() {
+    let l = live().await;
+    let lt = l.template("p1", 2).await;
+    l.group("p1", &lt, "1", 2).await;
+    let id = l.start("p1", to(&lt, "2"), prefs(50)).await.unwrap();
+    let r = l.until_end("p1", &id, |_, _| {}).await;
+    assert_eq!(r.status(), Some(&S::Successful));
+    let v = l.view("p1").await;
+    assert_eq!(versions(&v), strings(&["2", "2"]));
+    let ids: Vec<String> = v.instances.iter().map(|(i, _)| i.clone()).collect();
+    let out = l
+        .ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids))
+        .send()
+        .await
+        .unwrap();
+    let instances: Vec<_> = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .collect();
+    assert_eq!(instances.len(), 2);
+    for i in instances {
+        assert_eq!(
+            i.iam_instance_profile().and_then(|p| p.arn()),
+            Some(seed::INSTANCE_PROFILE_ARN),
+            "{i:?}"
+        );
+        assert!(
+            i.tags()
+                .iter()
+                .any(|t| t.key() == Some("autosky:environment") && t.value() == Some("t")),
+            "{i:?}"
+        );
+    }
 }
