@@ -169,11 +169,20 @@ async fn suspending_a_group_needs_the_environment_tag_on_it() {
     let lt = seed::template(&c.ec2, "iam-group", "iam-group-template")
         .await
         .unwrap();
-    let source = seed::GroupSource::Template {
-        launch_template_id: lt,
-        version: "1".into(),
-    };
-    seed::create_group(&c.asg, "iam-untagged-asg", source, 0)
+    // Untagged (the seed tags its groups).
+    c.asg
+        .create_auto_scaling_group()
+        .auto_scaling_group_name("iam-untagged-asg")
+        .min_size(0)
+        .max_size(1)
+        .availability_zones("us-east-1a")
+        .launch_template(
+            aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                .launch_template_id(lt)
+                .version("1")
+                .build(),
+        )
+        .send()
         .await
         .unwrap();
     let e = asg_as("ValidateFunction")
@@ -242,6 +251,90 @@ async fn an_image_must_be_tagged_as_it_is_created() {
         .send()
         .await
         .expect("a tagged image may be created");
+}
+
+// ---- iam:PassRole only of the environments' instance roles ----
+
+/// A refresh to a launch template whose instance profile holds a role that
+/// is not one of the stack's InstanceRoleArns is refused: Auto Scaling
+/// authorizes passing it on the caller's behalf.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_may_only_pass_the_environments_instance_roles() {
+    let c = clients();
+    let env = "iam-other-role";
+    let seeded = seed::environment(&c, env, 1, EnvironmentDefaults::default())
+        .await
+        .unwrap();
+    let e = &seeded.environment;
+    let (_, profile) = seed::instance_profile::create(&c.endpoints.emulator, "iam-other-role")
+        .await
+        .unwrap();
+    let profile = profile.expect("a new profile");
+    let version = c
+        .ec2
+        .create_launch_template_version()
+        .launch_template_id(&e.launch_template_id)
+        .source_version("1")
+        .launch_template_data(
+            aws_sdk_ec2::types::RequestLaunchTemplateData::builder()
+                .iam_instance_profile(
+                    aws_sdk_ec2::types::LaunchTemplateIamInstanceProfileSpecificationRequest::builder()
+                        .arn(&profile)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let number = version
+        .launch_template_version()
+        .unwrap()
+        .version_number()
+        .unwrap();
+    let group = &e.auto_scaling_groups[0];
+    let refresh = |version: String| {
+        asg_as("ReplaceInstancesFunction")
+            .start_instance_refresh()
+            .auto_scaling_group_name(group)
+            .desired_configuration(
+                aws_sdk_autoscaling::types::DesiredConfiguration::builder()
+                    .launch_template(
+                        aws_sdk_autoscaling::types::LaunchTemplateSpecification::builder()
+                            .launch_template_id(&e.launch_template_id)
+                            .version(version)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+    };
+    let err = refresh(number.to_string())
+        .await
+        .expect_err("another role may not be passed");
+    assert_eq!(code(&err), "AccessDenied", "{err:?}");
+    let logged = denial_logged("ReplaceInstancesFunction", "iam:PassRole").await;
+    assert!(logged.contains("role/iam-other-role"), "{logged}");
+    assert!(
+        logged.contains("iam:PassedToService=ec2.amazonaws.com"),
+        "{logged}"
+    );
+    let refreshes = c
+        .asg
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(group)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        refreshes.instance_refreshes().is_empty(),
+        "no refresh started"
+    );
+
+    // Version 1 (the seeded instance role) may be refreshed to.
+    refresh("1".into())
+        .await
+        .expect("the environment's role may be passed");
 }
 
 /// A call the map has no entry for (the product never launches an instance

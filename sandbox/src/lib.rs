@@ -159,7 +159,7 @@ pub fn iam_names(state_machine_arn: &str) -> iam::policies::Names {
         state_machine_arn: state_machine_arn.into(),
         schedule_group: provision::SCHEDULE_GROUP.into(),
         scheduler_role_arn: provision::SCHEDULER_ROLE.into(),
-        instance_role_arns: vec![],
+        instance_role_arns: vec![seed::INSTANCE_ROLE_ARN.into()],
     }
 }
 

@@ -3,7 +3,7 @@
 //! group with instances, each tagged `autosky:environment=<env>`, and the
 //! environment's record in the table.
 
-mod instance_profile;
+pub mod instance_profile;
 
 use crate::Clients;
 use autosky_core::aws::ec2::TAG_ENVIRONMENT;
@@ -16,9 +16,7 @@ use aws_sdk_ec2::types::{
     TagSpecification,
 };
 
-pub use instance_profile::{
-    EMULATOR_ACCOUNT, INSTANCE_PROFILE_ARN, INSTANCE_PROFILE_NAME, INSTANCE_ROLE_ARN,
-};
+pub use instance_profile::{INSTANCE_PROFILE_ARN, INSTANCE_PROFILE_NAME, INSTANCE_ROLE_ARN};
 
 /// Creates (once per emulator) the IAM role [`INSTANCE_ROLE_ARN`] and the
 /// instance profile [`INSTANCE_PROFILE_ARN`] holding it, which every seeded

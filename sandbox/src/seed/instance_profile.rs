@@ -13,15 +13,12 @@ use std::collections::BTreeSet;
 
 /// The role's and the instance profile's name.
 pub const INSTANCE_PROFILE_NAME: &str = "autosky-sandbox-instance";
-/// The account the emulator creates everything in (fakecloud's default,
-/// as its ARNs show: the role's below, the state machine's).
-pub const EMULATOR_ACCOUNT: &str = "123456789012";
 /// The role the seeded templates' profile holds: the stack's
 /// InstanceRoleArns in the sandbox.
-pub const INSTANCE_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/autosky-sandbox-instance";
+pub const INSTANCE_ROLE_ARN: &str = "arn:aws:iam::000000000000:role/autosky-sandbox-instance";
 /// The instance profile the seeded launch templates name.
 pub const INSTANCE_PROFILE_ARN: &str =
-    "arn:aws:iam::123456789012:instance-profile/autosky-sandbox-instance";
+    "arn:aws:iam::000000000000:instance-profile/autosky-sandbox-instance";
 
 /// EC2 may assume the role (what an instance profile's role needs).
 const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
@@ -35,39 +32,47 @@ pub async fn ensure(emulator: &str) -> Result<(), String> {
     if done.contains(emulator) {
         return Ok(());
     }
+    let (role, profile) = create(emulator, INSTANCE_PROFILE_NAME).await?;
+    for (arn, expected) in [(role, INSTANCE_ROLE_ARN), (profile, INSTANCE_PROFILE_ARN)] {
+        if arn.as_deref().is_some_and(|a| a != expected) {
+            return Err(format!("IAM created {arn:?}, expected {expected}"));
+        }
+    }
+    done.insert(emulator.to_string());
+    Ok(())
+}
+
+/// Creates the role `name` (EC2 may assume it) and the instance profile
+/// `name` holding it; returns the ARNs of what it created (None: it existed).
+pub async fn create(
+    emulator: &str,
+    name: &str,
+) -> Result<(Option<String>, Option<String>), String> {
     let role = call(
         emulator,
         "CreateRole",
         &[
-            ("RoleName", INSTANCE_PROFILE_NAME),
+            ("RoleName", name),
             ("AssumeRolePolicyDocument", TRUST_POLICY),
         ],
     )
     .await?;
-    if let Answer::Created(xml) = &role {
-        check_arn(xml, INSTANCE_ROLE_ARN)?;
-    }
     let profile = call(
         emulator,
         "CreateInstanceProfile",
-        &[("InstanceProfileName", INSTANCE_PROFILE_NAME)],
+        &[("InstanceProfileName", name)],
     )
     .await?;
-    if let Answer::Created(xml) = &profile {
-        check_arn(xml, INSTANCE_PROFILE_ARN)?;
+    if let Answer::Created(_) = &profile {
         // A new profile is empty: it gets its one role now.
         call(
             emulator,
             "AddRoleToInstanceProfile",
-            &[
-                ("InstanceProfileName", INSTANCE_PROFILE_NAME),
-                ("RoleName", INSTANCE_PROFILE_NAME),
-            ],
+            &[("InstanceProfileName", name), ("RoleName", name)],
         )
         .await?;
     }
-    done.insert(emulator.to_string());
-    Ok(())
+    Ok((role.arn(), profile.arn()))
 }
 
 enum Answer {
@@ -105,16 +110,17 @@ async fn call(emulator: &str, action: &str, params: &[(&str, &str)]) -> Result<A
     }
 }
 
-/// The created entity's `<Arn>` is `expected` (the constants must name
-/// what the emulator makes).
-fn check_arn(xml: &str, expected: &str) -> Result<(), String> {
-    let arn = xml
-        .split("<Arn>")
-        .nth(1)
-        .and_then(|rest| rest.split("</Arn>").next());
-    match arn {
-        Some(a) if a == expected => Ok(()),
-        other => Err(format!("IAM created {other:?}, expected {expected}")),
+impl Answer {
+    /// The created entity's `<Arn>`.
+    fn arn(&self) -> Option<String> {
+        match self {
+            Answer::Created(xml) => xml
+                .split("<Arn>")
+                .nth(1)
+                .and_then(|rest| rest.split("</Arn>").next())
+                .map(str::to_string),
+            Answer::AlreadyExists => None,
+        }
     }
 }
 
@@ -124,7 +130,8 @@ mod tests {
 
     #[test]
     fn the_arns_name_the_sandbox_account_and_the_profile() {
-        let account = format!(":{EMULATOR_ACCOUNT}:");
+        // The emulator runs in the sandbox account (`--account-id`).
+        let account = format!(":{}:", crate::iam::ACCOUNT);
         for arn in [INSTANCE_ROLE_ARN, INSTANCE_PROFILE_ARN] {
             assert!(arn.contains(&account), "{arn}");
             assert!(arn.ends_with(&format!("/{INSTANCE_PROFILE_NAME}")), "{arn}");
@@ -132,10 +139,13 @@ mod tests {
     }
 
     #[test]
-    fn the_created_arn_is_checked() {
+    fn the_created_arn_is_read_from_the_answer() {
         let xml = format!("<Role><Arn>{INSTANCE_ROLE_ARN}</Arn></Role>");
-        assert!(check_arn(&xml, INSTANCE_ROLE_ARN).is_ok());
-        assert!(check_arn(&xml, INSTANCE_PROFILE_ARN).is_err());
-        assert!(check_arn("<Role/>", INSTANCE_ROLE_ARN).is_err());
+        assert_eq!(
+            Answer::Created(xml).arn().as_deref(),
+            Some(INSTANCE_ROLE_ARN)
+        );
+        assert_eq!(Answer::Created("<Role/>".into()).arn(), None);
+        assert_eq!(Answer::AlreadyExists.arn(), None);
     }
 }
