@@ -572,6 +572,39 @@ async fn a_scheduled_deployment_runs_by_itself_once_with_its_emails() {
     }
 }
 
+/// The deployments route's cancel (the api function, not schedules) of a
+/// Scheduled deployment unschedules it: its schedule is deleted and the
+/// cancellation e-mailed, with the api function's own permissions.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_scheduled_deployment_through_the_deployments_route_unschedules_it() {
+    let c = Clients::new(sandbox());
+    let env = "sched-cancel-api";
+    register(&c, env).await;
+    let body = json!({"at": local_in(600), "timezone": ZONE, "notificationEmails": ["sched-cancel-api@example.com"]});
+    let (status, _, d) = call(
+        "POST",
+        &format!("/environments/{env}/schedules"),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{d}");
+    let id = d["deploymentId"].as_str().unwrap().to_string();
+    assert!(schedule_names(&c).await.contains(&id));
+
+    let (status, _, d) = call(
+        "POST",
+        &format!("/environments/{env}/deployments/{id}/cancel"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["status"], "Cancelled");
+    assert!(!schedule_names(&c).await.contains(&id), "schedule deleted");
+    let mails = mails_to(&c, "sched-cancel-api@example.com").await;
+    assert_eq!(mails.len(), 2, "confirmation and cancellation: {mails:?}");
+    assert!(mails[1].to_string().contains("deployment Cancelled"));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_schedule_runs_nothing_even_if_it_fires_late() {
     let c = Clients::new(sandbox());

@@ -179,7 +179,7 @@ impl Sandbox {
             )?;
             let policies = enforcer.report().policies;
             gateway.enforce(enforcer);
-            if let (Some(path), None) = (iam::figures::path(), std::env::var_os(iam::DROP_VAR)) {
+            if let Some(path) = iam::figures::path() {
                 iam::figures::started(&path)?;
             }
             Some(policies)
@@ -236,14 +236,9 @@ impl Sandbox {
     }
 
     pub async fn stop(self) {
-        // The enforcement's report for `make test`'s summary (not for a
-        // sandbox whose policy a test weakened on purpose).
-        if let (Some(path), Some(report), false) = (
-            iam::figures::path(),
-            self.gateway.iam_report(),
-            std::env::var_os(iam::DROP_VAR).is_some(),
-        ) {
-            if let Err(e) = iam::figures::stopped(&path, &report) {
+        // The enforcement's report for `make test`'s summary.
+        if let (Some(path), Some(report)) = (iam::figures::path(), self.gateway.iam_report()) {
+            if let Err(e) = iam::figures::stopped(&path, &report, iam::denials_on_purpose()) {
                 eprintln!("sandbox: {e}");
             }
         }

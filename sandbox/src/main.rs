@@ -154,10 +154,18 @@ fn iam_summary(path: Option<&String>) -> ExitCode {
         return ExitCode::from(2);
     };
     match figures::summarize(path, Duration::from_secs(15)) {
-        Ok(report) => {
+        Ok(figures::Summary {
+            report,
+            denied_on_purpose,
+        }) => {
             println!("{}", report.summary());
             for d in &report.denials {
                 println!("  {d}");
+            }
+            if denied_on_purpose > 0 {
+                println!(
+                    "IAM: and {denied_on_purpose} calls denied on purpose (tests/iam.rs: untagged resources, another role, weakened policies)"
+                );
             }
             if report.denied == 0 {
                 ExitCode::SUCCESS

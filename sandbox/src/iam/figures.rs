@@ -1,7 +1,8 @@
 //! The enforcement's figures across test binaries: each sandbox process that
 //! enforces appends a start line and, when it stops, its [`Report`] to one
 //! file (`$AUTOSKY_FIGURES.iam`); `autosky-sandbox iam-summary FILE` sums
-//! them after `cargo test` into the line `make test` prints.
+//! them after `cargo test` into the line `make test` prints. The denials of
+//! a sandbox whose tests provoke them on purpose are counted apart.
 
 use super::Report;
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,16 @@ pub fn path() -> Option<String> {
 struct Line {
     pid: u32,
     report: Option<Report>,
+    #[serde(default)]
+    on_purpose: bool,
+}
+
+/// The summed reports: the suites' (whose denials fail `make test`) and the
+/// denials provoked on purpose.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub report: Report,
+    pub denied_on_purpose: u64,
 }
 
 fn append(path: &str, line: &Line) -> Result<(), String> {
@@ -39,24 +50,26 @@ pub fn started(path: &str) -> Result<(), String> {
         &Line {
             pid: std::process::id(),
             report: None,
+            on_purpose: false,
         },
     )
 }
 
 /// This process's report, as it stops.
-pub fn stopped(path: &str, report: &Report) -> Result<(), String> {
+pub fn stopped(path: &str, report: &Report, on_purpose: bool) -> Result<(), String> {
     append(
         path,
         &Line {
             pid: std::process::id(),
             report: Some(report.clone()),
+            on_purpose,
         },
     )
 }
 
 /// The summed report of every process that started; waits up to `patience`
 /// for the reports of processes that are still stopping.
-pub fn summarize(path: &str, patience: Duration) -> Result<Report, String> {
+pub fn summarize(path: &str, patience: Duration) -> Result<Summary, String> {
     let deadline = Instant::now() + patience;
     loop {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
@@ -66,7 +79,7 @@ pub fn summarize(path: &str, patience: Duration) -> Result<Report, String> {
             let line: Line = serde_json::from_str(line).map_err(|e| format!("{path}: {e}"))?;
             match line.report {
                 None => started.insert(line.pid),
-                Some(r) => reports.insert(line.pid, r).is_none(),
+                Some(r) => reports.insert(line.pid, (r, line.on_purpose)).is_none(),
             };
         }
         let missing: Vec<u32> = started
@@ -74,9 +87,19 @@ pub fn summarize(path: &str, patience: Duration) -> Result<Report, String> {
             .copied()
             .collect();
         if missing.is_empty() || Instant::now() > deadline {
-            let mut total = Report::default();
-            for r in reports.values() {
-                total.merge(r);
+            let mut total = Summary::default();
+            for (r, on_purpose) in reports.values() {
+                if *on_purpose {
+                    total.denied_on_purpose += r.denied;
+                    let r = Report {
+                        denied: 0,
+                        denials: vec![],
+                        ..r.clone()
+                    };
+                    total.report.merge(&r);
+                } else {
+                    total.report.merge(r);
+                }
             }
             if !missing.is_empty() {
                 return Err(format!(
@@ -104,32 +127,30 @@ mod tests {
             exercised: BTreeMap::from([("F".into(), BTreeSet::from([action.to_string()]))]),
             ..Report::default()
         };
-        for (pid, r) in [(1, report(2, "a")), (2, report(3, "b"))] {
-            append(&path, &Line { pid, report: None }).unwrap();
-            append(
-                &path,
-                &Line {
-                    pid,
-                    report: Some(r),
-                },
-            )
-            .unwrap();
+        let line = |pid, report, on_purpose| Line {
+            pid,
+            report,
+            on_purpose,
+        };
+        let mut provoked = report(1, "a");
+        provoked.denied = 4;
+        for (pid, r, on_purpose) in [
+            (1, report(2, "a"), false),
+            (2, report(3, "b"), false),
+            (3, provoked, true),
+        ] {
+            append(&path, &line(pid, None, false)).unwrap();
+            append(&path, &line(pid, Some(r), on_purpose)).unwrap();
         }
         let total = summarize(&path, Duration::ZERO).unwrap();
         assert_eq!(
-            total.summary(),
-            "IAM: 5 calls authorized, 0 denied; unused grants: none"
+            total.report.summary(),
+            "IAM: 6 calls authorized, 0 denied; unused grants: none"
         );
-        append(
-            &path,
-            &Line {
-                pid: 3,
-                report: None,
-            },
-        )
-        .unwrap();
+        assert_eq!(total.denied_on_purpose, 4);
+        append(&path, &line(4, None, false)).unwrap();
         let err = summarize(&path, Duration::ZERO).unwrap_err();
-        assert!(err.contains("[3]"), "{err}");
+        assert!(err.contains("[4]"), "{err}");
         let _ = std::fs::remove_file(&path);
     }
 

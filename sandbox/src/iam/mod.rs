@@ -47,6 +47,15 @@ pub const MODE_VAR: &str = "AUTOSKY_IAM";
 /// (`<Function>/<Sid>`): how a test shows that the check can fail.
 pub const DROP_VAR: &str = "AUTOSKY_IAM_DROP";
 
+/// Marks a sandbox whose tests provoke denials on purpose (tests/iam.rs):
+/// `make test`'s summary counts its denials apart. [`DROP_VAR`] implies it.
+pub const ON_PURPOSE_VAR: &str = "AUTOSKY_IAM_DENIALS_ON_PURPOSE";
+
+/// Whether this sandbox's denials are provoked on purpose.
+pub fn denials_on_purpose() -> bool {
+    std::env::var_os(ON_PURPOSE_VAR).is_some() || std::env::var_os(DROP_VAR).is_some()
+}
+
 /// Whether [`MODE_VAR`] leaves enforcement on.
 pub fn enabled() -> bool {
     !std::env::var(MODE_VAR).is_ok_and(|v| v.eq_ignore_ascii_case("off"))
