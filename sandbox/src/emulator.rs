@@ -1,6 +1,7 @@
 //! The local AWS emulator (fakecloud 0.51.0): found or installed, started on
 //! a free loopback port, health-checked, and killed with us (it is a child
-//! that receives SIGKILL when this process dies, so nothing is left behind).
+//! that receives SIGKILL when this process dies, so nothing is left behind);
+//! and its IAM, reached without an IAM SDK ([`iam`]).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -144,4 +145,37 @@ async fn version_of(bin: &PathBuf) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// One IAM query-protocol request to the emulator; its status and body. The
+/// sandbox links no IAM SDK for its two uses (the seed's instance profile,
+/// the enforcement's look-up of a profile's role): the emulator routes a form
+/// request by the Authorization header's credential scope and does not check
+/// the signature, so the header only names the service.
+pub async fn iam(
+    emulator: &str,
+    action: &str,
+    params: &[(&str, &str)],
+) -> Result<(u16, String), String> {
+    // Built before any await: the serializer is not Send.
+    let body = {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("Action", action);
+        form.append_pair("Version", "2010-05-08");
+        for (k, v) in params {
+            form.append_pair(k, v);
+        }
+        form.finish()
+    };
+    let req = hyper::Request::post(format!("{}/", emulator.trim_end_matches('/')))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/iam/aws4_request, \
+             SignedHeaders=content-type;host, Signature=0",
+        )
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let (status, _, body) = crate::http::send(req).await?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }

@@ -7,8 +7,6 @@
 //! emulator, whose router picks the service from the credential scope of the
 //! Authorization header (only the scope is read, not the signature).
 
-use bytes::Bytes;
-use http_body_util::Full;
 use std::collections::BTreeSet;
 
 /// The role's and the instance profile's name.
@@ -80,29 +78,9 @@ enum Answer {
     AlreadyExists,
 }
 
-/// One IAM query request; `EntityAlreadyExists` is [`Answer::AlreadyExists`].
+/// One IAM request; `EntityAlreadyExists` is [`Answer::AlreadyExists`].
 async fn call(emulator: &str, action: &str, params: &[(&str, &str)]) -> Result<Answer, String> {
-    // Built before any await: the serializer is not Send.
-    let body = {
-        let mut form = form_urlencoded::Serializer::new(String::new());
-        form.append_pair("Action", action);
-        form.append_pair("Version", "2010-05-08");
-        for (k, v) in params {
-            form.append_pair(k, v);
-        }
-        form.finish()
-    };
-    let req = hyper::Request::post(format!("{}/", emulator.trim_end_matches('/')))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/iam/aws4_request, \
-             SignedHeaders=content-type;host, Signature=0",
-        )
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let (status, _, body) = crate::http::send(req).await?;
-    let text = String::from_utf8_lossy(&body).into_owned();
+    let (status, text) = crate::emulator::iam(emulator, action, params).await?;
     match status {
         200..=299 => Ok(Answer::Created(text)),
         _ if text.contains("<Code>EntityAlreadyExists</Code>") => Ok(Answer::AlreadyExists),

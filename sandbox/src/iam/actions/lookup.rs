@@ -69,7 +69,6 @@ pub struct EmulatorLookup {
     ec2: aws_sdk_ec2::Client,
     autoscaling: aws_sdk_autoscaling::Client,
     ses: aws_sdk_ses::Client,
-    config: aws_config::SdkConfig,
 }
 
 impl EmulatorLookup {
@@ -91,7 +90,6 @@ impl EmulatorLookup {
                     .endpoint_url(emulator_url)
                     .build(),
             ),
-            config: config.clone(),
         }
     }
 }
@@ -300,17 +298,16 @@ impl Lookup for EmulatorLookup {
         } else {
             profile
         };
-        let (status, body) = self
-            .iam_query("GetInstanceProfile", &[("InstanceProfileName", name)])
-            .await?;
+        let (status, body) = crate::emulator::iam(
+            &self.emulator,
+            "GetInstanceProfile",
+            &[("InstanceProfileName", name)],
+        )
+        .await?;
         if status != 200 {
-            return Err(format!(
-                "GetInstanceProfile {name}: HTTP {status}: {}",
-                String::from_utf8_lossy(&body)
-            ));
+            return Err(format!("GetInstanceProfile {name}: HTTP {status}: {body}"));
         }
-        role_arns(&String::from_utf8_lossy(&body))
-            .map_err(|e| format!("GetInstanceProfile {name}: {e}"))
+        role_arns(&body).map_err(|e| format!("GetInstanceProfile {name}: {e}"))
     }
 
     async fn ses_identity_verified(&self, identity: &str) -> Result<bool, String> {
@@ -332,58 +329,6 @@ impl Lookup for EmulatorLookup {
             .is_some_and(|a| {
                 a.verification_status() == &aws_sdk_ses::types::VerificationStatus::Success
             }))
-    }
-}
-
-impl EmulatorLookup {
-    /// One IAM query-protocol request (the SDK for IAM is not a dependency).
-    /// The emulator routes a form request by the Authorization header's
-    /// credential scope and does not check the signature, so the header
-    /// names the service and the caller's access key (the account) only.
-    async fn iam_query(
-        &self,
-        action: &str,
-        params: &[(&str, &str)],
-    ) -> Result<(u16, bytes::Bytes), String> {
-        use aws_sdk_ec2::config::ProvideCredentials;
-        let key = match self.config.credentials_provider() {
-            Some(p) => p
-                .provide_credentials()
-                .await
-                .map_err(|e| format!("credentials: {e}"))?
-                .access_key_id()
-                .to_string(),
-            None => "test".to_string(),
-        };
-        let body = {
-            let mut form = form_urlencoded::Serializer::new(String::new());
-            form.append_pair("Action", action)
-                .append_pair("Version", "2010-05-08");
-            for (k, v) in params {
-                form.append_pair(k, v);
-            }
-            form.finish()
-        };
-        let now = chrono::Utc::now();
-        let req = hyper::Request::post(format!("{}/", self.emulator.trim_end_matches('/')))
-            .header(
-                "content-type",
-                "application/x-www-form-urlencoded; charset=utf-8",
-            )
-            .header("x-amz-date", now.format("%Y%m%dT%H%M%SZ").to_string())
-            .header(
-                "authorization",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={key}/{}/{}/iam/aws4_request, \
-                     SignedHeaders=content-type;host;x-amz-date, Signature={}",
-                    now.format("%Y%m%d"),
-                    crate::iam::REGION,
-                    "0".repeat(64)
-                ),
-            )
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        crate::http::send(req).await.map(|(s, _, b)| (s, b))
     }
 }
 

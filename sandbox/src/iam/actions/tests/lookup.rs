@@ -77,8 +77,8 @@ async fn emulator_lookups_return_tags_arns_versions_and_profile_roles() {
             ],
         ),
     ] {
-        let (status, body) = lookup.iam_query(action, &params).await.unwrap();
-        assert_eq!(status, 200, "{action}: {}", String::from_utf8_lossy(&body));
+        let (status, body) = crate::emulator::iam(&url, action, &params).await.unwrap();
+        assert_eq!(status, 200, "{action}: {body}");
     }
     let role = "arn:aws:iam::000000000000:role/probe-role".to_string();
     let profile_arn = "arn:aws:iam::000000000000:instance-profile/probe-profile";
