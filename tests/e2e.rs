@@ -816,3 +816,315 @@ async fn bridge_calls(c: &Clients) -> std::collections::BTreeMap<String, u64> {
             .unwrap();
     serde_json::from_slice(&body).unwrap()
 }
+
+/// The states an execution entered, in order.
+async fn states_entered(c: &Clients, arn: &str) -> Vec<String> {
+    let mut names = vec![];
+    let mut token = None;
+    loop {
+        let page = c
+            .sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        names.extend(page.events().iter().filter_map(|ev| {
+            ev.state_entered_event_details()
+                .map(|s| s.name().to_string())
+        }));
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return names;
+        }
+    }
+}
+
+/// Stopped from the console while its refresh has replaced part of a
+/// numbered group: the safety net must wait for AWS to roll the refresh
+/// back, which an EventBridge-invoked handler cannot do, so it starts the
+/// cleanup execution `cleanup-<id>` of the same state machine. That one goes
+/// straight to Finalization ("Cleanup only?"), loops in "Fleet restored?"
+/// until the fleet is back, then ends the deployment Cancelled with the
+/// environment as it was; the execution itself then ends FAILED
+/// ("Deployment failed"), as every execution whose deployment did not
+/// succeed does. The test invokes nothing itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_execution_stopped_mid_refresh_is_cleaned_up_by_a_cleanup_execution() {
+    let c = clients();
+    let env = "e2e-stopped-mid-refresh";
+    // A group on a version number: AWS can roll its refresh back, and
+    // Finalization then waits for that rollback.
+    let seeded = seed::environment_with(&c, env, seed::GroupSetup::Numbered, 2, defaults())
+        .await
+        .unwrap();
+    let e = &seeded.environment;
+    let group = e.auto_scaling_groups[0].clone();
+    // Suspended before the deployment: it must stay suspended after.
+    c.asg
+        .suspend_processes()
+        .auto_scaling_group_name(&group)
+        .scaling_processes("AlarmNotification")
+        .send()
+        .await
+        .unwrap();
+    let default_before = harness::default_version(&c, &e.launch_template_id).await;
+    let server_before = harness::instance_state(&c, &e.preparation_server_id).await;
+    assert_eq!(server_before, "running");
+    harness::set_refresh_outcome(&c, &group, "Hold")
+        .await
+        .unwrap();
+    let id = harness::start_deployment(
+        &c,
+        env,
+        json!({
+            "lockInstances": true,
+            "stopPreparationServer": true,
+            "notificationEmails": ["dev@stopped-mid-refresh.example.com"],
+        }),
+    )
+    .await
+    .unwrap();
+    harness::wait_refresh_part_way(&c, &group, Duration::from_secs(90))
+        .await
+        .unwrap();
+    let views = seed::group_views(&c.asg, std::slice::from_ref(&group))
+        .await
+        .unwrap();
+    assert!(
+        views[0]
+            .instances
+            .iter()
+            .any(|(_, v)| v.as_deref() != Some("1")),
+        "part-way: some instance already on the new version: {views:?}"
+    );
+
+    // Stopped in "Wait for instances", between two Replace instances polls,
+    // so no task is in flight (see the Create image test above).
+    let arn = harness::execution_arn(&c, &id);
+    let mut waiting = false;
+    for _ in 0..600 {
+        let history = c
+            .sfn
+            .get_execution_history()
+            .execution_arn(&arn)
+            .reverse_order(true)
+            .max_results(1)
+            .send()
+            .await
+            .unwrap();
+        if history.events().first().is_some_and(|ev| {
+            ev.r#type().as_str() == "WaitStateEntered"
+                && ev
+                    .state_entered_event_details()
+                    .is_some_and(|s| s.name() == "Wait for instances")
+        }) {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(waiting, "never in \"Wait for instances\"");
+    c.sfn
+        .stop_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        harness::wait_execution(&c, &id, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        "ABORTED"
+    );
+
+    // The safety net starts the cleanup execution.
+    let cleanup = autosky_core::domain::execution_arn(
+        &c.endpoints.state_machine_arn,
+        &format!("cleanup-{id}"),
+    );
+    let mut started = None;
+    for _ in 0..300 {
+        if let Ok(out) = c
+            .sfn
+            .describe_execution()
+            .execution_arn(&cleanup)
+            .send()
+            .await
+        {
+            started = Some(out);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = started.expect("cleanup execution started by the safety net");
+    let input: serde_json::Value = serde_json::from_str(started.input().unwrap_or("{}")).unwrap();
+    assert_eq!(input["cleanupOf"], json!(arn), "{input}");
+    assert_eq!(input["error"]["Error"], "Cancelled", "{input}");
+    assert_eq!(input["deploymentId"], json!(id), "{input}");
+    // Recorded before it was started: Finalization accepts only recorded
+    // cleanup executions.
+    let during = c.store.deployment(env, &id).await.unwrap().unwrap();
+    assert_eq!(during.runtime.cleanup_executions, vec![cleanup.clone()]);
+
+    let status = harness::wait_execution_arn(&c, &cleanup, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let entered = states_entered(&c, &cleanup).await;
+    // It ran only Finalization, and waited in its loop for the fleet.
+    assert_eq!(entered.first().map(String::as_str), Some("Cleanup only?"));
+    assert_eq!(entered.get(1).map(String::as_str), Some("Finalization"));
+    assert!(
+        !entered
+            .iter()
+            .any(|s| s == "Initial validation" || s == "Replace instances" || s == "Create image"),
+        "{entered:?}"
+    );
+    assert!(
+        entered.iter().any(|s| s == "Wait for fleet restore"),
+        "{entered:?}"
+    );
+    let d = c.store.deployment(env, &id).await.unwrap().unwrap();
+    // Like every execution whose deployment did not succeed, it ends in the
+    // "Deployment failed" Fail state, reached through "Deployment succeeded?"
+    // after a Finalization that finished (not through Finalization's Catch,
+    // which goes there straight).
+    assert_eq!(status, "FAILED", "{entered:?}\n{d:#?}");
+    assert_eq!(
+        entered[entered.len().saturating_sub(3)..],
+        [
+            "Fleet restored?",
+            "Deployment succeeded?",
+            "Deployment failed"
+        ],
+        "{entered:?}"
+    );
+    let ended = c
+        .sfn
+        .describe_execution()
+        .execution_arn(&cleanup)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.error(), Some("DeploymentFailed"));
+
+    // The deployment ends Cancelled, attributed to Replace instances.
+    assert_eq!(d.status, DeploymentStatus::Cancelled);
+    assert!(d.ended_at.is_some());
+    let err = d.error.clone().unwrap();
+    assert_eq!(
+        (err.step, err.name.as_str()),
+        (Some(StepName::ReplaceInstances), "Cancelled")
+    );
+    assert_eq!(
+        d.step(StepName::ReplaceInstances).status,
+        StepStatus::Failed
+    );
+    assert_eq!(d.step(StepName::Finalization).status, StepStatus::Succeeded);
+    let fin: Vec<_> = d
+        .step(StepName::Finalization)
+        .actions
+        .iter()
+        .map(|a| a.message.clone())
+        .collect();
+    assert!(
+        fin.iter()
+            .any(|m| m.starts_with("Rolling back instance refresh")),
+        "{fin:?}"
+    );
+    assert!(
+        fin.iter().any(|m| m.starts_with(&format!(
+            "The fleet is still being restored: cleanup execution cleanup-{id}"
+        ))),
+        "{fin:?}"
+    );
+    // The lock was held until the fleet was back: released by the cleanup
+    // execution's Finalization, after it was started.
+    let at = |prefix: &str| fin.iter().position(|m| m.starts_with(prefix));
+    assert!(
+        matches!(
+            (at("The fleet is still being restored"), at("Environment lock released")),
+            (Some(started), Some(released)) if started < released
+        ),
+        "{fin:?}"
+    );
+    assert_eq!(
+        d.runtime.fleet_versions.get(&group).map(String::as_str),
+        Some("all 2 instances on version 1")
+    );
+
+    // The fleet is back: the group on version 1, every instance launched
+    // from it and running the base image, the backup the default again.
+    let views = seed::group_views(&c.asg, std::slice::from_ref(&group))
+        .await
+        .unwrap();
+    assert_eq!(views[0].version.as_deref(), Some("1"), "{views:?}");
+    assert_eq!(views[0].instances.len(), 2, "{views:?}");
+    assert!(
+        views[0]
+            .instances
+            .iter()
+            .all(|(_, v)| v.as_deref() == Some("1")),
+        "{views:?}"
+    );
+    let images = seed::group_instance_images(&c, &group).await.unwrap();
+    assert_eq!(images.len(), 2, "{images:?}");
+    assert!(
+        images.iter().all(|(_, image)| image == seed::BASE_IMAGE),
+        "{images:?}"
+    );
+    assert_eq!(
+        harness::default_version(&c, &e.launch_template_id).await,
+        default_before
+    );
+    let refresh = c
+        .asg
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(&group)
+        .max_records(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refresh.instance_refreshes()[0].status().map(|s| s.as_str()),
+        Some("RollbackSuccessful")
+    );
+
+    // The rest of the environment as before.
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+    assert_eq!(
+        harness::suspended_processes(&c, &group).await,
+        ["AlarmNotification"]
+    );
+    let mut state = String::new();
+    for _ in 0..50 {
+        state = harness::instance_state(&c, &e.preparation_server_id).await;
+        if state == server_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, server_before);
+    let mails = emails_to(&c, "dev@stopped-mid-refresh.example.com").await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].to_string().contains("Cancelled"), "{}", mails[0]);
+
+    // The cleanup execution's own end reaches the safety net too, which
+    // finds the deployment finished: no second cleanup execution.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = c.store.deployment(env, &id).await.unwrap().unwrap();
+    assert_eq!(after.runtime.cleanup_executions, vec![cleanup.clone()]);
+    assert_eq!(after.ended_at, d.ended_at, "finalized once");
+    let second = autosky_core::domain::execution_arn(
+        &c.endpoints.state_machine_arn,
+        &format!("cleanup-{id}-2"),
+    );
+    assert!(c
+        .sfn
+        .describe_execution()
+        .execution_arn(&second)
+        .send()
+        .await
+        .is_err());
+}
