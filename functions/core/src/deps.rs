@@ -56,6 +56,10 @@ pub struct Deps {
     pub mailer: Mailer,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+    /// The SDK config the clients were built from (None where tests give
+    /// mocked clients): the safety net builds its Step Functions client from
+    /// it, so every call of the function goes with the same credentials.
+    pub config: Option<Arc<aws_config::SdkConfig>>,
 }
 
 impl Deps {
@@ -79,9 +83,10 @@ impl Deps {
             )),
             ec2: Ec2::lazy(shared.clone()),
             asg: AutoScaling::lazy(shared.clone()),
-            mailer: Mailer::lazy(shared),
+            mailer: Mailer::lazy(shared.clone()),
             clock: Arc::new(SystemClock),
             settings,
+            config: Some(shared),
         }
     }
 }

@@ -72,12 +72,9 @@ pub async fn finalize(deps: &Deps, payload: Value) -> Result<Value, StepError> {
 /// sample event, a manual invocation).
 async fn finalize_any(deps: &Deps, payload: Value) -> Result<Value, StepError> {
     if cleanup::is_status_change(&payload) {
-        // Step Functions only for the safety net, built from the same
-        // variables as the shared config (only used when a wait is needed).
-        let sfn = crate::aws::config::from_env()
-            .map(|c| crate::aws::StepFunctions::lazy(std::sync::Arc::new(c)))
-            .map_err(|e| tracing::warn!(error = %e, "no Step Functions client"))
-            .ok();
+        // Step Functions only for the safety net, from the config of the
+        // function's other clients (built only when a wait is needed).
+        let sfn = deps.config.clone().map(crate::aws::StepFunctions::lazy);
         json(&cleanup::run(deps, sfn.as_ref(), parse(payload)?).await?)
     } else if payload.get("state").is_some() {
         let event: StateWithExecution = parse(payload)?;

@@ -74,6 +74,7 @@ impl Fixture {
                 sender_email: Some("deployments@example.com".into()),
                 region: "us-east-1".into(),
             },
+            config: None,
         }
     }
 
