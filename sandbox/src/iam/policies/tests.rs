@@ -506,3 +506,31 @@ fn a_function_with_a_role_of_its_own_is_refused() {
         .unwrap_err()
         .contains("Role"));
 }
+
+#[test]
+fn instances_are_launched_only_from_a_launch_template_of_the_account() {
+    let p = policies();
+    let run = |context: &[(&str, ContextValue)]| {
+        p.evaluate(
+            "ReplaceInstancesFunction",
+            &check(
+                "ec2:RunInstances",
+                "arn:aws:ec2:us-east-1:000000000000:instance/*",
+                context,
+            ),
+        )
+    };
+    let ours = "arn:aws:ec2:us-east-1:000000000000:launch-template/lt-1";
+    assert!(allowed(&run(&[("ec2:LaunchTemplate", s(ours))])));
+    let r = reason(run(&[]));
+    assert!(
+        r.contains("RunOnlyFromLaunchTemplates") && r.contains("no ec2:LaunchTemplate"),
+        "{r}"
+    );
+    let elsewhere = "arn:aws:ec2:us-east-1:111111111111:launch-template/lt-1";
+    let r = reason(run(&[("ec2:LaunchTemplate", s(elsewhere))]));
+    assert!(
+        r.contains(&format!("ec2:LaunchTemplate={elsewhere}")),
+        "{r}"
+    );
+}
