@@ -150,6 +150,12 @@ pub async fn run(c: &Clients) -> Result<(), String> {
         "\nState transitions: {}",
         harness::state_transitions(c, &id).await?
     );
+    if let Some(iam) = harness::iam_report(&c.endpoints).await? {
+        println!(
+            "IAM: {} calls authorized, {} denied (each function's calls against its own policy from template.yaml)",
+            iam.authorized, iam.denied
+        );
+    }
     println!(
         "Demo wall time (after the sandbox was up): {:.1} s",
         started.elapsed().as_secs_f64()
