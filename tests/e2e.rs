@@ -1268,6 +1268,7 @@ async fn old_images_are_deregistered_with_their_snapshots() {
         "ec2:describeimages",
         "ec2:deregisterimage",
         "ec2:deletesnapshot",
+        "autoscaling:describelaunchconfigurations",
     ] {
         assert!(
             exercised.iter().any(|a| a.eq_ignore_ascii_case(action)),

@@ -4,7 +4,8 @@
 //! the environment (both Autosky tags), a failed or cancelled deployment's
 //! included; never the current deployment's image, one a version of any
 //! launch template of the Region uses (the versions retention keeps among
-//! them), nor one an instance that is not terminated runs.
+//! them), nor one a launch configuration names, nor one an instance that is
+//! not terminated runs.
 
 use super::super::Journal;
 use crate::aws::ec2::{ImageUses, OwnedImage, SnapshotDeletion};
@@ -86,7 +87,8 @@ pub fn candidates<'a>(images: &'a [OwnedImage], current_image: &str) -> Vec<&'a 
 }
 
 /// Where each of `images` is used: versions of any launch template of the
-/// Region, instances of the Region. `Err` says why that cannot be told.
+/// Region, instances of the Region, launch configurations of the Region (which
+/// groups launch from). `Err` says why that cannot be told.
 async fn in_use(deps: &Deps, images: &BTreeSet<String>) -> Result<ImageUses, String> {
     let mut uses = deps
         .ec2
@@ -98,7 +100,12 @@ async fn in_use(deps: &Deps, images: &BTreeSet<String>) -> Result<ImageUses, Str
         .images_on_instances(images)
         .await
         .map_err(|e| format!("could not list the instances ({e})"))?;
-    for (image, by) in on_instances {
+    let in_launch_configurations = deps
+        .asg
+        .images_in_launch_configurations(images)
+        .await
+        .map_err(|e| format!("could not list the launch configurations ({e})"))?;
+    for (image, by) in on_instances.into_iter().chain(in_launch_configurations) {
         uses.entry(image).or_default().extend(by);
     }
     Ok(uses)

@@ -32,6 +32,8 @@ struct World {
     instances: Rule,
     /// The environment's images: none, unless a test says otherwise.
     images: Rule,
+    /// The Region's launch configurations: none, unless a test says otherwise.
+    launch_configurations: Rule,
 }
 
 /// Versions 1..=8 exist, default 8; the environment's group pins version 2.
@@ -163,6 +165,9 @@ fn world_with(
                     .set_next_token(next)
                     .build()
             }),
+        launch_configurations: mock!(Asg::describe_launch_configurations).then_output(|| {
+            aws_sdk_autoscaling::operation::describe_launch_configurations::DescribeLaunchConfigurationsOutput::builder().build()
+        }),
         images: mock!(Ec2::describe_images).then_output(|| {
             aws_sdk_ec2::operation::describe_images::DescribeImagesOutput::builder().build()
         }),
@@ -196,7 +201,7 @@ impl World {
             &self.images,
         ];
         let ec2: Vec<&Rule> = first.iter().copied().chain(ours).collect();
-        f.deps(&ec2, &[&self.groups], &[])
+        f.deps(&ec2, &[&self.groups, &self.launch_configurations], &[])
     }
 }
 

@@ -51,6 +51,8 @@ fn environment_images() -> Vec<ec2::Image> {
         image("ami-3", Some("dep-3"), "available", &["snap-3"]),
         // Run by an instance.
         image("ami-4", Some("dep-4"), "available", &["snap-4"]),
+        // Named by a launch configuration.
+        image("ami-5", Some("dep-5"), "available", &["snap-5"]),
         // A failed deployment's image that never became a version.
         image("ami-failed", Some("dep-f"), "failed", &["snap-f"]),
         // Version 8's, and this deployment's own.
@@ -91,16 +93,30 @@ struct Images {
 
 /// The answers for the environment's images: every template of the Region
 /// (`LT` and `OTHER_LT`, version 4 of which uses `ami-3`), the remaining
-/// versions by `image-id` filter, instance `i-standalone` running `ami-4`.
+/// versions by `image-id` filter, instance `i-standalone` running `ami-4`,
+/// launch configuration `legacy-lc` naming `ami-5`.
 /// DeregisterImage and DeleteSnapshot succeed.
 fn images_world(images: Vec<ec2::Image>) -> Images {
+    let mut world = world_with(
+        false,
+        vec![aws::group(2, "2", &[], LT)],
+        vec![],
+        &["1", "3", "4", "5", "6", "7"],
+    );
+    world.launch_configurations = mock!(Asg::describe_launch_configurations)
+        .match_requests(|r| r.launch_configuration_names().is_empty())
+        .then_output(|| {
+            aws_sdk_autoscaling::operation::describe_launch_configurations::DescribeLaunchConfigurationsOutput::builder()
+                .launch_configurations(
+                    asg::LaunchConfiguration::builder()
+                        .launch_configuration_name("legacy-lc")
+                        .image_id("ami-5")
+                        .build(),
+                )
+                .build()
+        });
     Images {
-        world: world_with(
-            false,
-            vec![aws::group(2, "2", &[], LT)],
-            vec![],
-            &["1", "3", "4", "5", "6", "7"],
-        ),
+        world,
         images: mock!(Ec2::describe_images)
             .match_requests(tagged_environment)
             .then_output(move || {
@@ -220,6 +236,7 @@ async fn removes_unused_images_with_their_snapshots_and_keeps_those_in_use() {
         "Removed image ami-failed and its snapshots snap-f (deployment dep-f)",
         "Kept image ami-3 (deployment dep-3): in use by version 4 of lt-0other",
         "Kept image ami-4 (deployment dep-4): in use by instance i-standalone",
+        "Kept image ami-5 (deployment dep-5): in use by launch configuration legacy-lc",
     ] {
         assert!(log.contains(&expected.to_string()), "{expected}: {log:?}");
     }
@@ -229,7 +246,7 @@ async fn removes_unused_images_with_their_snapshots_and_keeps_those_in_use() {
         .iter()
         .filter(|a| a.contains(" image ") && !a.starts_with("Main model"))
         .collect();
-    assert_eq!(image_actions.len(), 4, "{log:?}");
+    assert_eq!(image_actions.len(), 5, "{log:?}");
     for quiet in ["ami-2", "ami-8", "ami-new", "ami-manual", "ami-pending"] {
         assert!(
             !image_actions.iter().any(|a| a.contains(quiet)),
