@@ -1128,3 +1128,151 @@ async fn an_execution_stopped_mid_refresh_is_cleaned_up_by_a_cleanup_execution()
         .await
         .is_err());
 }
+
+/// The snapshot ids of an image's block devices (the image must exist), as
+/// the steps see them: through the gateway, which makes an image's
+/// snapshots (the emulator makes none).
+async fn image_snapshots(image: &str) -> Vec<String> {
+    let e = sandbox();
+    let gateway = aws_sdk_ec2::Client::from_conf(
+        aws_sdk_ec2::config::Builder::from(&autosky_sandbox::sdk_config(&e.emulator))
+            .endpoint_url(&e.autoscaling)
+            .build(),
+    );
+    gateway
+        .describe_images()
+        .image_ids(image)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("DescribeImages {image}: {e:?}"))
+        .images()
+        .iter()
+        .flat_map(|i| i.block_device_mappings())
+        .filter_map(|m| Some(m.ebs()?.snapshot_id()?.to_string()))
+        .collect()
+}
+
+/// DescribeImages / DescribeSnapshots by id: the error code, or "exists".
+async fn image_exists(c: &Clients, image: &str) -> Result<bool, String> {
+    match c.ec2.describe_images().image_ids(image).send().await {
+        Ok(o) => Ok(!o.images().is_empty()),
+        Err(e) => match aws_sdk_ec2::error::ProvideErrorMetadata::code(&e) {
+            Some("InvalidAMIID.NotFound") => Ok(false),
+            other => Err(format!("{other:?}")),
+        },
+    }
+}
+
+async fn snapshot_exists(c: &Clients, snapshot: &str) -> Result<bool, String> {
+    match c
+        .ec2
+        .describe_snapshots()
+        .snapshot_ids(snapshot)
+        .send()
+        .await
+    {
+        Ok(o) => Ok(!o.snapshots().is_empty()),
+        Err(e) => match aws_sdk_ec2::error::ProvideErrorMetadata::code(&e) {
+            Some("InvalidSnapshot.NotFound") => Ok(false),
+            other => Err(format!("{other:?}")),
+        },
+    }
+}
+
+/// Images are models too: with retention 2, the third deployment in a row
+/// removes the version of the first and deregisters its image and deletes
+/// its snapshots; the images of the versions kept stay with theirs; the
+/// record names the removal, and no call of Create models was denied.
+#[tokio::test(flavor = "multi_thread")]
+async fn old_images_are_deregistered_with_their_snapshots() {
+    let c = clients();
+    let env = "e2e-images";
+    seed::environment(
+        &c,
+        env,
+        1,
+        EnvironmentDefaults {
+            retention: 2,
+            ..defaults()
+        },
+    )
+    .await
+    .unwrap();
+    let mut runs = vec![];
+    for _ in 0..3 {
+        let id = harness::start_deployment(&c, env, json!({})).await.unwrap();
+        let (status, record) = harness::finished(&c, env, &id).await.unwrap();
+        let d = record.expect("deployment record");
+        assert_eq!(status, "SUCCEEDED", "{d:#?}");
+        let image = d
+            .generated_version
+            .clone()
+            .expect("generated version")
+            .image_id;
+        let snapshots = image_snapshots(&image).await;
+        assert!(
+            !snapshots.is_empty(),
+            "{image} has the server's root snapshot"
+        );
+        runs.push((id, image, snapshots, d));
+    }
+
+    let (first_id, first_image, first_snapshots, _) = &runs[0];
+    assert_eq!(image_exists(&c, first_image).await, Ok(false));
+    for s in first_snapshots {
+        assert_eq!(snapshot_exists(&c, s).await, Ok(false), "{s}");
+    }
+    for (_, image, snapshots, _) in &runs[1..] {
+        assert_eq!(image_exists(&c, image).await, Ok(true), "{image}");
+        for s in snapshots {
+            assert_eq!(snapshot_exists(&c, s).await, Ok(true), "{s}");
+        }
+    }
+
+    let actions = |d: &autosky_core::domain::Deployment| -> Vec<String> {
+        d.step(StepName::CreateModels)
+            .actions
+            .iter()
+            .map(|a| a.message.clone())
+            .collect()
+    };
+    let removal = format!(
+        "Removed image {first_image} and its snapshots {} (deployment {first_id})",
+        first_snapshots.join(", ")
+    );
+    let third = actions(&runs[2].3);
+    assert!(third.contains(&removal), "{third:?}");
+    // The first two removed no image (the second kept the first's: its
+    // version was kept).
+    for (_, _, _, d) in &runs[..2] {
+        let a = actions(d);
+        assert!(!a.iter().any(|m| m.starts_with("Removed image")), "{a:?}");
+    }
+
+    let report = harness::iam_report(sandbox())
+        .await
+        .unwrap()
+        .expect("IAM enforced");
+    let denied: Vec<&String> = report
+        .denials
+        .iter()
+        .filter(|l| l.contains("CreateModels"))
+        .collect();
+    assert!(denied.is_empty(), "{denied:?}");
+    let exercised = report
+        .exercised
+        .get("CreateModelsFunction")
+        .cloned()
+        .unwrap_or_default();
+    for action in [
+        "ec2:describeimages",
+        "ec2:deregisterimage",
+        "ec2:deletesnapshot",
+        "autoscaling:describelaunchconfigurations",
+    ] {
+        assert!(
+            exercised.iter().any(|a| a.eq_ignore_ascii_case(action)),
+            "{action}: {exercised:?}"
+        );
+    }
+}

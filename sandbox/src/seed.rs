@@ -11,9 +11,9 @@ use autosky_core::domain::{Environment, EnvironmentDefaults};
 use autosky_core::store::Store;
 use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
 use aws_sdk_ec2::types::{
-    InstanceType, LaunchTemplateIamInstanceProfileSpecificationRequest,
-    LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData, ResourceType, Tag,
-    TagSpecification,
+    BlockDeviceMapping, EbsBlockDevice, InstanceType,
+    LaunchTemplateIamInstanceProfileSpecificationRequest, LaunchTemplateTagSpecificationRequest,
+    RequestLaunchTemplateData, ResourceType, Tag, TagSpecification,
 };
 
 pub use instance_profile::{INSTANCE_PROFILE_ARN, INSTANCE_PROFILE_NAME, INSTANCE_ROLE_ARN};
@@ -126,6 +126,21 @@ pub async fn resources_with(
         .instance_type(InstanceType::T3Micro)
         .min_count(1)
         .max_count(1)
+        // An EBS-backed server has its root volume (the emulator makes
+        // volumes only for the mappings it is given): what CreateImage
+        // snapshots.
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name("/dev/xvda")
+                .ebs(
+                    EbsBlockDevice::builder()
+                        .volume_size(8)
+                        .volume_type(aws_sdk_ec2::types::VolumeType::Gp3)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
         .tag_specifications(tags(
             ResourceType::Instance,
             env_id,

@@ -10,7 +10,8 @@
 //! - after StopInstances a running instance is `stopping` for
 //!   [`Timings::stopping`] DescribeInstances by id, after StartInstances
 //!   `pending` for [`Timings::starting`];
-//! - StopInstances of a `pending` instance: `IncorrectInstanceState`.
+//! - StopInstances of a `pending` instance: `IncorrectInstanceState`;
+//! - an image has snapshots of the instance's EBS volumes (`snapshots.rs`).
 //!
 //! The counts are polls, not seconds, so tests stay quick and repeatable.
 //! Everything else is forwarded unchanged.
@@ -84,6 +85,9 @@ pub struct Ec2State {
     /// Instances still to show `stopping` / `pending`.
     stopping: HashMap<String, u32>,
     starting: HashMap<String, u32>,
+    /// The block devices (with the snapshots the gateway made) of each
+    /// image CreateImage made and DeregisterImage has not removed.
+    image_devices: HashMap<String, Vec<snapshots::ImageDevice>>,
 }
 
 /// Takes one from a count; true if it was above zero.
@@ -109,6 +113,8 @@ impl Bridge {
         match action {
             "CreateImage" => self.create_image(form, parts, body).await,
             "DescribeImages" => self.describe_images(form, parts, body).await,
+            "DeregisterImage" => self.deregister_image(form, parts, body).await,
+            "DeleteSnapshot" => self.delete_snapshot(form, parts, body).await,
             "StopInstances" => self.stop_instances(form, parts, body).await,
             "StartInstances" => {
                 let res = self.forward(parts, body).await;
@@ -167,11 +173,16 @@ impl Bridge {
         let (res, text) = text_of(self.forward(parts, body).await).await;
         if res.status().is_success() {
             if let Some(id) = between(&text, "<imageId>", "</imageId>") {
-                let mut st = self.lock();
-                let t = st.ec2.timings;
-                st.ec2
-                    .images
-                    .insert(id, (t.image_invisible, t.image_pending));
+                {
+                    let mut st = self.lock();
+                    let t = st.ec2.timings;
+                    st.ec2
+                        .images
+                        .insert(id.clone(), (t.image_invisible, t.image_pending));
+                }
+                if let Err(e) = self.snapshot_volumes(form, &id).await {
+                    eprintln!("sandbox: the snapshots of image {id} were not made: {e}");
+                }
             }
         }
         rebuilt(res, text)
@@ -218,7 +229,7 @@ impl Bridge {
                 }
             })
         };
-        rebuilt(res, edited.unwrap_or(text))
+        self.with_block_devices(res, edited.unwrap_or(text))
     }
 
     /// The emulator's state name of each instance.
@@ -475,6 +486,8 @@ fn write_item(
     }
     Ok(())
 }
+
+mod snapshots;
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
-//! Auto Scaling capability: groups, scaling processes and instance refreshes.
+//! Auto Scaling capability: groups, scaling processes and instance refreshes,
+//! and the images launch configurations name.
 
 use crate::domain::RefreshPreferences;
 use crate::error::{classify_sdk_error, StepError};
@@ -553,5 +554,41 @@ impl AutoScaling {
     ) -> Result<Vec<(GroupInfo, GroupSetup)>, StepError> {
         self.named_groups(names, |g| (group_info(g), group_setup(g)))
             .await
+    }
+}
+
+impl AutoScaling {
+    /// Which of `images` a launch configuration of the Region names
+    /// ("launch configuration web-lc"): a group may launch from it at any
+    /// time. All pages.
+    pub async fn images_in_launch_configurations(
+        &self,
+        images: &std::collections::BTreeSet<String>,
+    ) -> Result<crate::aws::ec2::ImageUses, StepError> {
+        let mut uses = crate::aws::ec2::ImageUses::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_launch_configurations()
+                .max_records(100)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify_sdk_error("DescribeLaunchConfigurations", &e))?;
+            for lc in out.launch_configurations() {
+                if let Some(image) = lc.image_id().filter(|i| images.contains(*i)) {
+                    uses.entry(image.to_string()).or_default().push(format!(
+                        "launch configuration {}",
+                        lc.launch_configuration_name().unwrap_or_default()
+                    ));
+                }
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(uses)
     }
 }

@@ -169,6 +169,19 @@ pub struct Runtime {
     /// deployment: each may run its Finalization.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cleanup_executions: Vec<String>,
+    /// Images Create models is removing, with their snapshots (written before
+    /// DeregisterImage): once deregistered, an image no longer shows which
+    /// snapshots were its, so a retry finishes them from here.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub removing_images: BTreeMap<String, ImageRemoval>,
+}
+
+/// An image being removed: the deployment that made it and its snapshots.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ImageRemoval {
+    pub deployment_id: Option<String>,
+    pub snapshot_ids: Vec<String>,
 }
 
 /// How the image was taken from the preparation server.

@@ -2,7 +2,8 @@
 //! from the current default with the new image, made default), the backup
 //! model (the previous default, recorded as the rollback target) and removal
 //! of old models beyond the retention count — never one that is in use by any
-//! group or instance of the account and Region.
+//! group or instance of the account and Region — and of the images no model
+//! or instance uses any more (`images.rs`).
 
 use super::{Journal, Poll, StepInput};
 use crate::aws::autoscaling::{GroupTemplates, TemplateReference};
@@ -140,6 +141,7 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
             }
         }
     }
+    images::remove_unused_images(deps, &mut j, &env.environment_id, &image_id, &lt_id).await?;
     j.end(StepStatus::Succeeded).await?;
     Ok(Poll::done())
 }
@@ -245,6 +247,8 @@ pub fn versions_to_remove(
 fn join(v: &[i64]) -> String {
     v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
 }
+
+mod images;
 
 #[cfg(test)]
 mod tests;

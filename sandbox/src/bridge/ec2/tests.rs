@@ -158,6 +158,117 @@ async fn gateway_image_invisible_then_pending_then_available() {
     assert_eq!(direct.images()[0].state().unwrap().as_str(), "available");
 }
 
+/// CreateImage snapshots each EBS volume of the instance with the request's
+/// snapshot tags; DescribeImages shows them as the image's block devices; a
+/// snapshot is not deleted while the image is registered
+/// (`InvalidSnapshot.InUse`), and DeregisterImage leaves it.
+#[tokio::test]
+async fn gateway_image_snapshots_tagged_in_use_until_deregistered() {
+    use aws_sdk_ec2::types::{
+        BlockDeviceMapping, EbsBlockDevice, ResourceType, Tag, TagSpecification,
+    };
+    let w = world().await;
+    let server = w
+        .direct
+        .run_instances()
+        .image_id(crate::seed::BASE_IMAGE)
+        .instance_type(InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name("/dev/xvda")
+                .ebs(EbsBlockDevice::builder().volume_size(8).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_string();
+    let tag = |rt: ResourceType| {
+        TagSpecification::builder()
+            .resource_type(rt)
+            .tags(
+                Tag::builder()
+                    .key("autosky:environment")
+                    .value("web")
+                    .build(),
+            )
+            .build()
+    };
+    let image =
+        w.gw.create_image()
+            .instance_id(&server)
+            .name("with-snapshots")
+            .tag_specifications(tag(ResourceType::Image))
+            .tag_specifications(tag(ResourceType::Snapshot))
+            .send()
+            .await
+            .unwrap()
+            .image_id()
+            .unwrap()
+            .to_string();
+    let mut snapshots = vec![];
+    for _ in 0..(w.t.image_invisible + w.t.image_pending + 1) {
+        if let Ok(o) = w.gw.describe_images().image_ids(&image).send().await {
+            snapshots = o.images()[0]
+                .block_device_mappings()
+                .iter()
+                .filter_map(|m| Some(m.ebs()?.snapshot_id()?.to_string()))
+                .collect();
+        }
+    }
+    assert_eq!(snapshots.len(), 1, "one EBS volume, one snapshot");
+    let snap = w
+        .direct
+        .describe_snapshots()
+        .snapshot_ids(&snapshots[0])
+        .send()
+        .await
+        .unwrap()
+        .snapshots()[0]
+        .clone();
+    assert_eq!(
+        snap.tags()
+            .iter()
+            .map(|t| (t.key().unwrap(), t.value().unwrap()))
+            .collect::<Vec<_>>(),
+        vec![("autosky:environment", "web")]
+    );
+    assert_eq!(
+        snap.description(),
+        Some(format!("Created by CreateImage({server}) for {image}").as_str())
+    );
+
+    let delete = || async {
+        w.gw.delete_snapshot()
+            .snapshot_id(&snapshots[0])
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.code().unwrap_or("?").to_string())
+    };
+    assert_eq!(delete().await, Err("InvalidSnapshot.InUse".to_string()));
+    w.gw.deregister_image()
+        .image_id(&image)
+        .send()
+        .await
+        .unwrap();
+    // Deregistering left the snapshot; now it can go.
+    assert!(w
+        .direct
+        .describe_snapshots()
+        .snapshot_ids(&snapshots[0])
+        .send()
+        .await
+        .is_ok());
+    assert_eq!(delete().await, Ok(()));
+    assert_eq!(delete().await, Err("InvalidSnapshot.NotFound".to_string()));
+}
+
 #[tokio::test]
 async fn gateway_duplicate_ami_name() {
     let w = world().await;

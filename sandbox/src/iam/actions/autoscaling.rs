@@ -10,9 +10,9 @@ use crate::iam::Check;
 pub async fn checks<L: Lookup>(call: &Call<'_>, lookup: &L) -> Result<Vec<Check>, MapError> {
     match call.action {
         // List actions: no resource-level permissions, so `*`.
-        "DescribeAutoScalingGroups" | "DescribeInstanceRefreshes" => {
-            Ok(vec![check(call.action, "*", vec![])])
-        }
+        "DescribeAutoScalingGroups"
+        | "DescribeInstanceRefreshes"
+        | "DescribeLaunchConfigurations" => Ok(vec![check(call.action, "*", vec![])]),
         "SuspendProcesses"
         | "ResumeProcesses"
         | "CancelInstanceRefresh"

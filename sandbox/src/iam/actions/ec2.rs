@@ -1,6 +1,7 @@
 //! The EC2 entries of the per-action map: which resources each EC2 call the
 //! product makes is authorized on (instances, launch templates, the image and
-//! snapshots CreateImage makes) and the condition keys EC2 sets, including
+//! snapshots CreateImage makes, the image and snapshot image cleanup removes)
+//! and the condition keys EC2 sets, including
 //! the tag-on-create `ec2:CreateTags` authorization CreateImage makes when
 //! it is asked to tag. Also the EC2 ARNs, tag context and query-protocol
 //! list parsing that the Auto Scaling entries share.
@@ -37,6 +38,33 @@ pub async fn checks<L: Lookup>(call: &Call<'_>, lookup: &L) -> Result<Vec<Check>
             Ok(out)
         }
         "CreateImage" => create_image(form, lookup).await,
+        // On the image or snapshot itself, with its tags.
+        "DeregisterImage" => {
+            let id = required(call.action, form, "ImageId")?;
+            let tags = lookup
+                .image_tags(id)
+                .await
+                .map_err(MapError::Invalid)?
+                .ok_or_else(|| MapError::NotFound(format!("image {id}")))?;
+            Ok(vec![check(
+                call.action,
+                &global_arn("image", id),
+                [region(), resource_tags("ec2", &tags)].concat(),
+            )])
+        }
+        "DeleteSnapshot" => {
+            let id = required(call.action, form, "SnapshotId")?;
+            let tags = lookup
+                .snapshot_tags(id)
+                .await
+                .map_err(MapError::Invalid)?
+                .ok_or_else(|| MapError::NotFound(format!("snapshot {id}")))?;
+            Ok(vec![check(
+                call.action,
+                &global_arn("snapshot", id),
+                [region(), resource_tags("ec2", &tags)].concat(),
+            )])
+        }
         "CreateLaunchTemplateVersion" | "ModifyLaunchTemplate" | "DeleteLaunchTemplateVersions" => {
             let template = form
                 .get("LaunchTemplateId")
@@ -144,6 +172,16 @@ pub(super) fn create_tags(
     );
     c.on_behalf_of = Some(on_behalf_of);
     c
+}
+
+/// A request parameter the action cannot do without.
+fn required<'a>(
+    action: &str,
+    form: &'a HashMap<String, String>,
+    name: &str,
+) -> Result<&'a String, MapError> {
+    form.get(name)
+        .ok_or_else(|| MapError::Invalid(format!("{action}: no {name}")))
 }
 
 async fn instance_tags<L: Lookup>(lookup: &L, id: &str) -> Result<Tags, MapError> {

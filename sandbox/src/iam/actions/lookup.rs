@@ -1,5 +1,5 @@
 //! What the map reads from the emulator to authorize a call: the tags on a
-//! resource, a launch template version's data, a group's ARN and launch
+//! resource (instance, image, snapshot), a launch template version's data, a group's ARN and launch
 //! template, an instance profile's role, whether an SES identity is verified.
 
 use aws_sdk_ec2::error::ProvideErrorMetadata;
@@ -46,6 +46,10 @@ pub struct GroupInfo {
 #[allow(async_fn_in_trait)]
 pub trait Lookup {
     async fn instance_tags(&self, id: &str) -> Result<Option<Tags>, String>;
+    /// An image's tags (`ami-…`).
+    async fn image_tags(&self, id: &str) -> Result<Option<Tags>, String>;
+    /// An EBS snapshot's tags (`snap-…`).
+    async fn snapshot_tags(&self, id: &str) -> Result<Option<Tags>, String>;
     /// By id (`lt-…`) or name.
     async fn launch_template(&self, id_or_name: &str) -> Result<Option<TemplateInfo>, String>;
     /// `version` is a number, `$Default` or `$Latest`.
@@ -115,6 +119,11 @@ fn ec2_not_found(code: Option<&str>) -> bool {
                 | "InvalidLaunchTemplateName.NotFoundException"
                 | "InvalidLaunchTemplateId.VersionNotFound"
                 | "InvalidLaunchTemplateVersion"
+                | "InvalidAMIID.NotFound"
+                | "InvalidAMIID.Malformed"
+                | "InvalidAMIID.Unavailable"
+                | "InvalidSnapshot.NotFound"
+                | "InvalidSnapshotID.Malformed"
         )
     )
 }
@@ -143,6 +152,32 @@ impl Lookup for EmulatorLookup {
             .flat_map(|r| r.instances())
             .find(|i| i.instance_id() == Some(id))
             .map(|i| ec2_tags(i.tags())))
+    }
+
+    async fn image_tags(&self, id: &str) -> Result<Option<Tags>, String> {
+        let out = match self.ec2.describe_images().image_ids(id).send().await {
+            Ok(o) => o,
+            Err(e) if ec2_not_found(e.code()) => return Ok(None),
+            Err(e) => return Err(format!("DescribeImages {id}: {}", describe(&e))),
+        };
+        Ok(out
+            .images()
+            .iter()
+            .find(|i| i.image_id() == Some(id))
+            .map(|i| ec2_tags(i.tags())))
+    }
+
+    async fn snapshot_tags(&self, id: &str) -> Result<Option<Tags>, String> {
+        let out = match self.ec2.describe_snapshots().snapshot_ids(id).send().await {
+            Ok(o) => o,
+            Err(e) if ec2_not_found(e.code()) => return Ok(None),
+            Err(e) => return Err(format!("DescribeSnapshots {id}: {}", describe(&e))),
+        };
+        Ok(out
+            .snapshots()
+            .iter()
+            .find(|s| s.snapshot_id() == Some(id))
+            .map(|s| ec2_tags(s.tags())))
     }
 
     async fn launch_template(&self, id_or_name: &str) -> Result<Option<TemplateInfo>, String> {

@@ -6,7 +6,9 @@ use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{Filter, RequestLaunchTemplateData, ResourceType, Tag, TagSpecification};
 use aws_sdk_ec2::Client;
 
+mod images;
 mod states;
+pub use images::{ImageUses, OwnedImage, SnapshotDeletion};
 pub use states::{ImageState, InstanceState};
 
 pub const TAG_ENVIRONMENT: &str = "autosky:environment";

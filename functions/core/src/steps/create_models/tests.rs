@@ -30,6 +30,10 @@ struct World {
     delete: Rule,
     groups: Rule,
     instances: Rule,
+    /// The environment's images: none, unless a test says otherwise.
+    images: Rule,
+    /// The Region's launch configurations: none, unless a test says otherwise.
+    launch_configurations: Rule,
 }
 
 /// Versions 1..=8 exist, default 8; the environment's group pins version 2.
@@ -161,6 +165,12 @@ fn world_with(
                     .set_next_token(next)
                     .build()
             }),
+        launch_configurations: mock!(Asg::describe_launch_configurations).then_output(|| {
+            aws_sdk_autoscaling::operation::describe_launch_configurations::DescribeLaunchConfigurationsOutput::builder().build()
+        }),
+        images: mock!(Ec2::describe_images).then_output(|| {
+            aws_sdk_ec2::operation::describe_images::DescribeImagesOutput::builder().build()
+        }),
     }
 }
 
@@ -176,18 +186,22 @@ fn page<'a, T>(items: &'a [T], token: Option<&str>) -> (Option<&'a T>, Option<St
 
 impl World {
     fn deps(&self, f: &Fixture) -> Deps {
-        f.deps(
-            &[
-                &self.template,
-                &self.versions,
-                &self.create,
-                &self.modify,
-                &self.delete,
-                &self.instances,
-            ],
-            &[&self.groups],
-            &[],
-        )
+        self.deps_with(f, &[])
+    }
+
+    /// With `first` tried before the world's own EC2 rules.
+    fn deps_with(&self, f: &Fixture, first: &[&Rule]) -> Deps {
+        let ours = [
+            &self.template,
+            &self.versions,
+            &self.create,
+            &self.modify,
+            &self.delete,
+            &self.instances,
+            &self.images,
+        ];
+        let ec2: Vec<&Rule> = first.iter().copied().chain(ours).collect();
+        f.deps(&ec2, &[&self.groups, &self.launch_configurations], &[])
     }
 }
 
@@ -487,3 +501,5 @@ fn a_version_that_cannot_be_told_is_an_error() {
     };
     assert!(versions_in_use(&[], &[i], &template(), 5, 5).is_err());
 }
+
+mod images;

@@ -32,6 +32,7 @@ async fn describe_actions_are_authorized_on_any_resource() {
             "DescribeInstanceRefreshes",
             ("AutoScalingGroupName", "web-a"),
         ),
+        ("DescribeLaunchConfigurations", ("MaxRecords", "100")),
     ] {
         let form = form(&[("Action", action), ("Version", "2011-01-01"), param]);
         assert_eq!(

@@ -272,3 +272,65 @@ async fn an_ec2_action_without_an_entry_is_refused() {
         Err(MapError::NoEntry("ec2:TerminateInstances".into()))
     );
 }
+
+/// Image cleanup: DeregisterImage on the image, DeleteSnapshot on the
+/// snapshot, each ARN without an account and with the resource's tags.
+#[tokio::test]
+async fn deregister_image_and_delete_snapshot_check_the_resource_with_its_tags() {
+    let mut f = fleet();
+    let env = tags(&[("autosky:environment", "web")]);
+    f.images.insert("ami-1".into(), env.clone());
+    f.snapshots.insert("snap-1".into(), env);
+    let tagged = strings(&[
+        ("ec2:Region", "us-east-1"),
+        ("aws:ResourceTag/autosky:environment", "web"),
+        ("ec2:ResourceTag/autosky:environment", "web"),
+    ]);
+    for (action, param, arn) in [
+        (
+            "DeregisterImage",
+            ("ImageId", "ami-1"),
+            "arn:aws:ec2:us-east-1::image/ami-1",
+        ),
+        (
+            "DeleteSnapshot",
+            ("SnapshotId", "snap-1"),
+            "arn:aws:ec2:us-east-1::snapshot/snap-1",
+        ),
+    ] {
+        let form = form(&[("Action", action), ("Version", "2016-11-15"), param]);
+        assert_eq!(
+            map("ec2", action, &form, &f).await.unwrap(),
+            vec![check(&format!("ec2:{action}"), arn, tagged.clone(), None)],
+            "{action}"
+        );
+    }
+}
+
+/// An image or snapshot already gone is not authorized here: EC2 answers
+/// its own not-found error (which image cleanup counts as done).
+#[tokio::test]
+async fn removing_an_image_or_snapshot_that_does_not_exist_is_not_found() {
+    let f = fleet();
+    for (action, param) in [
+        ("DeregisterImage", ("ImageId", "ami-404")),
+        ("DeleteSnapshot", ("SnapshotId", "snap-404")),
+    ] {
+        let form = form(&[("Action", action), param]);
+        assert!(
+            matches!(
+                map("ec2", action, &form, &f).await,
+                Err(MapError::NotFound(m)) if m.contains("404")
+            ),
+            "{action}"
+        );
+        assert!(matches!(
+            map("ec2", action, &form_without_id(action), &f).await,
+            Err(MapError::Invalid(_))
+        ));
+    }
+}
+
+fn form_without_id(action: &str) -> std::collections::HashMap<String, String> {
+    form(&[("Action", action)])
+}

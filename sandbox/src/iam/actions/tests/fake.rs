@@ -11,6 +11,10 @@ use std::collections::HashMap;
 pub struct Fake {
     /// Instance id → tags.
     pub instances: HashMap<String, Tags>,
+    /// Image id → tags.
+    pub images: HashMap<String, Tags>,
+    /// Snapshot id → tags.
+    pub snapshots: HashMap<String, Tags>,
     pub templates: Vec<TemplateInfo>,
     /// (template id, version number) → data.
     pub versions: HashMap<(String, i64), VersionInfo>,
@@ -23,6 +27,12 @@ pub struct Fake {
 impl Lookup for Fake {
     async fn instance_tags(&self, id: &str) -> Result<Option<Tags>, String> {
         Ok(self.instances.get(id).cloned())
+    }
+    async fn image_tags(&self, id: &str) -> Result<Option<Tags>, String> {
+        Ok(self.images.get(id).cloned())
+    }
+    async fn snapshot_tags(&self, id: &str) -> Result<Option<Tags>, String> {
+        Ok(self.snapshots.get(id).cloned())
     }
     async fn launch_template(&self, id_or_name: &str) -> Result<Option<TemplateInfo>, String> {
         Ok(self
