@@ -14,6 +14,9 @@ pub struct Problem {
     pub detail: String,
     /// Extension members (rare; boxed to keep `Result<_, Problem>` small).
     pub extra: Option<Box<Map<String, Value>>>,
+    /// For a 405, the methods the resource does allow: RFC 9110 (15.5.6)
+    /// says the origin server "MUST generate an Allow header field" then.
+    pub allow: Option<Box<str>>,
 }
 
 impl Problem {
@@ -23,6 +26,23 @@ impl Problem {
             title,
             detail: detail.into(),
             extra: None,
+            allow: None,
+        }
+    }
+
+    /// 405 for `method` on `path`, naming the methods `allowed` there.
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &[&str]) -> Self {
+        Self {
+            allow: Some(allowed.join(", ").into()),
+            ..Self::new(
+                405,
+                "Method not allowed",
+                &format!(
+                    "{method} is not allowed on {}: use {}",
+                    crate::domain::truncate(path, 200),
+                    allowed.join(" or ")
+                ),
+            )
         }
     }
 
@@ -52,9 +72,13 @@ impl Problem {
         if let (Value::Object(m), Some(extra)) = (&mut body, &self.extra) {
             m.extend(extra.as_ref().clone());
         }
+        let mut headers = vec![("content-type".into(), "application/problem+json".into())];
+        if let Some(allow) = &self.allow {
+            headers.push(("allow".into(), allow.to_string()));
+        }
         ApiResponse {
             status: self.status,
-            headers: vec![("content-type".into(), "application/problem+json".into())],
+            headers,
             body: serde_json::to_vec(&body).unwrap_or_default(),
         }
     }

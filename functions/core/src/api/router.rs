@@ -70,13 +70,13 @@ impl Api {
 
     /// The route of `req`, after what every route checks first.
     fn matched(&self, req: &ApiRequest) -> ApiResult<Matched> {
-        let mut path_known = false;
+        let mut allowed: Vec<&'static str> = Vec::new();
         for route in Route::ALL {
             let Some(params) = route.params(&req.path) else {
                 continue;
             };
-            path_known = true;
             if route.method() != req.method {
+                allowed.push(route.method());
                 continue;
             }
             // Authentication first: nothing is read or written for an anonymous caller.
@@ -114,12 +114,8 @@ impl Api {
                 query,
             });
         }
-        Err(if path_known {
-            Problem::new(
-                405,
-                "Method not allowed",
-                &format!("{} is not allowed on {}", req.method, req.path),
-            )
+        Err(if !allowed.is_empty() {
+            Problem::method_not_allowed(&req.method, &req.path, &allowed)
         } else {
             Problem::new(
                 404,

@@ -48,6 +48,39 @@ fn the_schema_check_can_fail() {
         .is_err());
 }
 
+/// RFC 9110: a 405 "MUST generate an Allow header field containing a list
+/// of the target resource's currently supported methods".
+#[tokio::test]
+async fn a_method_not_allowed_names_the_allowed_ones() {
+    let w = world().await;
+    for (method, path, allow) in [
+        ("DELETE", "/environments/prod-web", "GET, PUT"),
+        ("PUT", "/environments", "GET"),
+        ("PATCH", "/environments/prod-web/deployments", "POST, GET"),
+        (
+            "PUT",
+            "/environments/prod-web/schedules/01JABCDEFGHJKMNPQRSTVWXYZ9",
+            "PATCH, DELETE",
+        ),
+    ] {
+        let res = call(&w.api, req(method, path, "")).await;
+        assert_eq!(res.status, 405, "{method} {path}");
+        assert_eq!(res.header("allow"), Some(allow), "{method} {path}");
+        let detail = res.json_body()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            detail.contains(&format!("{method} is not allowed")),
+            "{detail}"
+        );
+    }
+    // 404 (no such resource) carries no Allow.
+    let res = call(&w.api, req("GET", "/nothing/here", "")).await;
+    assert_eq!((res.status, res.header("allow")), (404, None));
+    assert!(w.recorder.started.lock().unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn no_identity_is_401_and_nothing_happens() {
     let w = world().await;
