@@ -190,6 +190,11 @@ async fn serve(
             query,
             body,
             identity: Some(identity.to_string()),
+            content_type: parts
+                .headers
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
         })
         .await;
     let mut b = hyper::Response::builder().status(res.status);

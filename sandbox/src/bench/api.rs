@@ -105,6 +105,7 @@ pub async fn setup(c: &Clients) -> Result<ApiBench, String> {
         query,
         body: vec![],
         identity: Some("bench".into()),
+        content_type: None,
     };
     let history = get(
         format!("/environments/{env}/deployments"),

@@ -42,6 +42,11 @@ pub fn to_api_request(req: &Request) -> ApiRequest {
             .unwrap_or_default(),
         body: req.body().to_vec(),
         identity: identity(req),
+        content_type: req
+            .headers()
+            .get(lambda_http::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     }
 }
 
@@ -124,5 +129,6 @@ mod tests {
         );
         assert_eq!(r.query, vec![("limit".to_string(), "5".to_string())]);
         assert_eq!(r.body, br#"{"lockInstances":true}"#);
+        assert_eq!(r.content_type.as_deref(), Some("application/json"));
     }
 }

@@ -15,6 +15,9 @@ pub struct ApiRequest {
     pub body: Vec<u8>,
     /// The authenticated caller (IAM ARN, or JWT email/sub); never from the body.
     pub identity: Option<String>,
+    /// The `Content-Type` header, when the request has one: a route that
+    /// takes a body takes JSON only.
+    pub content_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -106,6 +106,19 @@ impl Api {
                     &format!("the body exceeds {MAX_BODY} bytes"),
                 ));
             }
+            if route.takes_body() && !req.body.is_empty() && !is_json(req.content_type.as_deref()) {
+                return Err(Problem::new(
+                    415,
+                    "Unsupported media type",
+                    &format!(
+                        "the body must be application/json, not {}",
+                        req.content_type
+                            .as_deref()
+                            .map(|t| crate::domain::truncate(t, 100))
+                            .unwrap_or_else(|| "a body without Content-Type".into())
+                    ),
+                ));
+            }
             let query = Query::new(&req.query, route.allowed_query())?;
             return Ok(Matched {
                 route,
@@ -185,4 +198,12 @@ fn misrouted(route: Route, this: Function) -> Problem {
             this.binary()
         ),
     )
+}
+
+/// Whether a `Content-Type` names JSON (`application/json`, parameters such
+/// as `charset` allowed; media types are case-insensitive).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|t| t.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }

@@ -68,6 +68,18 @@ impl Route {
         }
     }
 
+    /// Whether the route takes a request body (JSON; the spec's
+    /// `requestBody`). Other routes ignore a body.
+    pub fn takes_body(self) -> bool {
+        matches!(
+            self,
+            Route::PutEnvironment
+                | Route::StartDeployment
+                | Route::CreateSchedule
+                | Route::MoveSchedule
+        )
+    }
+
     /// The path template; `{env}` is always the first parameter.
     pub fn template(self) -> &'static str {
         match self {

@@ -263,6 +263,8 @@ fn req(method: &str, path: &str, body: &str) -> ApiRequest {
         query: vec![],
         body: body.as_bytes().to_vec(),
         identity: Some(ME.into()),
+        // As every client sends a body.
+        content_type: (!body.is_empty()).then(|| "application/json".into()),
     }
 }
 

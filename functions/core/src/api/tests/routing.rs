@@ -15,6 +15,49 @@ fn router_and_spec_have_the_same_routes() {
 }
 
 #[test]
+fn the_routes_that_take_a_body_are_the_specs() {
+    let router: std::collections::BTreeSet<(String, String)> = Route::ALL
+        .iter()
+        .filter(|r| r.takes_body())
+        .map(|r| (r.method().to_string(), r.template().to_string()))
+        .collect();
+    assert_eq!(router, spec::Spec::load().routes_with_body());
+}
+
+/// A body that is not JSON is refused with 415 before anything is read or
+/// written; JSON with parameters (charset) is JSON.
+#[tokio::test]
+async fn a_body_that_is_not_json_is_415_and_changes_nothing() {
+    let w = world().await;
+    let path = "/environments/prod-web/deployments";
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut r = req("POST", path, "{}");
+        r.content_type = content_type.map(str::to_string);
+        let res = call(&w.api, r).await;
+        assert_eq!(res.status, 415, "{content_type:?}");
+        let detail = res.json_body()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(detail.contains("application/json"), "{detail}");
+    }
+    assert!(w.recorder.started.lock().unwrap().is_empty());
+    assert_eq!(w.store.lock_holder(ENV).await.unwrap(), None);
+
+    let mut r = req("POST", path, "{}");
+    r.content_type = Some("Application/JSON; charset=utf-8".into());
+    assert_eq!(call(&w.api, r).await.status, 202);
+    // A route without a body ignores one (as before).
+    let mut r = req("GET", "/environments/prod-web", "x");
+    r.content_type = Some("text/plain".into());
+    assert_eq!(call(&w.api, r).await.status, 200);
+}
+
+#[test]
 fn the_schema_check_can_fail() {
     let spec = spec::Spec::load();
     let problem = json!({"$ref": "#/components/schemas/Problem"});
