@@ -572,6 +572,32 @@ async fn a_scheduled_deployment_runs_by_itself_once_with_its_emails() {
     }
 }
 
+/// Over HTTP as on API Gateway: a 405 carries `Allow`, a body that is not
+/// JSON gets 415 and starts nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_on_405_and_415_for_a_body_that_is_not_json() {
+    let c = Clients::new(sandbox());
+    let env = "api-media";
+    register(&c, env).await;
+    let (status, headers, _) = call("PUT", "/environments", None).await;
+    assert_eq!(status, 405);
+    assert_eq!(headers.get("allow").unwrap(), "GET");
+
+    let req = hyper::Request::post(format!("{}/environments/{env}/deployments", sandbox().api))
+        .header("content-type", "text/plain")
+        .body(http_body_util::Full::new(Bytes::from("{}")))
+        .unwrap();
+    let (status, headers, body) = http::send(req).await.unwrap();
+    assert_eq!(status, 415, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        headers.get("content-type").unwrap(),
+        "application/problem+json"
+    );
+    let (_, _, history) = call("GET", &format!("/environments/{env}/deployments"), None).await;
+    assert_eq!(history["items"], json!([]), "nothing started: {history}");
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+}
+
 /// The deployments route's cancel (the api function, not schedules) of a
 /// Scheduled deployment unschedules it: its schedule is deleted and the
 /// cancellation e-mailed, with the api function's own permissions.
