@@ -165,41 +165,15 @@ impl Ec2 {
         let mut uses = ImageUses::new();
         let wanted: Vec<&String> = images.iter().collect();
         for chunk in wanted.chunks(FILTER_VALUES) {
-            let mut token: Option<String> = None;
-            loop {
-                let out = self
-                    .client
-                    .describe_instances()
-                    .filters(
-                        Filter::builder()
-                            .name("image-id")
-                            .set_values(Some(chunk.iter().map(|s| s.to_string()).collect()))
-                            .build(),
-                    )
-                    .filters(
-                        Filter::builder()
-                            .name("instance-state-name")
-                            .values("pending")
-                            .values("running")
-                            .values("stopping")
-                            .values("stopped")
-                            .build(),
-                    )
-                    .max_results(1000)
-                    .set_next_token(token.take())
-                    .send()
-                    .await
-                    .map_err(|e| classify_sdk_error("DescribeInstances", &e))?;
-                for i in out.reservations().iter().flat_map(|r| r.instances()) {
-                    if let Some(image) = i.image_id().filter(|i| images.contains(*i)) {
-                        uses.entry(image.to_string())
-                            .or_default()
-                            .push(format!("instance {}", i.instance_id().unwrap_or_default()));
-                    }
-                }
-                match out.next_token() {
-                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                    _ => break,
+            let by_image = Filter::builder()
+                .name("image-id")
+                .set_values(Some(chunk.iter().map(|s| s.to_string()).collect()))
+                .build();
+            for i in self.live_instances(by_image).await? {
+                if let Some(image) = i.image_id().filter(|i| images.contains(*i)) {
+                    uses.entry(image.to_string())
+                        .or_default()
+                        .push(format!("instance {}", i.instance_id().unwrap_or_default()));
                 }
             }
         }

@@ -413,20 +413,36 @@ impl Ec2 {
         &self,
         launch_template_id: &str,
     ) -> Result<Vec<InstanceTemplateVersion>, StepError> {
+        // DescribeInstances has no launch template filter: EC2's tag is the
+        // way to find them.
+        let tagged = Filter::builder()
+            .name(format!("tag:{TAG_LAUNCH_TEMPLATE_ID}"))
+            .values(launch_template_id)
+            .build();
+        Ok(self
+            .live_instances(tagged)
+            .await?
+            .iter()
+            .map(|i| InstanceTemplateVersion {
+                instance_id: i.instance_id().unwrap_or_default().to_string(),
+                version: tag_value(i.tags(), TAG_LAUNCH_TEMPLATE_VERSION),
+            })
+            .collect())
+    }
+
+    /// The instances matching `filter` that are not terminated or terminating
+    /// (a stopped instance can be started again), all pages.
+    pub(super) async fn live_instances(
+        &self,
+        filter: Filter,
+    ) -> Result<Vec<aws_sdk_ec2::types::Instance>, StepError> {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            // DescribeInstances has no launch template filter: EC2's tag is
-            // the way to find them.
             let out = self
                 .client
                 .describe_instances()
-                .filters(
-                    Filter::builder()
-                        .name(format!("tag:{TAG_LAUNCH_TEMPLATE_ID}"))
-                        .values(launch_template_id)
-                        .build(),
-                )
+                .filters(filter.clone())
                 .filters(
                     Filter::builder()
                         .name("instance-state-name")
@@ -445,15 +461,7 @@ impl Ec2 {
                 out.reservations()
                     .iter()
                     .flat_map(|r| r.instances())
-                    .map(|i| InstanceTemplateVersion {
-                        instance_id: i.instance_id().unwrap_or_default().to_string(),
-                        version: i
-                            .tags()
-                            .iter()
-                            .find(|t| t.key() == Some(TAG_LAUNCH_TEMPLATE_VERSION))
-                            .and_then(|t| t.value())
-                            .map(str::to_string),
-                    }),
+                    .cloned(),
             );
             match out.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
