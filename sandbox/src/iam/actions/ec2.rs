@@ -39,29 +39,25 @@ pub async fn checks<L: Lookup>(call: &Call<'_>, lookup: &L) -> Result<Vec<Check>
         }
         "CreateImage" => create_image(form, lookup).await,
         // On the image or snapshot itself, with its tags.
-        "DeregisterImage" => {
-            let id = required(call.action, form, "ImageId")?;
-            let tags = lookup
-                .image_tags(id)
-                .await
+        "DeregisterImage" | "DeleteSnapshot" => {
+            let image = call.action == "DeregisterImage";
+            let (param, kind) = if image {
+                ("ImageId", "image")
+            } else {
+                ("SnapshotId", "snapshot")
+            };
+            let id = required(call.action, form, param)?;
+            let tags = if image {
+                lookup.image_tags(id).await
+            } else {
+                lookup.snapshot_tags(id).await
+            };
+            let tags = tags
                 .map_err(MapError::Invalid)?
-                .ok_or_else(|| MapError::NotFound(format!("image {id}")))?;
+                .ok_or_else(|| MapError::NotFound(format!("{kind} {id}")))?;
             Ok(vec![check(
                 call.action,
-                &global_arn("image", id),
-                [region(), resource_tags("ec2", &tags)].concat(),
-            )])
-        }
-        "DeleteSnapshot" => {
-            let id = required(call.action, form, "SnapshotId")?;
-            let tags = lookup
-                .snapshot_tags(id)
-                .await
-                .map_err(MapError::Invalid)?
-                .ok_or_else(|| MapError::NotFound(format!("snapshot {id}")))?;
-            Ok(vec![check(
-                call.action,
-                &global_arn("snapshot", id),
+                &global_arn(kind, id),
                 [region(), resource_tags("ec2", &tags)].concat(),
             )])
         }
