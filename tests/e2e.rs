@@ -468,28 +468,13 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
     let mut waiting = false;
     for _ in 0..600 {
         let d = c.store.deployment(env, &id).await.unwrap();
-        if d.is_some_and(|d| {
+        let imaging = d.is_some_and(|d| {
             d.step(StepName::CreateImage).status == StepStatus::Running
                 && d.runtime.image_id.is_some()
-        }) {
-            let history = c
-                .sfn
-                .get_execution_history()
-                .execution_arn(&arn)
-                .reverse_order(true)
-                .max_results(1)
-                .send()
-                .await
-                .unwrap();
-            if history.events().first().is_some_and(|ev| {
-                ev.r#type().as_str() == "WaitStateEntered"
-                    && ev
-                        .state_entered_event_details()
-                        .is_some_and(|s| s.name() == "Wait for image")
-            }) {
-                waiting = true;
-                break;
-            }
+        });
+        if imaging && harness::in_wait_state(&c, &arn, "Wait for image").await {
+            waiting = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -905,21 +890,7 @@ async fn an_execution_stopped_mid_refresh_is_cleaned_up_by_a_cleanup_execution()
     let arn = harness::execution_arn(&c, &id);
     let mut waiting = false;
     for _ in 0..600 {
-        let history = c
-            .sfn
-            .get_execution_history()
-            .execution_arn(&arn)
-            .reverse_order(true)
-            .max_results(1)
-            .send()
-            .await
-            .unwrap();
-        if history.events().first().is_some_and(|ev| {
-            ev.r#type().as_str() == "WaitStateEntered"
-                && ev
-                    .state_entered_event_details()
-                    .is_some_and(|s| s.name() == "Wait for instances")
-        }) {
+        if harness::in_wait_state(&c, &arn, "Wait for instances").await {
             waiting = true;
             break;
         }

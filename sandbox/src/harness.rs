@@ -229,6 +229,28 @@ pub fn config_as(e: &Endpoints, function: &str) -> aws_config::SdkConfig {
     crate::iam::principals::config_as(&crate::sdk_config(&e.autoscaling), function)
 }
 
+/// Whether the execution's newest event is entering the Wait state `state`
+/// (no task is in flight: a stop there interrupts nothing half done).
+pub async fn in_wait_state(c: &Clients, arn: &str, state: &str) -> bool {
+    let Ok(history) = c
+        .sfn
+        .get_execution_history()
+        .execution_arn(arn)
+        .reverse_order(true)
+        .max_results(1)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    history.events().first().is_some_and(|ev| {
+        ev.r#type().as_str() == "WaitStateEntered"
+            && ev
+                .state_entered_event_details()
+                .is_some_and(|s| s.name() == state)
+    })
+}
+
 /// What the sandbox's IAM enforcement saw so far (None: enforcement off).
 pub async fn iam_report(e: &Endpoints) -> Result<Option<crate::iam::Report>, String> {
     let (status, body) = crate::http::get(&format!("{}/_sandbox/iam", e.autoscaling)).await?;
