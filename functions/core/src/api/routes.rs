@@ -1,7 +1,9 @@
 //! The API's routes, typed: each one's method, path template, query
 //! parameters and the Lambda function serving it, and matching a request
-//! path against them. The router, the OpenAPI test and the template test
+//! path against them, and the role each needs. The router, the OpenAPI test and the template test
 //! all read [`Route::ALL`].
+
+use crate::domain::Role;
 
 /// The Lambda function that serves a route in AWS. The scheduling routes
 /// have their own, so that neither bootstrap links the other's code and
@@ -105,6 +107,26 @@ impl Route {
             Route::CreateSchedule | Route::MoveSchedule | Route::CancelSchedule => {
                 Function::Schedules
             }
+        }
+    }
+
+    /// The least role the caller needs on the route's environment.
+    /// `GET /environments` lists the environments on which the caller holds
+    /// at least this role; registering a new environment takes a stack
+    /// administrator (the router's rule, not a role on an environment that
+    /// does not exist yet).
+    pub fn role(self) -> Role {
+        match self {
+            Route::ListEnvironments
+            | Route::GetEnvironment
+            | Route::ListDeployments
+            | Route::GetDeployment => Role::Viewer,
+            Route::StartDeployment
+            | Route::CancelDeployment
+            | Route::CreateSchedule
+            | Route::MoveSchedule
+            | Route::CancelSchedule => Role::Deployer,
+            Route::PutEnvironment => Role::Administrator,
         }
     }
 

@@ -2,11 +2,13 @@
 //! These are the records the store persists and the API shows, so field names
 //! (camelCase in JSON and DynamoDB) are part of the public contract.
 
+mod access;
 mod deployment;
 mod environment;
 mod names;
 mod text;
 
+pub use access::*;
 pub use deployment::*;
 pub use environment::*;
 pub use names::*;
