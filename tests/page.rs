@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread")]
-async fn publish_schedule_cancel_and_a_bad_email_in_a_real_browser() {
+async fn publish_schedule_cancel_a_bad_email_and_a_viewer_in_a_real_browser() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).exists(),
@@ -46,6 +46,7 @@ async fn publish_schedule_cancel_and_a_bad_email_in_a_real_browser() {
         "details",
         "scheduled",
         "cancelled",
+        "viewer",
     ] {
         assert!(out_dir.join(format!("{shot}.png")).exists(), "{shot}.png");
     }

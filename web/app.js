@@ -12,6 +12,8 @@ const STEP_SHORT = {
   "Replace instances": "Replace", "Finalization": "Finalize",
 };
 let token = sessionStorage.getItem("autosky-token");
+// The caller's role on each listed environment (viewer, deployer, administrator).
+let roles = {};
 let timer = null;
 let openDetails = null;
 
@@ -69,6 +71,16 @@ function fmtDuration(ms) {
 }
 const statusBadge = (s) => el("span", { class: `status s-${s}` }, s === "NotApplicable" ? "Not applicable" : s);
 const envId = () => $("env").value;
+// A viewer reads the history and details only: the page offers no action it would refuse.
+const mayDeploy = () => roles[envId()] !== "viewer";
+
+function applyRole() {
+  const role = roles[envId()];
+  $("deploy-card").hidden = !mayDeploy();
+  $("role-note").hidden = mayDeploy();
+  $("role-note").textContent = mayDeploy() ? ""
+    : `You are a ${role} of ${envId()}: you can follow its deployments; starting, scheduling or cancelling one needs the deployer role.`;
+}
 
 // ---------------------------------------------------------------- form
 function clearErrors() {
@@ -174,7 +186,7 @@ function row(d) {
   const actions = el("td", {},
     el("button", { type: "button", class: "link", onclick: () => showDetails(d.deploymentId),
       "aria-label": `Details of deployment ${d.deploymentId}` }, "Details"));
-  if (d.status === "Scheduled") {
+  if (d.status === "Scheduled" && mayDeploy()) {
     actions.append(" ", el("button", { type: "button", class: "danger", onclick: () => cancelSchedule(d),
       "aria-label": `Cancel scheduled deployment ${d.deploymentId}` }, "Cancel"));
   }
@@ -266,11 +278,13 @@ function closeDetails() {
 async function loadEnvironments() {
   try {
     const list = await api("GET", "/environments");
+    roles = Object.fromEntries(list.items.map((e) => [e.environmentId, e.role]));
     const sel = $("env");
     sel.replaceChildren(...list.items.map((e) => el("option", { value: e.environmentId }, e.environmentId)));
     const wanted = new URLSearchParams(location.search).get("env");
     if (wanted && list.items.some((e) => e.environmentId === wanted)) sel.value = wanted;
-    if (!list.items.length) $("env-error").textContent = "No environment is registered yet (PUT /environments/{env}).";
+    if (!list.items.length) $("env-error").textContent = "No environment is registered yet, or none you hold a role on.";
+    applyRole();
   } catch (err) {
     $("env-error").textContent = err.status === 401
       ? "Sign in first: this page needs a token (see the README)." : `Cannot load environments: ${err.message}`;
@@ -290,7 +304,7 @@ document.addEventListener("DOMContentLoaded", () => {
   fillTimezones();
   for (const r of document.querySelectorAll("input[name=mode]")) r.addEventListener("change", onMode);
   $("deploy").addEventListener("submit", onSubmit);
-  $("env").addEventListener("change", () => { openDetails = null; loadHistory(); });
+  $("env").addEventListener("change", () => { openDetails = null; applyRole(); loadHistory(); });
   $("refresh").addEventListener("click", loadHistory);
   $("details-close").addEventListener("click", closeDetails);
   $("details").addEventListener("close", () => { openDetails = null; });

@@ -204,3 +204,78 @@ async fn errors_are_helpful_and_change_nothing() {
         text(&o).1
     );
 }
+
+/// Run as `caller` of `groups` (through a forwarder naming them to the
+/// sandbox, as a JWT authorizer would).
+async fn autosky_as(groups: &[&str], args: &[&str]) -> Output {
+    let url = autosky_sandbox::caller_proxy::start(&sandbox().api, "cli@example.com", groups)
+        .await
+        .unwrap();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_autosky"))
+            .args(&args)
+            .env("AUTOSKY_API_URL", &url)
+            .env_remove("AUTOSKY_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_viewer_is_told_which_role_deploying_needs_and_a_stranger_sees_nothing() {
+    use autosky_core::store::Store;
+    let seeded = environment("cli-roles").await;
+    let mut env = seeded.environment.clone();
+    env.access = Some(autosky_core::domain::AccessMap {
+        viewers: vec!["cli-viewers".into()],
+        ..Default::default()
+    });
+    Clients::new(sandbox())
+        .store
+        .put_environment(&env)
+        .await
+        .unwrap();
+
+    let o = autosky_as(&["cli-viewers"], &["deploy", "cli-roles"]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains("starting a deployment on environment 'cli-roles' needs the deployer role; you are a viewer")
+            && err.contains("HTTP 403"),
+        "{err}"
+    );
+    let o = autosky_as(&["cli-viewers"], &["envs", "-o", "json"]).await;
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["environmentId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["cli-roles"], "a viewer lists only its environments");
+    let page: Value = serde_json::from_slice(
+        &autosky_as(&["cli-viewers"], &["history", "cli-roles", "-o", "json"])
+            .await
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        page["items"].as_array().unwrap().len(),
+        0,
+        "nothing was started"
+    );
+
+    let o = autosky_as(&["sales"], &["history", "cli-roles"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o)
+            .1
+            .contains("environment 'cli-roles' is not registered")
+            && text(&o).1.contains("HTTP 404"),
+        "{}",
+        text(&o).1
+    );
+}

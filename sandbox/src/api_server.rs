@@ -1,12 +1,15 @@
 //! The Deployments API on loopback: the same router as the API's two Lambda
 //! functions (`Api::handle` serves the routes of both), with a fixed local identity in place of API Gateway's
-//! authorizer. Each route runs as the function that serves it on AWS, with
+//! authorizer, or the caller and groups a request names in `X-Sandbox-Caller` / `X-Sandbox-Groups`. Each route runs as the function that serves it on AWS, with
 //! that function's credentials, so its calls pass the gateway's IAM check
 //! against that function's policy. `GET /_sandbox/dynamodb-calls` returns the DynamoDB calls the
 //! API has made, per operation (tests check "one Query per history page").
 
-use autosky_core::api::{route_of, Api, ApiRequest, ApiSettings, Function, ScheduleSettings};
+use autosky_core::api::{
+    route_of, AccessSettings, Api, ApiRequest, ApiSettings, Function, ScheduleSettings,
+};
 use autosky_core::deps::Settings;
+use autosky_core::domain::{groups_of_claim, Caller};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -19,6 +22,12 @@ use tokio::net::TcpListener;
 
 /// The identity of every local API call (`AUTOSKY_LOCAL_IDENTITY` overrides it).
 pub const LOCAL_IDENTITY: &str = "local:developer";
+/// Names the caller of one request (sandbox only).
+pub const CALLER_HEADER: &str = "x-sandbox-caller";
+/// Names the groups of one request's caller, comma-separated (sandbox only).
+pub const GROUPS_HEADER: &str = "x-sandbox-groups";
+/// The sandbox stack's administrators' group (`ADMIN_GROUPS`).
+pub const ADMIN_GROUP: &str = "autosky-admins";
 
 /// Counts SDK calls per operation name.
 #[derive(Debug, Clone, Default)]
@@ -103,6 +112,10 @@ pub async fn start(
                 state_machine_arn: state_machine_arn.clone(),
                 poll_seconds: Some(1),
                 schedules: schedules.clone(),
+                access: AccessSettings {
+                    admin_groups: vec![ADMIN_GROUP.into()],
+                    ..AccessSettings::default()
+                },
             },
         );
         let ddb = aws_sdk_dynamodb::Client::from_conf(
@@ -183,13 +196,15 @@ async fn serve(
         Some(Function::Schedules) => &apis.schedules,
         _ => &apis.api,
     };
+    let (identity, caller) = caller_of(&parts.headers, identity);
     let res = api
         .handle(ApiRequest {
             method: parts.method.as_str().to_string(),
             path: parts.uri.path().to_string(),
             query,
             body,
-            identity: Some(identity.to_string()),
+            identity: Some(identity),
+            caller,
             content_type: parts
                 .headers
                 .get(hyper::header::CONTENT_TYPE)
@@ -203,6 +218,24 @@ async fn serve(
     }
     b.body(Full::new(Bytes::from(res.body)))
         .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+}
+
+/// The caller a request names with `X-Sandbox-Caller` (its identity) and
+/// `X-Sandbox-Groups` (comma-separated), as a JWT authorizer would hand it to
+/// the function; either header makes it a caller of those groups only (none
+/// when only the caller is named). Without them, the local identity with
+/// every right, as an IAM-authorized caller. Only the sandbox reads these
+/// headers: the Lambda adapter takes the caller from API Gateway's
+/// authorizer context alone.
+fn caller_of(headers: &hyper::HeaderMap, local: &str) -> (String, Caller) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (caller, groups) = (header(CALLER_HEADER), header(GROUPS_HEADER));
+    if caller.is_none() && groups.is_none() {
+        return (local.to_string(), Caller::RouteAuthorized);
+    }
+    let identity = caller.filter(|c| !c.trim().is_empty()).unwrap_or(local);
+    let groups = groups.map(groups_of_claim).unwrap_or_default();
+    (identity.to_string(), Caller::Groups(groups))
 }
 
 #[cfg(test)]

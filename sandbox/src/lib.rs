@@ -7,6 +7,7 @@
 pub mod api_server;
 pub mod bench;
 pub mod bridge;
+pub mod caller_proxy;
 pub mod demo;
 pub mod emulator;
 pub mod events;

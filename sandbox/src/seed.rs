@@ -213,6 +213,7 @@ pub async fn resources_with(
         auto_scaling_groups: groups,
         launch_template_id: lt_id,
         defaults,
+        access: None,
     })
 }
 

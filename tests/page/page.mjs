@@ -116,6 +116,25 @@ try {
   check(true, "cancel turns the scheduled entry Cancelled");
   await page.screenshot({ path: join(OUT_DIR, "cancelled.png"), fullPage: true });
 
+  // --- a viewer: follows the deployments, is offered no action
+  const env = await (await fetch(`${API_URL}/environments/${ENV}`)).json();
+  const { environmentId, role, ...registration } = env;
+  registration.access = { viewers: ["page-viewers"] };
+  const put = await fetch(`${API_URL}/environments/${ENV}`, {
+    method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(registration),
+  });
+  check(put.ok, `the environment gets an access map (HTTP ${put.status})`);
+  const viewer = await browser.newPage();
+  await viewer.setExtraHTTPHeaders({ "x-sandbox-caller": "viewer@example.com", "x-sandbox-groups": "page-viewers" });
+  await viewer.goto(PAGE_URL);
+  await viewer.waitForSelector(`#history tbody tr[data-id="${id}"]`);
+  check(!(await viewer.isVisible("#deploy")), "a viewer sees no deploy form (no Publish button)");
+  check((await viewer.textContent("#role-note")).includes("needs the deployer role"), "a viewer is told which role deploying needs");
+  check(await viewer.locator("#history button.danger").count() === 0, "a viewer is offered no Cancel");
+  check(await viewer.locator("#env option").count() === 1, "a viewer lists only the environments it holds a role on");
+  await viewer.screenshot({ path: join(OUT_DIR, "viewer.png"), fullPage: true });
+  await viewer.close();
+
   // --- small and offline
   const bytes = await page.evaluate(async () => {
     let n = 0;

@@ -70,7 +70,7 @@ fn every_api_function_has_a_sample_request_for_one_of_its_routes() {
             let text = std::fs::read_to_string(&path).unwrap();
             let req = lambda_http::request::from_str(&text)
                 .unwrap_or_else(|e| panic!("{name}: not an HTTP API request: {e}"));
-            let r = to_api_request(&req);
+            let r = to_api_request(&req, autosky_core::api::DEFAULT_GROUPS_CLAIM);
             assert_eq!(
                 route_of(&r.method, &r.path).map(|route| route.function()),
                 Some(function),

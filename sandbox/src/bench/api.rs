@@ -105,7 +105,7 @@ pub async fn setup(c: &Clients) -> Result<ApiBench, String> {
         query,
         body: vec![],
         identity: Some("bench".into()),
-        content_type: None,
+        ..ApiRequest::default()
     };
     let history = get(
         format!("/environments/{env}/deployments"),

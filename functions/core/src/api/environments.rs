@@ -1,21 +1,26 @@
-//! The environment routes: list, read, and register or replace one after
-//! checking its AWS resources exist and fit together.
+//! The environment routes: list and read (each with the caller's role on
+//! it), and register or replace one after checking its AWS resources exist
+//! and fit together.
 
 use super::input::{self, EnvironmentInput};
 use super::problem::{step_err, store_err};
 use super::{Api, ApiResponse, ApiResult, Problem};
-use crate::domain::{ownership_refusal, template_label, Environment};
-use serde_json::json;
+use crate::domain::{ownership_refusal, template_label, Caller, Environment, Role};
+use serde_json::{json, Value};
 
 impl Api {
-    /// `GET /environments`
-    pub(super) async fn list_environments(&self) -> ApiResult<ApiResponse> {
-        let items = self
+    /// `GET /environments`: those the caller holds a role on, each with
+    /// that role.
+    pub(super) async fn list_environments(&self, caller: &Caller) -> ApiResult<ApiResponse> {
+        let items: Vec<Value> = self
             .deps
             .store
             .list_environments()
             .await
-            .map_err(store_err)?;
+            .map_err(store_err)?
+            .into_iter()
+            .filter_map(|e| Some(with_role(&e, self.role_on(caller, &e)?)))
+            .collect();
         Ok(ApiResponse::json(200, &json!({ "items": items })))
     }
 
@@ -26,18 +31,20 @@ impl Api {
             .environment(env)
             .await
             .map_err(store_err)?
-            .ok_or_else(|| {
-                Problem::new(
-                    404,
-                    "Not found",
-                    &format!("environment '{env}' is not registered"),
-                )
-            })
+            .ok_or_else(|| not_registered(env))
     }
 
-    /// `GET /environments/{env}`
-    pub(super) async fn get_environment(&self, env: &str) -> ApiResult<ApiResponse> {
-        Ok(ApiResponse::json(200, &self.environment(env).await?))
+    /// `GET /environments/{env}`, with the caller's role on it.
+    pub(super) async fn get_environment(
+        &self,
+        env: &str,
+        caller: &Caller,
+    ) -> ApiResult<ApiResponse> {
+        let environment = self.environment(env).await?;
+        let role = self
+            .role_on(caller, &environment)
+            .ok_or_else(|| not_registered(env))?;
+        Ok(ApiResponse::json(200, &with_role(&environment, role)))
     }
 
     /// `PUT /environments/{env}`: 201 when new, 200 when replaced.
@@ -140,4 +147,23 @@ impl Api {
         }
         Ok(())
     }
+}
+
+/// 404 for an environment that is not registered, or that the caller holds
+/// no role on (the same answer, so that one is not told from the other).
+pub(super) fn not_registered(env: &str) -> Problem {
+    Problem::new(
+        404,
+        "Not found",
+        &format!("environment '{env}' is not registered"),
+    )
+}
+
+/// An environment as the API shows it: its record and the caller's role on it.
+fn with_role(environment: &Environment, role: Role) -> Value {
+    let mut v = serde_json::to_value(environment).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("role".into(), json!(role));
+    }
+    v
 }

@@ -5,7 +5,8 @@
 
 use super::Problem;
 use crate::domain::{
-    Environment, EnvironmentDefaults, RefreshPreferences, RequestedOptions, DEFAULT_RETENTION,
+    AccessMap, Environment, EnvironmentDefaults, RefreshPreferences, RequestedOptions,
+    DEFAULT_RETENTION,
 };
 use serde::Deserialize;
 
@@ -157,6 +158,44 @@ pub struct EnvironmentInput {
     pub launch_template_id: String,
     #[serde(default)]
     pub defaults: DefaultsInput,
+    /// Which groups hold which role (JWT authorization).
+    #[serde(default)]
+    pub access: Option<AccessMap>,
+}
+
+/// Most groups one role of an access map may list.
+pub const MAX_GROUPS: usize = 50;
+
+/// An access map's group names: as identity providers name groups (Cognito:
+/// 1 to 128 characters), without whitespace or commas, which separate the
+/// names of a groups claim, and without control characters.
+fn check_access(access: &AccessMap) -> Result<(), Problem> {
+    for (field, list) in [
+        ("access.viewers", &access.viewers),
+        ("access.deployers", &access.deployers),
+        ("access.administrators", &access.administrators),
+    ] {
+        if list.len() > MAX_GROUPS {
+            return Err(
+                Problem::bad_request(&format!("{field}: at most {MAX_GROUPS} groups")).field(field),
+            );
+        }
+        for (i, g) in list.iter().enumerate() {
+            let ok = (1..=128).contains(&g.chars().count())
+                && !g
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == ',');
+            if !ok {
+                return Err(Problem::bad_request(&format!(
+                    "{field}[{i}] must be a group name of 1 to 128 characters without \
+                     whitespace, commas or control characters: '{}'",
+                    crate::domain::truncate(&g.escape_debug().to_string(), 80)
+                ))
+                .field(field));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn aws_id(s: &str, prefix: &str) -> bool {
@@ -208,6 +247,9 @@ impl EnvironmentInput {
                 )
                 .field("autoScalingGroups"));
             }
+        }
+        if let Some(access) = &self.access {
+            check_access(access)?;
         }
         let d = &self.defaults;
         check_emails(
@@ -287,6 +329,7 @@ impl EnvironmentInput {
                     .unwrap_or(base.refresh_timeout_seconds),
                 notify_on_start: d.notify_on_start.unwrap_or(base.notify_on_start),
             },
+            access: self.access,
         }
     }
 }

@@ -1,8 +1,10 @@
-//! API Gateway (HTTP API, payload v2) adapter: the caller's identity comes
-//! from the request context — the IAM caller ARN, or the JWT's `email`
-//! (else `sub`) claim — never from the request itself.
+//! API Gateway (HTTP API, payload v2) adapter: the caller's identity and
+//! groups come from the request context — the IAM caller ARN, or the JWT's
+//! `email` (else `sub`) claim and its groups claim — never from the request
+//! itself (its headers included).
 
 use super::{Api, ApiRequest, ApiResponse};
+use crate::domain::{groups_of_claim, Caller};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 
@@ -28,7 +30,29 @@ pub fn identity(req: &Request) -> Option<String> {
         .cloned()
 }
 
-pub fn to_api_request(req: &Request) -> ApiRequest {
+/// How API Gateway authorized the request: IAM authorization already
+/// allowed this route for the caller; a JWT authorizer only authenticated
+/// it, so its role comes from its groups (`groups_claim`; no claim, no
+/// group). Request headers are never read for this.
+pub fn caller(req: &Request, groups_claim: &str) -> Caller {
+    let jwt = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref())
+        }
+        _ => None,
+    };
+    match jwt {
+        Some(jwt) => Caller::Groups(
+            jwt.claims
+                .get(groups_claim)
+                .map(|c| groups_of_claim(c))
+                .unwrap_or_default(),
+        ),
+        None => Caller::RouteAuthorized,
+    }
+}
+
+pub fn to_api_request(req: &Request, groups_claim: &str) -> ApiRequest {
     ApiRequest {
         method: req.method().as_str().to_string(),
         path: req.raw_http_path().to_string(),
@@ -42,6 +66,7 @@ pub fn to_api_request(req: &Request) -> ApiRequest {
             .unwrap_or_default(),
         body: req.body().to_vec(),
         identity: identity(req),
+        caller: caller(req, groups_claim),
         content_type: req
             .headers()
             .get(lambda_http::http::header::CONTENT_TYPE)
@@ -74,7 +99,7 @@ where
     // One per cold start, for the process's life (as the step functions' Deps).
     let api: &'static Api = Box::leak(Box::new(api));
     lambda_http::run(lambda_http::service_fn(move |req: Request| {
-        let response = handler(api, to_api_request(&req));
+        let response = handler(api, to_api_request(&req, &api.settings.access.groups_claim));
         async move { Ok::<_, std::convert::Infallible>(to_response(response.await)) }
     }))
     .await
@@ -121,8 +146,41 @@ mod tests {
     }
 
     #[test]
+    fn iam_callers_are_route_authorized_and_jwt_callers_hold_their_groups() {
+        let iam = event(serde_json::json!({"iam": {"userArn": "arn:aws:iam::1:user/a"}}));
+        assert_eq!(caller(&iam, "cognito:groups"), Caller::RouteAuthorized);
+        let jwt = event(serde_json::json!({"jwt": {"claims": {
+            "sub": "abc", "cognito:groups": "[staging-deployers viewers]", "groups": "[other]"
+        }, "scopes": null}}));
+        assert_eq!(
+            caller(&jwt, "cognito:groups"),
+            Caller::Groups(vec!["staging-deployers".into(), "viewers".into()])
+        );
+        assert_eq!(caller(&jwt, "groups"), Caller::Groups(vec!["other".into()]));
+        let none = event(serde_json::json!({"jwt": {"claims": {"sub": "abc"}, "scopes": null}}));
+        assert_eq!(caller(&none, "cognito:groups"), Caller::Groups(vec![]));
+    }
+
+    #[test]
+    fn the_sandbox_caller_headers_are_ignored() {
+        let mut e = event(serde_json::json!({"jwt": {"claims": {"sub": "abc"}, "scopes": null}}));
+        for (k, v) in [
+            ("x-sandbox-caller", "admin@example.com"),
+            ("x-sandbox-groups", "autosky-admins"),
+        ] {
+            e.headers_mut().insert(k, v.parse().unwrap());
+        }
+        let r = to_api_request(&e, "cognito:groups");
+        assert_eq!(r.identity.as_deref(), Some("abc"));
+        assert_eq!(r.caller, Caller::Groups(vec![]));
+    }
+
+    #[test]
     fn requests_convert_with_path_query_and_body() {
-        let r = to_api_request(&event(serde_json::json!({"iam": {"userArn": "arn:x"}})));
+        let r = to_api_request(
+            &event(serde_json::json!({"iam": {"userArn": "arn:x"}})),
+            "cognito:groups",
+        );
         assert_eq!(
             (r.method.as_str(), r.path.as_str()),
             ("POST", "/environments/prod/deployments")

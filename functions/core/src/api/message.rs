@@ -1,6 +1,7 @@
 //! The framework-free HTTP messages the router takes and gives: the Lambda
 //! adapter and the sandbox's loopback server each convert to and from these.
 
+use crate::domain::Caller;
 use serde::Serialize;
 
 /// Largest accepted request body.
@@ -15,6 +16,9 @@ pub struct ApiRequest {
     pub body: Vec<u8>,
     /// The authenticated caller (IAM ARN, or JWT email/sub); never from the body.
     pub identity: Option<String>,
+    /// How the caller was authorized: by API Gateway for this route (IAM),
+    /// or as a member of groups whose roles the router checks (JWT).
+    pub caller: Caller,
     /// The `Content-Type` header, when the request has one: a route that
     /// takes a body takes JSON only.
     pub content_type: Option<String>,

@@ -6,6 +6,7 @@
 //! OpenAPI test compares them with `infra/openapi.yaml` and the template test
 //! with the functions' events. This file holds [`Api`] and how it is built.
 
+mod access;
 mod deployments;
 mod environments;
 mod executions;
@@ -28,7 +29,7 @@ pub use message::{ApiRequest, ApiResponse, MAX_BODY};
 pub use problem::Problem;
 pub use router::handler;
 pub use routes::{route_of, Function, Route};
-pub use settings::{ApiSettings, ScheduleSettings};
+pub use settings::{AccessSettings, ApiSettings, ScheduleSettings, DEFAULT_GROUPS_CLAIM};
 pub use view::{step_names, DeploymentView};
 
 use crate::aws::{LazyClient, Scheduler};

@@ -1,7 +1,8 @@
 //! The router: a request is matched to its [`Route`] after the checks every
-//! route shares (identity, environment id, body size, query parameters),
-//! then dispatched by the function serving it. Each function's dispatch is
-//! its own `match`, so a binary serving [`handler::api`] or
+//! route shares (identity, environment id, body size, query parameters), the
+//! caller's role on the route's environment is checked, then it is
+//! dispatched by the function serving it. Each function's dispatch is its
+//! own `match`, so a binary serving [`handler::api`] or
 //! [`handler::schedules`] links only its routes' handlers; a route reaching
 //! the other function answers 500 (the integrations are wrong, not the request).
 
@@ -44,7 +45,7 @@ impl Api {
             return asset;
         }
         let result = async {
-            let m = self.matched(&req)?;
+            let m = self.authorized(&req).await?;
             match m.route.function() {
                 Function::Api => self.api_route(&req, m).await,
                 Function::Schedules => self.schedule_route(&req, m).await,
@@ -58,14 +59,26 @@ impl Api {
         if let Some(asset) = page::serve(&req.method, &req.path) {
             return asset;
         }
-        let result = async { self.api_route(&req, self.matched(&req)?).await };
+        let result = async { self.api_route(&req, self.authorized(&req).await?).await };
         result.await.unwrap_or_else(|p| p.response())
     }
 
     /// The `schedules` function's routes.
     pub async fn handle_schedules(&self, req: ApiRequest) -> ApiResponse {
-        let result = async { self.schedule_route(&req, self.matched(&req)?).await };
+        let result = async {
+            self.schedule_route(&req, self.authorized(&req).await?)
+                .await
+        };
         result.await.unwrap_or_else(|p| p.response())
+    }
+
+    /// The route of `req`, once the checks every route shares pass and the
+    /// caller may use it on its environment.
+    async fn authorized(&self, req: &ApiRequest) -> ApiResult<Matched> {
+        let m = self.matched(req)?;
+        self.authorize(&req.caller, m.route, m.params.first().map(String::as_str))
+            .await?;
+        Ok(m)
     }
 
     /// The route of `req`, after what every route checks first.
@@ -147,8 +160,8 @@ impl Api {
             query,
         } = m;
         match route {
-            Route::ListEnvironments => self.list_environments().await,
-            Route::GetEnvironment => self.get_environment(&params[0]).await,
+            Route::ListEnvironments => self.list_environments(&req.caller).await,
+            Route::GetEnvironment => self.get_environment(&params[0], &req.caller).await,
             Route::PutEnvironment => self.put_environment(&params[0], &req.body).await,
             Route::StartDeployment => self.start(&params[0], &owner, &req.body).await,
             Route::ListDeployments => self.history(&params[0], &query).await,

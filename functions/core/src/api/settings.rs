@@ -1,6 +1,7 @@
 //! The API's own settings, read from the function's environment: the state
-//! machine it starts and where scheduled deployments' schedules go. What it
-//! shares with the steps (table, sender, region) is `deps::Settings`.
+//! machine it starts, where scheduled deployments' schedules go and where
+//! callers' roles come from. What it shares with the steps (table, sender,
+//! region) is `deps::Settings`.
 
 /// What the API needs beyond [`crate::deps::Settings`].
 #[derive(Debug, Clone, Default)]
@@ -9,6 +10,44 @@ pub struct ApiSettings {
     /// Base poll interval put in execution inputs (None: the steps' default).
     pub poll_seconds: Option<u64>,
     pub schedules: ScheduleSettings,
+    pub access: AccessSettings,
+}
+
+/// Where callers' roles come from under JWT authorization (under IAM
+/// authorization API Gateway has decided already and these are unused).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessSettings {
+    /// `ADMIN_GROUPS` (comma-separated): members administer every
+    /// environment, and only they may register a new one.
+    pub admin_groups: Vec<String>,
+    /// `GROUPS_CLAIM`: the JWT claim naming the caller's groups.
+    pub groups_claim: String,
+}
+
+/// Cognito user pools put a user's groups in this claim.
+pub const DEFAULT_GROUPS_CLAIM: &str = "cognito:groups";
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        Self {
+            admin_groups: Vec::new(),
+            groups_claim: DEFAULT_GROUPS_CLAIM.into(),
+        }
+    }
+}
+
+impl AccessSettings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        Self {
+            admin_groups: get("ADMIN_GROUPS")
+                .map(|v| crate::domain::groups_of_claim(&v))
+                .unwrap_or_default(),
+            groups_claim: get("GROUPS_CLAIM")
+                .map(|v| v.trim().to_string())
+                .unwrap_or_else(|| DEFAULT_GROUPS_CLAIM.into()),
+        }
+    }
 }
 
 impl ApiSettings {
@@ -24,6 +63,7 @@ impl ApiSettings {
             state_machine_arn,
             poll_seconds: None,
             schedules,
+            access: AccessSettings::from_lookup(&get),
         })
     }
 }
@@ -95,6 +135,15 @@ mod tests {
         let s = ApiSettings::from_lookup(all).unwrap();
         assert_eq!(s.poll_seconds, None);
         assert_eq!(s.schedules.min_lead_seconds, 60);
+        assert_eq!(s.access, AccessSettings::default());
+        assert_eq!(s.access.groups_claim, "cognito:groups");
+        let access = AccessSettings::from_lookup(|k| match k {
+            "ADMIN_GROUPS" => Some("autosky-admins, platform".into()),
+            "GROUPS_CLAIM" => Some("groups".into()),
+            _ => None,
+        });
+        assert_eq!(access.admin_groups, ["autosky-admins", "platform"]);
+        assert_eq!(access.groups_claim, "groups");
         let without =
             |missing: &'static str| move |k: &str| (k != missing).then(|| all(k)).flatten();
         assert!(ApiSettings::from_lookup(|_| None)

@@ -363,6 +363,7 @@ mod tests {
                 notification_emails: vec!["a@x.io".into(), "ops@x.io".into()],
                 ..Default::default()
             },
+            access: None,
         };
         assert_eq!(
             d.recipients(Some(&env)),

@@ -76,6 +76,10 @@ pub struct Environment {
     pub launch_template_id: String,
     #[serde(default)]
     pub defaults: EnvironmentDefaults,
+    /// Which caller groups hold which role on it (JWT authorization); none:
+    /// the stack's administrators' groups only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<super::AccessMap>,
 }
 
 /// Why `resource` (e.g. "launch template lt-0123 (web)") may not serve the

@@ -106,6 +106,7 @@ pub fn environment() -> Environment {
             notification_emails: vec!["ops@example.com".into()],
             ..Default::default()
         },
+        access: None,
     }
 }
 

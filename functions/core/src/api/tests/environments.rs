@@ -163,6 +163,7 @@ async fn environments_are_listed_and_read() {
     let other = Environment {
         environment_id: "other".into(),
         defaults: EnvironmentDefaults::default(),
+        access: None,
         ..environment()
     };
     w.store.put_environment(&other).await.unwrap();

@@ -2,6 +2,7 @@
 //! starter, mocked EC2/Auto Scaling/Scheduler/SES, and a `call` that checks
 //! every response against infra/openapi.yaml. The tests are per resource.
 
+mod access;
 mod deployments;
 mod environments;
 mod routing;
@@ -49,6 +50,8 @@ async fn call(api: &Api, r: ApiRequest) -> ApiResponse {
 }
 
 const ME: &str = "arn:aws:iam::123456789012:user/alice";
+/// The stack's administrators' group in these tests.
+const ADMINS: &str = "autosky-admins";
 
 #[derive(Default)]
 struct Recorder {
@@ -236,6 +239,10 @@ fn world_tagged(server_found: bool, fail_start: bool, fail_schedule: bool, tags:
                 dead_letter_arn: Some("arn:aws:sqs:us-east-1:1:dlq".into()),
                 min_lead_seconds: 60,
             },
+            access: AccessSettings {
+                admin_groups: vec![ADMINS.into()],
+                ..AccessSettings::default()
+            },
         },
     };
     World {
@@ -263,6 +270,7 @@ fn req(method: &str, path: &str, body: &str) -> ApiRequest {
         query: vec![],
         body: body.as_bytes().to_vec(),
         identity: Some(ME.into()),
+        caller: crate::domain::Caller::RouteAuthorized,
         // As every client sends a body.
         content_type: (!body.is_empty()).then(|| "application/json".into()),
     }
