@@ -15,6 +15,8 @@ if [[ "${1:-}" != "--sizes-only" ]]; then
     fi
     args=()
     for f in "${functions[@]}"; do args+=(--bin "$f"); done
+    # The cold-start floor make bench compares the functions with (never deployed).
+    args+=(--bin floor)
     # ARCH=arm64 builds what template.yaml deploys; the default is this machine's arch.
     if [[ "${ARCH:-}" == "arm64" ]]; then args+=(--arm64); fi
     cargo lambda build --release "${args[@]}"

@@ -16,6 +16,9 @@
 //!   page, a new schedule), its AWS calls going to the sandbox's gateway;
 //! - peak RSS of the process over init and that one invocation (`VmHWM`
 //!   read while it idles in its next `GET …/next`, then it is killed);
+//! - the same for the floor (`sandbox/floor`: a `lambda_runtime` function
+//!   that echoes its event, same profile), each function's spawn→ready and
+//!   peak RSS read as a ratio to it;
 //! - the same spawn→ready for `python3` importing boto3 and creating an EC2
 //!   client before its first `GET …/next` (the usual Python Lambda init).
 //!
@@ -68,6 +71,9 @@ pub const FUNCTIONS: [&str; 8] = [
     "api",
     "schedules",
 ];
+
+/// The cold-start floor's binary (`sandbox/floor`, built by `make build`).
+pub const FLOOR: &str = "floor";
 
 pub struct Options {
     pub runs: usize,
@@ -189,11 +195,22 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
     rounds::steps(c, opts, env, &mut functions).await?;
     rounds::api_functions(c, opts, env, &mut functions).await?;
     let python = rounds::python(opts.runs).await?;
+    let floor = {
+        let path = opts.bootstrap(FLOOR);
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| format!("{}: {e} (run `make build` first)", path.display()))?;
+        FunctionResult {
+            stripped: meta.len(),
+            zipped: zipped_size(&path)?,
+            ..rounds::floor(opts).await?
+        }
+    };
 
     if opts.functions_only {
         let report = Report {
             runs: opts.runs,
             functions,
+            floor,
             python: Stats::of(&python),
             deployments: vec![],
             history_calls: BTreeMap::new(),
@@ -221,6 +238,7 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
     let report = Report {
         runs: opts.runs,
         functions,
+        floor,
         python: Stats::of(&python),
         deployments,
         history_calls,

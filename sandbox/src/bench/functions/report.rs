@@ -20,6 +20,8 @@ pub const TRANSITIONS_PER_POLL: f64 = 3.0;
 pub struct Report {
     pub runs: usize,
     pub functions: BTreeMap<&'static str, FunctionResult>,
+    /// The cold-start floor (`sandbox/floor`).
+    pub floor: FunctionResult,
     pub python: Stats,
     pub deployments: Vec<DeploymentRun>,
     pub history_calls: BTreeMap<String, f64>,
@@ -58,9 +60,11 @@ impl Report {
         let _ = writeln!(out, "### Functions\n");
         let _ = writeln!(
             out,
-            "| function | stripped B | zipped B | spawn→ready ms | boto3 ÷ Rust | spawn→response ms | peak RSS MB |"
+            "| function | stripped B | zipped B | spawn→ready ms | ÷ floor | boto3 ÷ Rust | spawn→response ms | peak RSS MB | ÷ floor |"
         );
-        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let floor_ready = Stats::of(&self.floor.ready_ms);
+        let floor_rss = Stats::of(&self.floor.peak_rss);
         for f in FUNCTIONS {
             let r = &self.functions[f];
             let ready = Stats::of(&r.ready_ms);
@@ -68,15 +72,17 @@ impl Report {
             let rss = Stats::of(&r.peak_rss);
             let _ = writeln!(
                 out,
-                "| {f} | {} | {} | {} | {:.0}× | {} | {} ({}–{}) |",
+                "| {f} | {} | {} | {} | {:.1}× | {:.0}× | {} | {} ({}–{}) | {:.1}× |",
                 r.stripped,
                 r.zipped,
                 ready.show(2),
+                ready.median / floor_ready.median.max(1e-9),
                 self.python.median / ready.median.max(1e-9),
                 response.show(1),
                 mb(rss.median),
                 mb(rss.min),
                 mb(rss.max),
+                rss.median / floor_rss.median.max(1.0),
             );
             if r.stripped > MAX_STRIPPED_BYTES {
                 failures.push(format!(
@@ -106,14 +112,26 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "| python3 + boto3 (reference) | | | {} | 1× | | |\n",
+            "| floor (`sandbox/floor`, not deployed) | {} | {} | {} | 1× | | {} | {} ({}–{}) | 1× |",
+            self.floor.stripped,
+            self.floor.zipped,
+            floor_ready.show(2),
+            Stats::of(&self.floor.response_ms).show(1),
+            mb(floor_rss.median),
+            mb(floor_rss.min),
+            mb(floor_rss.max),
+        );
+        let _ = writeln!(
+            out,
+            "| python3 + boto3 (reference) | | | {} | | 1× | | | |\n",
             self.python.show(1)
         );
         let _ = writeln!(
             out,
             "spawn→ready: spawn of the bootstrap to its first `GET /2018-06-01/runtime/invocation/next` on a loopback runtime-API stub; \
              spawn→response: to its response to the sample event from events/ (AWS calls to the sandbox's emulator through its gateway); \
-             peak RSS: `VmHWM` over init and that invocation. The reference runs `import boto3; boto3.client(\"ec2\")` then the same `GET`.\n"
+             peak RSS: `VmHWM` over init and that invocation; ÷ floor: the median over the floor's, a `lambda_runtime` function that echoes \
+             its event (same profile, no logging, configuration or client). The reference runs `import boto3; boto3.client(\"ec2\")` then the same `GET`.\n"
         );
 
         // `--functions-only` measured no deployments: nothing to show or check.

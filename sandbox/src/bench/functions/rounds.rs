@@ -1,10 +1,10 @@
 //! The cold-start rounds: per round, the six step functions on one seeded
 //! deployment in pipeline order, then the API's two functions on their
-//! sample requests, and the Python reference.
+//! sample requests, the floor and the Python reference.
 
 use super::cold_start::{cold_start, python_reference};
 use super::samples::{finish_in_process, http_sample_event, sample_event, seed_deployment};
-use super::{FunctionResult, Options, FUNCTIONS};
+use super::{FunctionResult, Options, FLOOR, FUNCTIONS};
 use crate::{harness, Clients};
 use autosky_core::domain::StepName;
 use serde_json::json;
@@ -92,4 +92,22 @@ pub async fn python(runs: usize) -> Result<Vec<f64>, String> {
         );
     }
     Ok(python)
+}
+
+/// `runs` cold starts of the floor (`sandbox/floor`) answering an event.
+pub async fn floor(opts: &Options) -> Result<FunctionResult, String> {
+    let mut floor = FunctionResult::default();
+    for _ in 0..opts.runs {
+        let cs = cold_start(
+            std::process::Command::new(opts.bootstrap(FLOOR)),
+            FLOOR,
+            Some(json!({"floor": true})),
+        )
+        .await?;
+        match &cs.output {
+            Some(Ok(v)) if v == &json!({"floor": true}) => floor.record(&cs),
+            other => return Err(format!("the floor answered {other:?}")),
+        }
+    }
+    Ok(floor)
 }
