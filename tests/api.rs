@@ -158,7 +158,7 @@ async fn history_pages_over_250_deployments_one_query_each() {
             DeploymentOptions::default(),
             chrono::Utc::now(),
         );
-        c.store.create_deployment(&d).await.unwrap();
+        c.store.create_deployment(&d, None).await.unwrap();
         created.push(d.deployment_id);
     }
     created.sort();

@@ -6,6 +6,7 @@
 //! OpenAPI test compares them with `infra/openapi.yaml` and the template test
 //! with the functions' events. This file holds [`Api`] and how it is built.
 
+mod audit;
 mod deployments;
 mod environments;
 mod executions;

@@ -135,7 +135,10 @@ mod tests {
     fn roles_are_ordered_and_named_in_lowercase() {
         assert!(Role::Viewer < Role::Deployer && Role::Deployer < Role::Administrator);
         assert_eq!(Role::Deployer.to_string(), "deployer");
-        assert_eq!(serde_json::to_value(Role::Administrator).unwrap(), "administrator");
+        assert_eq!(
+            serde_json::to_value(Role::Administrator).unwrap(),
+            "administrator"
+        );
     }
 
     #[test]

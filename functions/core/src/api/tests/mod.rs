@@ -2,6 +2,7 @@
 //! starter, mocked EC2/Auto Scaling/Scheduler/SES, and a `call` that checks
 //! every response against infra/openapi.yaml. The tests are per resource.
 
+mod audit;
 mod deployments;
 mod environments;
 mod routing;
@@ -252,7 +253,7 @@ const NOW: &str = "2026-11-27T12:00:00Z";
 
 async fn world() -> World {
     let w = world_with(true, false);
-    w.store.put_environment(&environment()).await.unwrap();
+    w.store.put_environment(&environment(), None).await.unwrap();
     w
 }
 

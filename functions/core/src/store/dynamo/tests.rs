@@ -212,6 +212,7 @@ async fn scheduled_changes_are_one_transaction_and_a_failed_condition_is_false()
                 cancelled_by: Some("bob".into()),
                 error: None,
             },
+            None,
         )
         .await
         .unwrap());
