@@ -467,3 +467,77 @@ async fn the_audit_pages_newest_first_without_gap_or_duplicate() {
     let r = call(&w.api, req("GET", "/environments/nowhere/audit", "")).await;
     assert_eq!(r.status, 404);
 }
+
+/// A move whose schedule cannot be moved is put back, and the putting back
+/// is audited too (with why): the move's entry is not the last word.
+#[tokio::test]
+async fn a_move_put_back_after_a_scheduler_failure_is_audited_with_its_reason() {
+    use aws_sdk_scheduler::operation::update_schedule::UpdateScheduleError;
+    let mut w = world().await;
+    let s = ok(
+        &call(
+            &w.api,
+            req(
+                "POST",
+                &format!("/environments/{ENV}/schedules"),
+                &sched_body("2026-11-27T15:30", None),
+            ),
+        )
+        .await,
+        201,
+    );
+    let sid = s["deploymentId"].as_str().unwrap().to_string();
+    let refused = mock!(aws_sdk_scheduler::Client::update_schedule).then_error(|| {
+        UpdateScheduleError::generic(
+            aws_sdk_scheduler::error::ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("not allowed")
+                .build(),
+        )
+    });
+    w.api.scheduler = crate::aws::Scheduler::new(mock_client!(
+        aws_sdk_scheduler,
+        RuleMode::MatchAny,
+        [&refused]
+    ));
+    let r = call(
+        &w.api,
+        req(
+            "PATCH",
+            &format!("/environments/{ENV}/schedules/{sid}"),
+            r#"{"at":"2026-11-27T17:30"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    let d = w.store.deployment(ENV, &sid).await.unwrap().unwrap();
+    assert_eq!(
+        d.scheduled_for,
+        Some("2026-11-27T15:30:00Z".parse().unwrap())
+    );
+    let all = trail(&w, ENV).await;
+    let actions: Vec<&str> = all.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(
+        actions,
+        ["MoveSchedule", "MoveSchedule", "ScheduleDeployment"]
+    );
+    assert_eq!(
+        all[1]["changes"],
+        json!([
+            {"field": "schedule.at", "before": "2026-11-27T15:30:00", "after": "2026-11-27T17:30:00"},
+            {"field": "scheduledFor", "before": "2026-11-27T15:30:00Z", "after": "2026-11-27T17:30:00Z"},
+        ])
+    );
+    assert_eq!(
+        all[0]["changes"],
+        json!([
+            {"field": "schedule.at", "before": "2026-11-27T17:30:00", "after": "2026-11-27T15:30:00"},
+            {"field": "scheduledFor", "before": "2026-11-27T17:30:00Z", "after": "2026-11-27T15:30:00Z"},
+        ])
+    );
+    assert!(all[0]["note"]
+        .as_str()
+        .unwrap()
+        .starts_with("put back: the schedule could not be moved"));
+    assert!(all[1].get("note").is_none());
+}
