@@ -128,7 +128,12 @@ pub fn new_audit_id() -> String {
     let next = GENERATOR.lock().ok().and_then(|mut g| g.generate().ok());
     // Overflow of the random part within one millisecond (2^80 ids) or a
     // poisoned lock: a plain ULID, still time-ordered to the millisecond.
-    next.unwrap_or_else(ulid::Ulid::new).to_string()
+    match next {
+        Some(id) => id,
+        // (`Ulid::default()` is the nil id, not a new one.)
+        None => ulid::Ulid::new(),
+    }
+    .to_string()
 }
 
 /// The fields whose values differ between two JSON records, by dotted path,
