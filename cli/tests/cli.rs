@@ -204,3 +204,24 @@ async fn errors_are_helpful_and_change_nothing() {
         text(&o).1
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_lists_who_started_a_deployment() {
+    environment("cli-audit").await;
+    let o = autosky(&["deploy", "cli-audit", "--wait"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let o = autosky(&["audit", "cli-audit"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[1].contains("StartDeployment")
+            && lines[1].contains("local:developer")
+            && lines[1].ends_with("status = \"Running\""),
+        "{out}"
+    );
+    let o = autosky(&["audit", "cli-nowhere"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("not registered"), "{:?}", text(&o));
+}
