@@ -1,5 +1,5 @@
 //! The `autosky` binary against the local sandbox: deploy with live progress,
-//! a failing deployment's exit code, schedule and cancel, history/show/envs,
+//! a failing deployment's exit code, schedule and cancel, history/show/envs/audit,
 //! JSON output and helpful errors.
 
 use autosky_core::domain::EnvironmentDefaults;
