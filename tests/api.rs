@@ -158,7 +158,7 @@ async fn history_pages_over_250_deployments_one_query_each() {
             DeploymentOptions::default(),
             chrono::Utc::now(),
         );
-        c.store.create_deployment(&d).await.unwrap();
+        c.store.create_deployment(&d, None).await.unwrap();
         created.push(d.deployment_id);
     }
     created.sort();
@@ -778,4 +778,88 @@ async fn registration_refuses_resources_tagged_for_another_environment() {
     assert!(c.store.environment("api-thief").await.unwrap().is_none());
     let (status, _, registered) = call("PUT", &format!("/environments/{owner}"), Some(&body)).await;
     assert_eq!(status, 201, "{registered}");
+}
+
+/// Start, cancel, update the environment over HTTP: the audit trail shows
+/// them newest first, each with the sandbox's caller, the update with only
+/// the field it changed; a refused request adds nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_trail_shows_start_cancel_and_update_newest_first() {
+    let c = Clients::new(sandbox());
+    let seeded = register(&c, "api-audit").await;
+    let e = &seeded.environment;
+    let (status, _, started) = call(
+        "POST",
+        "/environments/api-audit/deployments",
+        Some(r#"{"stopPreparationServer":true}"#),
+    )
+    .await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["deploymentId"].as_str().unwrap().to_string();
+    let path = format!("/environments/api-audit/deployments/{id}");
+    let (status, _, flagged) = call("POST", &format!("{path}/cancel"), None).await;
+    assert_eq!(status, 202, "{flagged}");
+    let d = wait_terminal("api-audit", &id).await;
+    assert_eq!(d["status"], "Cancelled", "{d}");
+    let (status, _, _) = call("POST", &format!("{path}/cancel"), None).await;
+    assert_eq!(status, 409);
+    let body = json!({
+        "preparationServerId": e.preparation_server_id,
+        "autoScalingGroups": e.auto_scaling_groups,
+        "launchTemplateId": e.launch_template_id,
+        "defaults": {"notificationEmails": ["ops@example.com"], "retention": 4},
+    });
+    let (status, _, b) = call("PUT", "/environments/api-audit", Some(&body.to_string())).await;
+    assert_eq!(status, 200, "{b}");
+
+    let (status, _, page) = call("GET", "/environments/api-audit/audit", None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["nextToken"], Value::Null);
+    let items = page["items"].as_array().unwrap();
+    let actions: Vec<&str> = items
+        .iter()
+        .map(|i| i["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "UpdateEnvironment",
+            "CancelDeployment",
+            "StartDeployment",
+            "RegisterEnvironment"
+        ],
+        "{page}"
+    );
+    for i in items {
+        assert_eq!(i["caller"], "local:developer", "{i}");
+        assert_eq!(i["environmentId"], "api-audit", "{i}");
+    }
+    assert_eq!(
+        items[0]["changes"],
+        json!([{"field": "defaults.retention", "before": 3, "after": 4}])
+    );
+    assert_eq!(items[1]["deploymentId"], id.as_str());
+    assert_eq!(items[2]["deploymentId"], id.as_str());
+    assert_eq!(
+        items[3]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["field"] == "launchTemplateId")
+            .unwrap()["after"],
+        e.launch_template_id.as_str()
+    );
+    // Paged like the history.
+    let (_, _, first) = call("GET", "/environments/api-audit/audit?limit=3", None).await;
+    let token = first["nextToken"].as_str().unwrap();
+    let (_, _, rest) = call(
+        "GET",
+        &format!("/environments/api-audit/audit?limit=3&nextToken={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(rest["items"][0]["action"], "RegisterEnvironment", "{rest}");
+    assert_eq!(rest["nextToken"], Value::Null);
+    let (status, _, _) = call("GET", "/environments/api-nowhere/audit", None).await;
+    assert_eq!(status, 404);
 }

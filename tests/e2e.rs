@@ -631,7 +631,7 @@ async fn a_group_on_a_launch_configuration_is_refused_and_nothing_changes() {
         .await
         .unwrap();
     e.auto_scaling_groups.push(legacy.clone());
-    c.store.put_environment(&e).await.unwrap();
+    c.store.put_environment(&e, None).await.unwrap();
     let versions = latest_version(&c, &e.launch_template_id).await;
     let default = harness::default_version(&c, &e.launch_template_id).await;
 

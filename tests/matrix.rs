@@ -234,7 +234,7 @@ async fn case(setup: GroupSetup, end: End, n: usize) -> Result<(), String> {
     if end == End::CancelledMidRefresh {
         harness::wait_refresh_part_way(&c, &main_group, Duration::from_secs(60)).await?;
         c.store
-            .request_cancel(&env, &id, "matrix")
+            .request_cancel(&env, &id, "matrix", None)
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -123,6 +123,13 @@ enum Command {
     },
     /// Registered environments.
     Envs,
+    /// Who changed what on an environment, newest first.
+    Audit {
+        env: String,
+        /// At most this many (1-100).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
 }
 
 fn path_segment(s: &str) -> String {
@@ -174,6 +181,16 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 .await
                 .map_err(fail)?;
             print(out, &v, render::history);
+        }
+        Command::Audit { env, limit } => {
+            let v = api
+                .get(&format!(
+                    "/environments/{}/audit?limit={limit}",
+                    path_segment(&env)
+                ))
+                .await
+                .map_err(fail)?;
+            print(out, &v, render::audit);
         }
         Command::Show { env, id, wait } => {
             let path = format!(

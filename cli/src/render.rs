@@ -103,6 +103,50 @@ pub fn history(v: &Value) -> String {
     out
 }
 
+/// The audit trail: when, who, what, and the values changed (a
+/// registration, which lists every field, as their count).
+pub fn audit(v: &Value) -> String {
+    let mut out = format!(
+        "{:<19} {:<20} {:<26} {:<26} {}\n",
+        "WHEN", "ACTION", "CALLER", "DEPLOYMENT", "CHANGES"
+    );
+    for e in v["items"].as_array().into_iter().flatten() {
+        let changes = e["changes"].as_array().cloned().unwrap_or_default();
+        let mut what = if e["action"] == "RegisterEnvironment" {
+            format!("{} fields", changes.len())
+        } else {
+            changes
+                .iter()
+                .map(|c| {
+                    let value = |k: &str| c.get(k).map(Value::to_string);
+                    match (value("before"), value("after")) {
+                        (Some(b), Some(a)) => format!("{}: {b} → {a}", s(&c["field"])),
+                        (None, Some(a)) => format!("{} = {a}", s(&c["field"])),
+                        (Some(b), None) => format!("{}: {b} → (none)", s(&c["field"])),
+                        (None, None) => s(&c["field"]).to_string(),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        if let Some(note) = e["note"].as_str() {
+            what.push_str(&format!(" ({note})"));
+        }
+        out.push_str(&format!(
+            "{:<19} {:<20} {:<26} {:<26} {}\n",
+            time(&e["at"]),
+            s(&e["action"]),
+            s(&e["caller"]),
+            s(&e["deploymentId"]),
+            what
+        ));
+    }
+    if let Some(t) = v["nextToken"].as_str() {
+        out.push_str(&format!("(more: nextToken {t})\n"));
+    }
+    out
+}
+
 pub fn details(d: &Value) -> String {
     let mut out = String::new();
     out.push_str(&format!(
@@ -303,5 +347,37 @@ mod tests {
             Progress::bar(3, 6),
             format!("[{}{}] 3/6", "█".repeat(12), "░".repeat(12))
         );
+    }
+
+    #[test]
+    fn the_audit_shows_who_what_and_each_change() {
+        let a = audit(&json!({"items": [
+            {"at": "2026-11-27T12:00:00Z", "action": "UpdateEnvironment", "caller": "alice",
+             "changes": [{"field": "defaults.retention", "before": 5, "after": 3},
+                         {"field": "defaults.refreshPreferences.instanceWarmupSeconds", "before": null, "after": 60}]},
+            {"at": "2026-11-27T11:00:00Z", "action": "StartDeployment", "caller": "bob",
+             "deploymentId": "01JDEP", "changes": [{"field": "status", "after": "Running"}]},
+            {"at": "2026-11-27T10:00:00Z", "action": "RegisterEnvironment", "caller": "alice",
+             "changes": [{"field": "a", "after": 1}, {"field": "b", "after": 2}]}
+        ], "nextToken": "t1"}));
+        let lines: Vec<&str> = a.lines().collect();
+        assert!(
+            lines[1].starts_with("2026-11-27 12:00:00 UpdateEnvironment"),
+            "{a}"
+        );
+        assert!(
+            lines[1].ends_with(
+                "defaults.retention: 5 → 3; defaults.refreshPreferences.instanceWarmupSeconds: null → 60"
+            ),
+            "{a}"
+        );
+        assert!(
+            lines[2].contains("bob")
+                && lines[2].contains("01JDEP")
+                && lines[2].ends_with("status = \"Running\""),
+            "{a}"
+        );
+        assert!(lines[3].ends_with("2 fields"), "{a}");
+        assert_eq!(lines[4], "(more: nextToken t1)");
     }
 }

@@ -1,5 +1,5 @@
 //! The `autosky` binary against the local sandbox: deploy with live progress,
-//! a failing deployment's exit code, schedule and cancel, history/show/envs,
+//! a failing deployment's exit code, schedule and cancel, history/show/envs/audit,
 //! JSON output and helpful errors.
 
 use autosky_core::domain::EnvironmentDefaults;
@@ -235,7 +235,7 @@ async fn a_viewer_is_told_which_role_deploying_needs_and_a_stranger_sees_nothing
     });
     Clients::new(sandbox())
         .store
-        .put_environment(&env)
+        .put_environment(&env, None)
         .await
         .unwrap();
 
@@ -278,4 +278,25 @@ async fn a_viewer_is_told_which_role_deploying_needs_and_a_stranger_sees_nothing
         "{}",
         text(&o).1
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_lists_who_started_a_deployment() {
+    environment("cli-audit").await;
+    let o = autosky(&["deploy", "cli-audit", "--wait"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let o = autosky(&["audit", "cli-audit"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[1].contains("StartDeployment")
+            && lines[1].contains("local:developer")
+            && lines[1].ends_with("status = \"Running\""),
+        "{out}"
+    );
+    let o = autosky(&["audit", "cli-nowhere"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("not registered"), "{:?}", text(&o));
 }

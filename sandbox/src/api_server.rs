@@ -71,6 +71,11 @@ impl Intercept for CallCounter {
             .is_some()
         {
             "DeleteItem"
+        } else if input
+            .downcast_ref::<op::transact_write_items::TransactWriteItemsInput>()
+            .is_some()
+        {
+            "TransactWriteItems"
         } else {
             "Other"
         };

@@ -92,7 +92,7 @@ pub async fn environment_with(
 ) -> Result<Seeded, String> {
     let environment = resources_with(c, env_id, setup, instances, defaults).await?;
     c.store
-        .put_environment(&environment)
+        .put_environment(&environment, None)
         .await
         .map_err(|e| e.to_string())?;
     Ok(Seeded { environment })

@@ -76,7 +76,7 @@ pub async fn setup(c: &Clients) -> Result<ApiBench, String> {
             chrono::Utc::now(),
         );
         c.store
-            .create_deployment(&d)
+            .create_deployment(&d, None)
             .await
             .map_err(|e| e.to_string())?;
         last = d.deployment_id;

@@ -74,6 +74,7 @@ fn action(route: Route) -> &'static str {
         Route::StartDeployment => "starting a deployment",
         Route::ListDeployments => "reading the history",
         Route::GetDeployment => "reading a deployment",
+        Route::GetAudit => "reading the audit trail",
         Route::CancelDeployment => "cancelling a deployment",
         Route::CreateSchedule => "scheduling a deployment",
         Route::MoveSchedule => "moving a scheduled deployment",

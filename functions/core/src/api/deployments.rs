@@ -5,7 +5,9 @@ use super::input::{self, StartInput};
 use super::problem::{step_err, store_err};
 use super::query::Query;
 use super::{Api, ApiResponse, ApiResult, DeploymentView, Problem};
-use crate::domain::{valid_deployment_id, Deployment, DeploymentError, DeploymentStatus};
+use crate::domain::{
+    diff, valid_deployment_id, AuditAction, Deployment, DeploymentError, DeploymentStatus,
+};
 use crate::store::{LockOutcome, Outcome};
 use serde_json::json;
 
@@ -53,7 +55,8 @@ impl Api {
             now,
         );
         dep.execution_arn = Some(self.execution_arn(&id));
-        if let Err(e) = store.create_deployment(&dep).await {
+        let audit = self.status_entry(&dep, owner, AuditAction::StartDeployment, None, "Running");
+        if let Err(e) = store.create_deployment(&dep, Some(&audit)).await {
             let _ = store.release_lock(env_id, &id).await;
             return Err(store_err(e));
         }
@@ -101,14 +104,7 @@ impl Api {
 
     /// `GET /environments/{env}/deployments`: newest first, one page per call.
     pub(super) async fn history(&self, env: &str, q: &Query) -> ApiResult<ApiResponse> {
-        let limit = match q.get("limit") {
-            None => 20,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|l| (1..=100).contains(l))
-                .ok_or_else(|| Problem::bad_request("limit must be an integer from 1 to 100"))?,
-        };
+        let limit = q.limit()?;
         let status = q
             .get("status")
             .map(|s| {
@@ -176,11 +172,18 @@ impl Api {
         if dep.status == DeploymentStatus::Scheduled {
             return self.unschedule(env, id, by).await;
         }
+        let audit = self
+            .audit_entry(env, by, AuditAction::CancelDeployment)
+            .deployment(id)
+            .changes(diff(
+                &json!({"cancelRequested": dep.cancel_requested, "cancelledBy": dep.cancelled_by}),
+                &json!({"cancelRequested": true, "cancelledBy": by}),
+            ));
         if dep.status != DeploymentStatus::Running
             || !self
                 .deps
                 .store
-                .request_cancel(env, id, by)
+                .request_cancel(env, id, by, Some(&audit))
                 .await
                 .map_err(store_err)?
         {

@@ -47,26 +47,36 @@ impl Api {
         Ok(ApiResponse::json(200, &with_role(&environment, role)))
     }
 
-    /// `PUT /environments/{env}`: 201 when new, 200 when replaced.
-    pub(super) async fn put_environment(&self, env: &str, body: &[u8]) -> ApiResult<ApiResponse> {
+    /// `PUT /environments/{env}`: 201 when new, 200 when replaced; audited
+    /// with the fields that changed. 409 when another request registered
+    /// (or, in between, replaced) it meanwhile.
+    pub(super) async fn put_environment(
+        &self,
+        env: &str,
+        caller: &str,
+        body: &[u8],
+    ) -> ApiResult<ApiResponse> {
         let input: EnvironmentInput = input::parse(body)?;
         input.check()?;
         self.check_resources(env, &input).await?;
-        let existed = self
+        let existing = self.deps.store.environment(env).await.map_err(store_err)?;
+        let environment = input.into_environment(env);
+        let audit = self.environment_entry(caller, existing.as_ref(), &environment)?;
+        if !self
             .deps
             .store
-            .environment(env)
+            .put_environment(&environment, Some(&audit))
             .await
             .map_err(store_err)?
-            .is_some();
-        let environment = input.into_environment(env);
-        self.deps
-            .store
-            .put_environment(&environment)
-            .await
-            .map_err(store_err)?;
+        {
+            return Err(Problem::new(
+                409,
+                "Environment changed",
+                &format!("environment '{env}' was registered by another request meanwhile; read it and try again"),
+            ));
+        }
         Ok(ApiResponse::json(
-            if existed { 200 } else { 201 },
+            if existing.is_some() { 200 } else { 201 },
             &environment,
         ))
     }

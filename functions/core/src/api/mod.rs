@@ -7,6 +7,7 @@
 //! with the functions' events. This file holds [`Api`] and how it is built.
 
 mod access;
+mod audit;
 mod deployments;
 mod environments;
 mod executions;

@@ -29,4 +29,16 @@ impl Query {
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     }
+
+    /// A page's `limit`: 1 to 100, 20 when absent (history and audit pages).
+    pub(super) fn limit(&self) -> ApiResult<u32> {
+        match self.get("limit") {
+            None => Ok(20),
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|l| (1..=100).contains(l))
+                .ok_or_else(|| Problem::bad_request("limit must be an integer from 1 to 100")),
+        }
+    }
 }

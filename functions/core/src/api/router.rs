@@ -162,11 +162,12 @@ impl Api {
         match route {
             Route::ListEnvironments => self.list_environments(&req.caller).await,
             Route::GetEnvironment => self.get_environment(&params[0], &req.caller).await,
-            Route::PutEnvironment => self.put_environment(&params[0], &req.body).await,
+            Route::PutEnvironment => self.put_environment(&params[0], &owner, &req.body).await,
             Route::StartDeployment => self.start(&params[0], &owner, &req.body).await,
             Route::ListDeployments => self.history(&params[0], &query).await,
             Route::GetDeployment => self.details(&params[0], &params[1]).await,
             Route::CancelDeployment => self.cancel(&params[0], &params[1], &owner).await,
+            Route::GetAudit => self.audit_trail(&params[0], &query).await,
             Route::CreateSchedule | Route::MoveSchedule | Route::CancelSchedule => {
                 Err(misrouted(route, Function::Api))
             }
@@ -183,7 +184,10 @@ impl Api {
         } = m;
         match route {
             Route::CreateSchedule => self.schedule(&params[0], &owner, &req.body).await,
-            Route::MoveSchedule => self.reschedule(&params[0], &params[1], &req.body).await,
+            Route::MoveSchedule => {
+                self.reschedule(&params[0], &params[1], &owner, &req.body)
+                    .await
+            }
             Route::CancelSchedule => self.unschedule(&params[0], &params[1], &owner).await,
             Route::ListEnvironments
             | Route::GetEnvironment
@@ -191,7 +195,8 @@ impl Api {
             | Route::StartDeployment
             | Route::ListDeployments
             | Route::GetDeployment
-            | Route::CancelDeployment => Err(misrouted(route, Function::Schedules)),
+            | Route::CancelDeployment
+            | Route::GetAudit => Err(misrouted(route, Function::Schedules)),
         }
     }
 }

@@ -11,7 +11,8 @@ use crate::domain::Role;
 /// scheduling code put one function over the size budget (BENCHMARKS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Function {
-    /// `api`: environments, deployments (start, history, details, cancel) and the page.
+    /// `api`: environments, deployments (start, history, details, cancel),
+    /// the audit trail and the page.
     Api,
     /// `schedules`: scheduled deployments (create, move, cancel).
     Schedules,
@@ -40,11 +41,12 @@ pub enum Route {
     CreateSchedule,
     MoveSchedule,
     CancelSchedule,
+    GetAudit,
 }
 
 impl Route {
     /// Every route, in the order the router tries them.
-    pub const ALL: [Route; 10] = [
+    pub const ALL: [Route; 11] = [
         Route::ListEnvironments,
         Route::GetEnvironment,
         Route::PutEnvironment,
@@ -55,6 +57,7 @@ impl Route {
         Route::CreateSchedule,
         Route::MoveSchedule,
         Route::CancelSchedule,
+        Route::GetAudit,
     ];
 
     pub fn method(self) -> &'static str {
@@ -62,7 +65,8 @@ impl Route {
             Route::ListEnvironments
             | Route::GetEnvironment
             | Route::ListDeployments
-            | Route::GetDeployment => "GET",
+            | Route::GetDeployment
+            | Route::GetAudit => "GET",
             Route::PutEnvironment => "PUT",
             Route::StartDeployment | Route::CancelDeployment | Route::CreateSchedule => "POST",
             Route::MoveSchedule => "PATCH",
@@ -92,6 +96,7 @@ impl Route {
             Route::CancelDeployment => "/environments/{env}/deployments/{id}/cancel",
             Route::CreateSchedule => "/environments/{env}/schedules",
             Route::MoveSchedule | Route::CancelSchedule => "/environments/{env}/schedules/{id}",
+            Route::GetAudit => "/environments/{env}/audit",
         }
     }
 
@@ -103,7 +108,8 @@ impl Route {
             | Route::StartDeployment
             | Route::ListDeployments
             | Route::GetDeployment
-            | Route::CancelDeployment => Function::Api,
+            | Route::CancelDeployment
+            | Route::GetAudit => Function::Api,
             Route::CreateSchedule | Route::MoveSchedule | Route::CancelSchedule => {
                 Function::Schedules
             }
@@ -120,7 +126,8 @@ impl Route {
             Route::ListEnvironments
             | Route::GetEnvironment
             | Route::ListDeployments
-            | Route::GetDeployment => Role::Viewer,
+            | Route::GetDeployment
+            | Route::GetAudit => Role::Viewer,
             Route::StartDeployment
             | Route::CancelDeployment
             | Route::CreateSchedule
@@ -134,6 +141,7 @@ impl Route {
     pub fn allowed_query(self) -> &'static [&'static str] {
         match self {
             Route::ListDeployments => &["limit", "nextToken", "status"],
+            Route::GetAudit => &["limit", "nextToken"],
             _ => &[],
         }
     }

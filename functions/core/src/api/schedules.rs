@@ -4,16 +4,18 @@
 //! environment's schedules version, so the one-per-hour rule holds under
 //! concurrent requests.
 
+use super::audit::schedule_fields;
 use super::input::{self, RescheduleInput, ScheduleInput};
 use super::problem::{step_err, store_err};
 use super::{Api, ApiResponse, ApiResult, DeploymentView, Problem};
 use crate::aws::OneTimeSchedule;
 use crate::domain::{
-    Action, Deployment, DeploymentError, DeploymentStatus, ScheduleInfo, StepName,
+    diff, Action, AuditAction, Deployment, DeploymentError, DeploymentStatus, ScheduleInfo,
+    StepName,
 };
 use crate::schedule::{When, CONFLICT_WINDOW_MINUTES};
 use crate::store::ScheduledEnd;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Attempts when another request changed the environment's schedules meanwhile.
 const VERSION_ATTEMPTS: usize = 3;
@@ -182,6 +184,12 @@ impl Api {
             when.utc,
             self.schedule_info(&id, &when),
         );
+        let mut created_fields = schedule_fields(&dep);
+        created_fields["status"] = json!(DeploymentStatus::Scheduled);
+        let audit = self
+            .audit_entry(env_id, owner, AuditAction::ScheduleDeployment)
+            .deployment(&id)
+            .changes(diff(&Value::Null, &created_fields));
         let mut created = false;
         for _ in 0..VERSION_ATTEMPTS {
             let schedules = self.deps.store.schedules(env_id).await.map_err(store_err)?;
@@ -191,7 +199,7 @@ impl Api {
             if self
                 .deps
                 .store
-                .create_scheduled(&dep, schedules.version)
+                .create_scheduled(&dep, schedules.version, Some(&audit))
                 .await
                 .map_err(store_err)?
             {
@@ -219,7 +227,8 @@ impl Api {
                     message: e.message().into(),
                 }),
             };
-            let _ = self.deps.store.end_scheduled(env_id, &id, &end).await;
+            // Part of this request, whose entry stands: the record says why it failed.
+            let _ = self.deps.store.end_scheduled(env_id, &id, &end, None).await;
             return Err(step_err(e));
         }
         self.mail(&mut dep, "Schedule confirmation").await;
@@ -239,6 +248,7 @@ impl Api {
         &self,
         env_id: &str,
         id: &str,
+        caller: &str,
         body: &[u8],
     ) -> ApiResult<ApiResponse> {
         let req: RescheduleInput = input::parse(body)?;
@@ -254,6 +264,14 @@ impl Api {
         let when = self.when(req.at.as_deref(), tz.as_deref())?;
         let (old_info, old_at) = (dep.schedule.clone(), dep.scheduled_for);
         let info = self.schedule_info(id, &when);
+        let mut moved_dep = dep.clone();
+        moved_dep.scheduled_for = Some(when.utc);
+        moved_dep.schedule = Some(info.clone());
+        let (old_fields, new_fields) = (schedule_fields(&dep), schedule_fields(&moved_dep));
+        let audit = self
+            .audit_entry(env_id, caller, AuditAction::MoveSchedule)
+            .deployment(id)
+            .changes(diff(&old_fields, &new_fields));
         let mut moved = false;
         for _ in 0..VERSION_ATTEMPTS {
             let schedules = self.deps.store.schedules(env_id).await.map_err(store_err)?;
@@ -263,7 +281,7 @@ impl Api {
             if self
                 .deps
                 .store
-                .reschedule(env_id, id, when.utc, &info, schedules.version)
+                .reschedule(env_id, id, when.utc, &info, schedules.version, Some(&audit))
                 .await
                 .map_err(store_err)?
             {
@@ -294,13 +312,23 @@ impl Api {
             Err(e) => Err(e),
         };
         if let Err(e) = result {
-            // Put the record back at its old time (the schedule did not move).
+            // Put the record back at its old time (the schedule did not
+            // move), audited too: the move's entry stands and must not be
+            // the last word on the deployment's time.
             if let (Some(info), Some(at)) = (old_info, old_at) {
+                let back = self
+                    .audit_entry(env_id, caller, AuditAction::MoveSchedule)
+                    .deployment(id)
+                    .changes(diff(&new_fields, &old_fields))
+                    .note(format!(
+                        "put back: the schedule could not be moved ({})",
+                        e.message()
+                    ));
                 if let Ok(s) = self.deps.store.schedules(env_id).await {
                     let _ = self
                         .deps
                         .store
-                        .reschedule(env_id, id, at, &info, s.version)
+                        .reschedule(env_id, id, at, &info, s.version, Some(&back))
                         .await;
                 }
             }
@@ -332,10 +360,17 @@ impl Api {
             cancelled_by: Some(by.to_string()),
             error: None,
         };
+        let audit = self.status_entry(
+            &dep,
+            by,
+            AuditAction::CancelSchedule,
+            Some(DeploymentStatus::Scheduled.as_str()),
+            DeploymentStatus::Cancelled.as_str(),
+        );
         if !self
             .deps
             .store
-            .end_scheduled(env_id, id, &end)
+            .end_scheduled(env_id, id, &end, Some(&audit))
             .await
             .map_err(store_err)?
         {

@@ -1,14 +1,17 @@
-//! Domain types: scaling environments, deployments, their steps and actions.
+//! Domain types: scaling environments, deployments, their steps and actions,
+//! and the audit trail of the requests that changed them.
 //! These are the records the store persists and the API shows, so field names
 //! (camelCase in JSON and DynamoDB) are part of the public contract.
 
 mod access;
+mod audit;
 mod deployment;
 mod environment;
 mod names;
 mod text;
 
 pub use access::*;
+pub use audit::*;
 pub use deployment::*;
 pub use environment::*;
 pub use names::*;

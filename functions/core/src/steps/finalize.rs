@@ -323,7 +323,7 @@ pub async fn run(
         };
         if !deps
             .store
-            .end_scheduled(&j.dep.environment_id, &j.dep.deployment_id, &end)
+            .end_scheduled(&j.dep.environment_id, &j.dep.deployment_id, &end, None)
             .await?
         {
             deps.store

@@ -127,7 +127,7 @@ mod tests {
     async fn a_cancelled_deployment_stops_at_the_next_step_without_aws_calls() {
         let f = Fixture::new(DeploymentOptions::default()).await;
         f.store
-            .request_cancel(testkit::ENV, testkit::DEP, "bob")
+            .request_cancel(testkit::ENV, testkit::DEP, "bob", None)
             .await
             .unwrap();
         // No rules: any AWS call would fail the test with a different error.

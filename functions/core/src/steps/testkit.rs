@@ -33,7 +33,7 @@ impl Fixture {
     /// A registered environment and a Running deployment record.
     pub async fn new(options: DeploymentOptions) -> Self {
         let f = Self::empty();
-        f.store.put_environment(&environment()).await.unwrap();
+        f.store.put_environment(&environment(), None).await.unwrap();
         let d = Deployment::new_running(
             DEP.into(),
             ENV.into(),
@@ -41,7 +41,7 @@ impl Fixture {
             options,
             f.now(),
         );
-        f.store.create_deployment(&d).await.unwrap();
+        f.store.create_deployment(&d, None).await.unwrap();
         f
     }
 

@@ -112,7 +112,7 @@ pub async fn run(deps: &Deps, event: StateWithExecution) -> Result<Poll, StepErr
                 now,
             );
             d.execution_arn = me.map(str::to_string);
-            deps.store.create_deployment(&d).await?;
+            deps.store.create_deployment(&d, None).await?;
             deps.store
                 .deployment(env_id, &input.deployment_id)
                 .await?

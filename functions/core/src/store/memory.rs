@@ -1,11 +1,13 @@
 //! In-memory store for unit tests: the same contract as DynamoDB (conditional
-//! lock, newest-first pages, terminal status written once).
+//! lock, newest-first pages, terminal status written once, an audit entry
+//! written under the same lock as its change or not at all).
 
 use super::{
     decode_token, encode_token, LockOutcome, Outcome, Page, ScheduledEnd, Store, StoreError,
 };
 use crate::domain::{
-    Deployment, DeploymentStatus, Environment, IgnoredRun, Runtime, ScheduleInfo, StepRecord,
+    AuditAction, AuditEntry, Deployment, DeploymentStatus, Environment, IgnoredRun, Runtime,
+    ScheduleInfo, StepRecord,
 };
 use crate::schedule::{ScheduleEntry, Schedules};
 use async_trait::async_trait;
@@ -25,6 +27,8 @@ struct Inner {
     // (env, id) -> deployment; ids are ULIDs so BTreeMap order is creation order.
     deployments: BTreeMap<(String, String), Deployment>,
     schedule_versions: BTreeMap<String, u64>,
+    // (env, audit id) -> entry; ids are ULIDs, so in order.
+    audit: BTreeMap<(String, String), AuditEntry>,
 }
 
 impl Inner {
@@ -32,6 +36,14 @@ impl Inner {
         self.deployments
             .get_mut(&(env.into(), id.into()))
             .filter(|d| d.status == DeploymentStatus::Scheduled)
+    }
+
+    /// Records `entry` (the change it goes with was just made).
+    fn record(&mut self, entry: Option<&AuditEntry>) {
+        if let Some(e) = entry {
+            self.audit
+                .insert((e.environment_id.clone(), e.audit_id.clone()), e.clone());
+        }
     }
 
     /// Bumps the schedules' version if it is still `seen`.
@@ -76,9 +88,24 @@ impl Store for MemoryStore {
         Ok(self.with(|i| i.envs.get(environment_id).cloned()))
     }
 
-    async fn put_environment(&self, env: &Environment) -> Result<(), StoreError> {
-        self.with(|i| i.envs.insert(env.environment_id.clone(), env.clone()));
-        Ok(())
+    async fn put_environment(
+        &self,
+        env: &Environment,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|i| {
+            let exists = i.envs.contains_key(&env.environment_id);
+            let allowed = match audit.map(|a| a.action) {
+                Some(AuditAction::RegisterEnvironment) => !exists,
+                Some(AuditAction::UpdateEnvironment) => exists,
+                _ => true,
+            };
+            if allowed {
+                i.envs.insert(env.environment_id.clone(), env.clone());
+                i.record(audit);
+            }
+            allowed
+        }))
     }
 
     async fn list_environments(&self) -> Result<Vec<Environment>, StoreError> {
@@ -119,18 +146,19 @@ impl Store for MemoryStore {
         Ok(self.with(|i| i.locks.get(environment_id).cloned()))
     }
 
-    async fn create_deployment(&self, d: &Deployment) -> Result<bool, StoreError> {
+    async fn create_deployment(
+        &self,
+        d: &Deployment,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError> {
         Ok(self.with(|i| {
-            match i
-                .deployments
-                .entry((d.environment_id.clone(), d.deployment_id.clone()))
-            {
-                std::collections::btree_map::Entry::Occupied(_) => false,
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    v.insert(d.clone());
-                    true
-                }
+            let key = (d.environment_id.clone(), d.deployment_id.clone());
+            if i.deployments.contains_key(&key) {
+                return false;
             }
+            i.deployments.insert(key, d.clone());
+            i.record(audit);
+            true
         }))
     }
 
@@ -195,6 +223,7 @@ impl Store for MemoryStore {
         &self,
         d: &Deployment,
         seen_version: u64,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError> {
         Ok(self.with(|i| {
             let key = (d.environment_id.clone(), d.deployment_id.clone());
@@ -202,6 +231,7 @@ impl Store for MemoryStore {
                 return false;
             }
             i.deployments.insert(key, d.clone());
+            i.record(audit);
             true
         }))
     }
@@ -213,6 +243,7 @@ impl Store for MemoryStore {
         scheduled_for: DateTime<Utc>,
         schedule: &ScheduleInfo,
         seen_version: u64,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError> {
         Ok(self.with(|i| {
             if i.scheduled(environment_id, deployment_id).is_none()
@@ -225,6 +256,7 @@ impl Store for MemoryStore {
                 .expect("checked above");
             d.scheduled_for = Some(scheduled_for);
             d.schedule = Some(schedule.clone());
+            i.record(audit);
             true
         }))
     }
@@ -234,20 +266,20 @@ impl Store for MemoryStore {
         environment_id: &str,
         deployment_id: &str,
         end: &ScheduledEnd,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError> {
-        Ok(
-            self.with(|i| match i.scheduled(environment_id, deployment_id) {
-                Some(d) => {
-                    d.status = end.status;
-                    d.ended_at = Some(end.at);
-                    d.duration_ms = Some(0);
-                    d.cancelled_by = end.cancelled_by.clone();
-                    d.error = end.error.clone();
-                    true
-                }
-                None => false,
-            }),
-        )
+        Ok(self.with(|i| {
+            let Some(d) = i.scheduled(environment_id, deployment_id) else {
+                return false;
+            };
+            d.status = end.status;
+            d.ended_at = Some(end.at);
+            d.duration_ms = Some(0);
+            d.cancelled_by = end.cancelled_by.clone();
+            d.error = end.error.clone();
+            i.record(audit);
+            true
+        }))
     }
 
     async fn claim_execution(
@@ -289,6 +321,7 @@ impl Store for MemoryStore {
         environment_id: &str,
         deployment_id: &str,
         by: &str,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError> {
         Ok(self.with(|i| {
             match i
@@ -298,6 +331,7 @@ impl Store for MemoryStore {
                 Some(d) if d.status == DeploymentStatus::Running => {
                     d.cancel_requested = true;
                     d.cancelled_by = Some(by.into());
+                    i.record(audit);
                     true
                 }
                 _ => false,
@@ -373,6 +407,35 @@ impl Store for MemoryStore {
             items.truncate(limit);
             let next_token = match (more, items.last()) {
                 (true, Some(last)) => Some(encode_token(environment_id, &last.deployment_id)),
+                _ => None,
+            };
+            Page { items, next_token }
+        }))
+    }
+
+    async fn audit(
+        &self,
+        environment_id: &str,
+        limit: u32,
+        next_token: Option<&str>,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let after = next_token
+            .map(|t| decode_token(environment_id, t))
+            .transpose()?;
+        let limit = limit.max(1) as usize;
+        Ok(self.with(|i| {
+            let mut items: Vec<AuditEntry> = i
+                .audit
+                .iter()
+                .rev()
+                .filter(|((e, id), _)| e == environment_id && after.as_ref().is_none_or(|a| id < a))
+                .map(|(_, a)| a.clone())
+                .take(limit + 1)
+                .collect();
+            let more = items.len() > limit;
+            items.truncate(limit);
+            let next_token = match (more, items.last()) {
+                (true, Some(last)) => Some(encode_token(environment_id, &last.audit_id)),
                 _ => None,
             };
             Page { items, next_token }

@@ -1,6 +1,7 @@
 //! The deployment store: environment configs, the environment lock, deployment
-//! records and history pages. One trait, a DynamoDB implementation for AWS and
-//! the sandbox, an in-memory one for tests (feature `test-util`).
+//! records and history pages, and the audit trail of the API's changes. One
+//! trait, a DynamoDB implementation for AWS and the sandbox, an in-memory one
+//! for tests (feature `test-util`).
 
 mod dynamo;
 #[cfg(any(test, feature = "test-util"))]
@@ -11,8 +12,8 @@ pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
 
 use crate::domain::{
-    Deployment, DeploymentError, DeploymentStatus, Environment, GeneratedVersion, IgnoredRun,
-    Runtime, ScheduleInfo, StepRecord,
+    AuditEntry, Deployment, DeploymentError, DeploymentStatus, Environment, GeneratedVersion,
+    IgnoredRun, Runtime, ScheduleInfo, StepRecord,
 };
 use crate::schedule::Schedules;
 use async_trait::async_trait;
@@ -70,17 +71,33 @@ pub struct ScheduledEnd {
     pub error: Option<DeploymentError>,
 }
 
-/// A page of history, newest first.
+/// A page of history (or of the audit trail), newest first.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Page {
-    pub items: Vec<Deployment>,
+pub struct Page<T = Deployment> {
+    pub items: Vec<T>,
     pub next_token: Option<String>,
 }
 
+/// The writes an API route makes take `audit: Option<&AuditEntry>`: the
+/// entry is written in the same atomic write as the change (both or
+/// neither), so a refused or failed write leaves no entry and every change
+/// made through the API has one. The steps (and test seeding) pass `None`.
+/// A retried write cannot add a second entry: the entry's key is its id,
+/// fixed before the first attempt.
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn environment(&self, environment_id: &str) -> Result<Option<Environment>, StoreError>;
-    async fn put_environment(&self, env: &Environment) -> Result<(), StoreError>;
+    /// Writes the environment. With an entry, only what the entry says: a
+    /// `RegisterEnvironment` only if `env` is not registered, an
+    /// `UpdateEnvironment` only if it is (so the entry's action and its
+    /// `before` values cannot be from a read a concurrent request made
+    /// stale into a registration); false when that condition failed.
+    /// Without one, unconditionally (true).
+    async fn put_environment(
+        &self,
+        env: &Environment,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError>;
     /// Every registered environment, by id.
     async fn list_environments(&self) -> Result<Vec<Environment>, StoreError>;
 
@@ -101,7 +118,11 @@ pub trait Store: Send + Sync {
     async fn lock_holder(&self, environment_id: &str) -> Result<Option<String>, StoreError>;
 
     /// Creates the record unless one with this id exists; returns whether it did.
-    async fn create_deployment(&self, deployment: &Deployment) -> Result<bool, StoreError>;
+    async fn create_deployment(
+        &self,
+        deployment: &Deployment,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError>;
     async fn deployment(
         &self,
         environment_id: &str,
@@ -127,6 +148,7 @@ pub trait Store: Send + Sync {
         &self,
         deployment: &Deployment,
         seen_version: u64,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError>;
     /// Moves a still-Scheduled deployment to a new time (same version rule);
     /// false when it is no longer Scheduled or the schedules changed.
@@ -137,6 +159,7 @@ pub trait Store: Send + Sync {
         scheduled_for: DateTime<Utc>,
         schedule: &ScheduleInfo,
         seen_version: u64,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError>;
     /// Scheduled → Cancelled (or Failed when its schedule could not be
     /// created), out of the pending schedules, atomically; false when it was
@@ -146,6 +169,7 @@ pub trait Store: Send + Sync {
         environment_id: &str,
         deployment_id: &str,
         end: &ScheduledEnd,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError>;
     /// Records `arn` as the deployment's execution unless another one is
     /// recorded; returns whether `arn` is (now) the deployment's execution.
@@ -168,6 +192,7 @@ pub trait Store: Send + Sync {
         environment_id: &str,
         deployment_id: &str,
         by: &str,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError>;
     async fn save_step(
         &self,
@@ -200,9 +225,18 @@ pub trait Store: Send + Sync {
         next_token: Option<&str>,
         status: Option<DeploymentStatus>,
     ) -> Result<Page, StoreError>;
+
+    /// The environment's audit trail, newest first, paged like the history
+    /// (one Query per page).
+    async fn audit(
+        &self,
+        environment_id: &str,
+        limit: u32,
+        next_token: Option<&str>,
+    ) -> Result<Page<AuditEntry>, StoreError>;
 }
 
-/// The opaque history cursor: environment and last deployment id, with a check
+/// The opaque history (and audit) cursor: environment and last id, with a check
 /// value so a hand-edited token is refused rather than silently misread.
 pub(crate) fn encode_token(environment_id: &str, deployment_id: &str) -> String {
     let body = format!("{environment_id}/{deployment_id}");

@@ -89,7 +89,7 @@ pub async fn seed_deployment(c: &Clients, env: &str) -> Result<String, String> {
         chrono::Utc::now(),
     );
     c.store
-        .create_deployment(&d)
+        .create_deployment(&d, None)
         .await
         .map_err(|e| e.to_string())?;
     Ok(id)

@@ -57,10 +57,10 @@ async fn seeded(route: Route) -> (World, String, String) {
     let w = world().await;
     let mut env = environment();
     env.access = Some(access());
-    w.store.put_environment(&env).await.unwrap();
+    w.store.put_environment(&env, None).await.unwrap();
     let mut hidden = environment();
     hidden.environment_id = HIDDEN.into();
-    w.store.put_environment(&hidden).await.unwrap();
+    w.store.put_environment(&hidden, None).await.unwrap();
     let s = call(
         &w.api,
         req(
@@ -111,6 +111,7 @@ async fn state(w: &World) -> Value {
     json!({
         "environments": w.store.list_environments().await.unwrap(),
         "history": w.store.history(ENV, 100, None, None).await.unwrap().items,
+        "audit": w.store.audit(ENV, 100, None).await.unwrap().items,
         "schedules": format!("{:?}", w.store.schedules(ENV).await.unwrap()),
         "lock": w.store.lock_holder(ENV).await.unwrap(),
         "started": w.recorder.started.lock().unwrap().len(),

@@ -67,7 +67,7 @@ async fn a_busy_environment_answers_409_with_the_running_deployment() {
 #[tokio::test]
 async fn a_failed_start_frees_the_environment_and_says_why() {
     let w = world_with(true, true);
-    w.store.put_environment(&environment()).await.unwrap();
+    w.store.put_environment(&environment(), None).await.unwrap();
     let r = call(
         &w.api,
         req("POST", "/environments/prod-web/deployments", ""),
@@ -93,7 +93,7 @@ async fn history_pages_newest_first_without_gap_or_duplicate() {
             chrono::Utc::now(),
         );
         ids.push(d.deployment_id.clone());
-        w.store.create_deployment(&d).await.unwrap();
+        w.store.create_deployment(&d, None).await.unwrap();
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     ids.reverse();
@@ -142,7 +142,7 @@ async fn details_show_actions_owner_and_console_link() {
         message: "Environment locked".into(),
     });
     d.runtime.main_version = Some(7);
-    w.store.create_deployment(&d).await.unwrap();
+    w.store.create_deployment(&d, None).await.unwrap();
     let r = call(
         &w.api,
         req(
@@ -175,7 +175,7 @@ async fn cancel_flags_a_running_deployment_and_refuses_an_ended_one() {
         Default::default(),
         chrono::Utc::now(),
     );
-    w.store.create_deployment(&d).await.unwrap();
+    w.store.create_deployment(&d, None).await.unwrap();
     let path = format!(
         "/environments/prod-web/deployments/{}/cancel",
         d.deployment_id
@@ -205,7 +205,7 @@ async fn cancel_flags_a_running_deployment_and_refuses_an_ended_one() {
         Default::default(),
         chrono::Utc::now(),
     );
-    w.store.create_deployment(&done).await.unwrap();
+    w.store.create_deployment(&done, None).await.unwrap();
     w.store
         .finish(ENV, &done.deployment_id, &outcome)
         .await

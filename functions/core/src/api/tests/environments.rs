@@ -121,7 +121,7 @@ async fn re_registering_with_a_group_of_another_environment_keeps_the_record() {
             ..Tags::default()
         },
     );
-    w.store.put_environment(&environment()).await.unwrap();
+    w.store.put_environment(&environment(), None).await.unwrap();
     let r = call(
         &w.api,
         req("PUT", &format!("/environments/{ENV}"), &env_body(API_LT)),
@@ -166,7 +166,7 @@ async fn environments_are_listed_and_read() {
         access: None,
         ..environment()
     };
-    w.store.put_environment(&other).await.unwrap();
+    w.store.put_environment(&other, None).await.unwrap();
     let r = call(&w.api, req("GET", "/environments", "")).await;
     assert_eq!(r.status, 200);
     let ids: Vec<_> = r.json_body()["items"]

@@ -3,6 +3,7 @@
 //! every response against infra/openapi.yaml. The tests are per resource.
 
 mod access;
+mod audit;
 mod deployments;
 mod environments;
 mod routing;
@@ -259,7 +260,7 @@ const NOW: &str = "2026-11-27T12:00:00Z";
 
 async fn world() -> World {
     let w = world_with(true, false);
-    w.store.put_environment(&environment()).await.unwrap();
+    w.store.put_environment(&environment(), None).await.unwrap();
     w
 }
 

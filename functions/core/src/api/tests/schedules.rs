@@ -226,7 +226,7 @@ async fn cancel_and_move_a_schedule_only_while_it_is_scheduled() {
 #[tokio::test]
 async fn a_schedule_that_cannot_be_created_leaves_a_failed_record_not_a_scheduled_one() {
     let w = world_full(true, false, true);
-    w.store.put_environment(&environment()).await.unwrap();
+    w.store.put_environment(&environment(), None).await.unwrap();
     let r = call(
         &w.api,
         req(

@@ -218,7 +218,7 @@ async fn fixture(retention: u32) -> Fixture {
     let f = Fixture::new(DeploymentOptions::default()).await;
     let mut env = environment();
     env.defaults.retention = retention;
-    f.store.put_environment(&env).await.unwrap();
+    f.store.put_environment(&env, None).await.unwrap();
     f.update(|d| d.runtime.image_id = Some("ami-new".into()))
         .await;
     f

@@ -220,7 +220,7 @@ async fn fixture() -> Fixture {
 async fn a_scheduled_run_that_failed_to_start_ends_failed_and_frees_its_slot() {
     let f = Fixture::empty();
     f.store
-        .put_environment(&crate::steps::testkit::environment())
+        .put_environment(&crate::steps::testkit::environment(), None)
         .await
         .unwrap();
     let d = crate::domain::Deployment::new_scheduled(
@@ -237,7 +237,7 @@ async fn a_scheduled_run_that_failed_to_start_ends_failed_and_frees_its_slot() {
             schedule_group: "g".into(),
         },
     );
-    assert!(f.store.create_scheduled(&d, 0).await.unwrap());
+    assert!(f.store.create_scheduled(&d, 0, None).await.unwrap());
     let w = world(true, &["ops@example.com"]);
     let mut i = input();
     i.error = Some(CaughtError {

@@ -313,7 +313,7 @@ async fn no_auto_rollback_note_when_the_environment_does_not_ask_for_it() {
     let f = fixture().await;
     let mut env = crate::steps::testkit::environment();
     env.defaults.refresh_preferences.auto_rollback = false;
-    crate::store::Store::put_environment(f.store.as_ref(), &env)
+    crate::store::Store::put_environment(f.store.as_ref(), &env, None)
         .await
         .unwrap();
     let (g, s, r) = (

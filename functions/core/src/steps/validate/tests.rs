@@ -88,7 +88,7 @@ impl World {
 async fn happy_path_records_server_info_locks_and_suspends_the_missing_processes() {
     // GIVEN a registered environment, no record yet, AlarmNotification already suspended
     let f = Fixture::empty();
-    f.store.put_environment(&environment()).await.unwrap();
+    f.store.put_environment(&environment(), None).await.unwrap();
     let w = world("running", LT, &["AlarmNotification"], Some("Successful"));
     let mut e = event();
     e.state.options = Some(crate::domain::RequestedOptions {
@@ -165,8 +165,12 @@ fn scheduled(f: &Fixture) -> Deployment {
 #[tokio::test]
 async fn a_schedule_delivered_twice_runs_once_and_records_the_second() {
     let f = Fixture::empty();
-    f.store.put_environment(&environment()).await.unwrap();
-    assert!(f.store.create_scheduled(&scheduled(&f), 0).await.unwrap());
+    f.store.put_environment(&environment(), None).await.unwrap();
+    assert!(f
+        .store
+        .create_scheduled(&scheduled(&f), 0, None)
+        .await
+        .unwrap());
     let w = world("running", LT, &["AlarmNotification"], None);
     // First delivery: Scheduled → Running, owned by this execution.
     run(&w.deps(&f), event()).await.unwrap();
@@ -199,15 +203,19 @@ async fn a_schedule_delivered_twice_runs_once_and_records_the_second() {
 #[tokio::test]
 async fn a_schedule_firing_after_cancel_touches_nothing() {
     let f = Fixture::empty();
-    f.store.put_environment(&environment()).await.unwrap();
-    assert!(f.store.create_scheduled(&scheduled(&f), 0).await.unwrap());
+    f.store.put_environment(&environment(), None).await.unwrap();
+    assert!(f
+        .store
+        .create_scheduled(&scheduled(&f), 0, None)
+        .await
+        .unwrap());
     let end = crate::store::ScheduledEnd {
         status: DeploymentStatus::Cancelled,
         at: f.now(),
         cancelled_by: Some("bob".into()),
         error: None,
     };
-    assert!(f.store.end_scheduled(ENV, DEP, &end).await.unwrap());
+    assert!(f.store.end_scheduled(ENV, DEP, &end, None).await.unwrap());
     let w = world("running", LT, &[], None);
     let err = run(&w.deps(&f), event()).await.unwrap_err();
     assert_eq!(err.name(), "AlreadyHandled");

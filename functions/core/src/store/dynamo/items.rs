@@ -6,7 +6,7 @@ use super::DynamoStore;
 use crate::error::{classify_sdk_error, StepError};
 use crate::store::StoreError;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -19,6 +19,9 @@ pub(super) const ENVIRONMENTS: &str = "ENVIRONMENTS";
 /// The schedules' version counter; entries are `SCHEDULE#<id>`, so one
 /// `begins_with(SK, "SCHEDULE")` Query reads both.
 pub(super) const SCHEDULES: &str = "SCHEDULE";
+/// Audit entries: `AUDIT#<ulid>`, so one `begins_with` Query pages them in
+/// time order.
+pub(super) const AUDIT_PREFIX: &str = "AUDIT#";
 
 pub(super) fn pk(env: &str) -> AttributeValue {
     AttributeValue::S(format!("ENV#{env}"))
@@ -165,6 +168,33 @@ impl DynamoStore {
                 Ok(None)
             }
         }
+    }
+
+    /// A conditional update of a deployment record, as a transaction item.
+    pub(super) fn update_item(
+        &self,
+        env: &str,
+        id: &str,
+        expression: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+        condition: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut u = Update::builder()
+            .table_name(&self.table)
+            .key("PK", pk(env))
+            .key("SK", dep_sk(id))
+            .update_expression(expression)
+            .condition_expression(condition);
+        for (k, v) in names {
+            u = u.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            u = u.expression_attribute_values(k, v);
+        }
+        Ok(TransactWriteItem::builder()
+            .update(built(u.build())?)
+            .build())
     }
 
     /// Sets one value on an existing deployment record; a missing record is

@@ -3,15 +3,20 @@
 //! `ENV#<env>`/`DEP#<ulid>` (a deployment), a copy of each environment under
 //! `ENVIRONMENTS`/`ENV#<env>` (listing without a Scan), and for scheduled
 //! deployments `ENV#<env>`/`SCHEDULE` (a version counter) with one
-//! `ENV#<env>`/`SCHEDULE#<ulid>` entry per pending schedule.
-//! Every state change is one conditional write (or one transaction when a
-//! deployment and its schedule entry change together); history is one `Query`.
+//! `ENV#<env>`/`SCHEDULE#<ulid>` entry per pending schedule, and the audit
+//! trail: `ENV#<env>`/`AUDIT#<ulid>`, one entry per change made through the
+//! API.
+//! Every state change is one conditional write, or one transaction when
+//! several items change together: a deployment and its schedule entry, an
+//! environment and its listing copy, and any change the API makes with its
+//! audit entry. History and each audit page are one `Query`.
 //!
 //! This file is the `Store` implementation, one method per operation (a
-//! trait impl is one block, hence its ~500 lines); the keys, codec and
+//! trait impl is one block, hence its length); the keys, codec and
 //! request helpers are in `items`, the scheduled changes' transaction items
-//! in `schedules`.
+//! in `schedules`, the audit entries' in `audit`.
 
+mod audit;
 mod items;
 mod schedules;
 #[cfg(test)]
@@ -21,7 +26,8 @@ use super::{
     decode_token, encode_token, LockOutcome, Outcome, Page, ScheduledEnd, Store, StoreError,
 };
 use crate::domain::{
-    Deployment, DeploymentStatus, Environment, IgnoredRun, Runtime, ScheduleInfo, StepRecord,
+    AuditAction, AuditEntry, Deployment, DeploymentStatus, Environment, IgnoredRun, Runtime,
+    ScheduleInfo, StepRecord,
 };
 use crate::schedule::Schedules;
 use async_trait::async_trait;
@@ -57,26 +63,45 @@ impl Store for DynamoStore {
             .transpose()
     }
 
-    async fn put_environment(&self, env: &Environment) -> Result<(), StoreError> {
+    async fn put_environment(
+        &self,
+        env: &Environment,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError> {
         let item = to_item(env)?;
-        // The config, then its listing copy; both are idempotent puts.
-        for (p, sk) in [
-            (pk(&env.environment_id), s(CONFIG)),
-            (s(ENVIRONMENTS), s(format!("ENV#{}", env.environment_id))),
+        // The entry says whether this registers or updates: the config item
+        // must then be absent, or present.
+        let condition = match audit.map(|a| a.action) {
+            Some(AuditAction::RegisterEnvironment) => Some("attribute_not_exists(PK)"),
+            Some(AuditAction::UpdateEnvironment) => Some("attribute_exists(PK)"),
+            _ => None,
+        };
+        // The config and its listing copy, in one transaction: the list
+        // never shows another version of an environment than its own item.
+        let mut items = Vec::new();
+        for (p, sk, condition) in [
+            (pk(&env.environment_id), s(CONFIG), condition),
+            (
+                s(ENVIRONMENTS),
+                s(format!("ENV#{}", env.environment_id)),
+                None,
+            ),
         ] {
             let mut item = item.clone();
             item.insert("PK".into(), p);
             item.insert("SK".into(), sk);
-            self.client
-                .put_item()
+            let put = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(item))
-                .send()
-                .await
-                .map(|_| ())
-                .or_else(|e| check("PutItem", e))?;
+                .set_condition_expression(condition.map(str::to_string));
+            items.push(
+                TransactWriteItem::builder()
+                    .put(built(put.build())?)
+                    .build(),
+            );
         }
-        Ok(())
+        let items = self.with_audit(items, audit)?;
+        self.transact("TransactWriteItems environment", items).await
     }
 
     async fn list_environments(&self) -> Result<Vec<Environment>, StoreError> {
@@ -156,10 +181,27 @@ impl Store for DynamoStore {
         }))
     }
 
-    async fn create_deployment(&self, d: &Deployment) -> Result<bool, StoreError> {
+    async fn create_deployment(
+        &self,
+        d: &Deployment,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, StoreError> {
         let mut item = to_item(d)?;
         item.insert("PK".into(), pk(&d.environment_id));
         item.insert("SK".into(), dep_sk(&d.deployment_id));
+        if audit.is_some() {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(PK)");
+            let items = vec![TransactWriteItem::builder()
+                .put(built(put.build())?)
+                .build()];
+            let items = self.with_audit(items, audit)?;
+            return self
+                .transact("TransactWriteItems create deployment", items)
+                .await;
+        }
         let res = self
             .client
             .put_item()
@@ -227,6 +269,7 @@ impl Store for DynamoStore {
         &self,
         d: &Deployment,
         seen_version: u64,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError> {
         let at = d.scheduled_for.ok_or_else(|| {
             StoreError::Failed("a scheduled deployment needs scheduledFor".into())
@@ -246,6 +289,7 @@ impl Store for DynamoStore {
             self.put_entry(&d.environment_id, &d.deployment_id, at)?,
             TransactWriteItem::builder().put(put).build(),
         ];
+        let items = self.with_audit(items, audit)?;
         self.transact("TransactWriteItems create scheduled", items)
             .await
     }
@@ -257,6 +301,7 @@ impl Store for DynamoStore {
         scheduled_for: DateTime<Utc>,
         schedule: &ScheduleInfo,
         seen_version: u64,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError> {
         let items = vec![
             self.bump_schedules(environment_id, seen_version)?,
@@ -269,6 +314,7 @@ impl Store for DynamoStore {
             )?,
             self.put_entry(environment_id, deployment_id, scheduled_for)?,
         ];
+        let items = self.with_audit(items, audit)?;
         self.transact("TransactWriteItems reschedule", items).await
     }
 
@@ -277,6 +323,7 @@ impl Store for DynamoStore {
         environment_id: &str,
         deployment_id: &str,
         end: &ScheduledEnd,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError> {
         let mut expr = String::from("SET #st = :end, endedAt = :at, durationMs = :zero");
         let mut values = vec![
@@ -299,6 +346,7 @@ impl Store for DynamoStore {
             self.update_scheduled(environment_id, deployment_id, &expr, &names, values)?,
             self.delete_entry(environment_id, deployment_id)?,
         ];
+        let items = self.with_audit(items, audit)?;
         self.transact("TransactWriteItems end scheduled", items)
             .await
     }
@@ -346,20 +394,40 @@ impl Store for DynamoStore {
         environment_id: &str,
         deployment_id: &str,
         by: &str,
+        audit: Option<&AuditEntry>,
     ) -> Result<bool, StoreError> {
-        self.update_deployment(
+        let (expression, names, condition) = (
+            "SET cancelRequested = :t, cancelledBy = :by",
+            [("#st", "status")],
+            "#st = :running",
+        );
+        let values = vec![
+            (":t", AttributeValue::Bool(true)),
+            (":by", s(by)),
+            (":running", s(DeploymentStatus::Running.as_str())),
+        ];
+        if audit.is_none() {
+            return self
+                .update_deployment(
+                    environment_id,
+                    deployment_id,
+                    expression,
+                    &names,
+                    values,
+                    condition,
+                )
+                .await;
+        }
+        let update = self.update_item(
             environment_id,
             deployment_id,
-            "SET cancelRequested = :t, cancelledBy = :by",
-            &[("#st", "status")],
-            vec![
-                (":t", AttributeValue::Bool(true)),
-                (":by", s(by)),
-                (":running", s(DeploymentStatus::Running.as_str())),
-            ],
-            "#st = :running",
-        )
-        .await
+            expression,
+            &names,
+            values,
+            condition,
+        )?;
+        let items = self.with_audit(vec![update], audit)?;
+        self.transact("TransactWriteItems cancel", items).await
     }
 
     async fn save_step(
@@ -500,5 +568,14 @@ impl Store for DynamoStore {
             items,
             next_token: next.map(|id| encode_token(environment_id, &id)),
         })
+    }
+
+    async fn audit(
+        &self,
+        environment_id: &str,
+        limit: u32,
+        next_token: Option<&str>,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        self.audit_page(environment_id, limit, next_token).await
     }
 }

@@ -2,7 +2,7 @@
 //! and their version counter change together with the deployment record in
 //! one transaction, conditioned on the version the caller read.
 
-use super::items::{built, dep_sk, pk, s, schedule_sk, to_av, SCHEDULES};
+use super::items::{built, pk, s, schedule_sk, to_av, SCHEDULES};
 use super::DynamoStore;
 use crate::domain::DeploymentStatus;
 use crate::schedule::{ScheduleEntry, Schedules};
@@ -105,24 +105,11 @@ impl DynamoStore {
         id: &str,
         expression: &str,
         names: &[(&str, &str)],
-        values: Vec<(&str, AttributeValue)>,
+        mut values: Vec<(&str, AttributeValue)>,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut u = Update::builder()
-            .table_name(&self.table)
-            .key("PK", pk(env))
-            .key("SK", dep_sk(id))
-            .update_expression(expression)
-            .condition_expression("#st = :scheduled")
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":scheduled", s(DeploymentStatus::Scheduled.as_str()));
-        for (k, v) in names {
-            u = u.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in values {
-            u = u.expression_attribute_values(k, v);
-        }
-        Ok(TransactWriteItem::builder()
-            .update(built(u.build())?)
-            .build())
+        let mut names = names.to_vec();
+        names.push(("#st", "status"));
+        values.push((":scheduled", s(DeploymentStatus::Scheduled.as_str())));
+        self.update_item(env, id, expression, &names, values, "#st = :scheduled")
     }
 }

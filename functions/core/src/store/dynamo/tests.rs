@@ -1,5 +1,6 @@
 //! DynamoStore's requests against mocked DynamoDB responses: conditions,
-//! names used, one Query per page, one transaction per scheduled change.
+//! names used, one Query per page, one transaction per scheduled change and
+//! per audited change (the change and its entry).
 
 use super::items::{s, LOCK};
 use super::DynamoStore;
@@ -212,6 +213,7 @@ async fn scheduled_changes_are_one_transaction_and_a_failed_condition_is_false()
                 cancelled_by: Some("bob".into()),
                 error: None,
             },
+            None,
         )
         .await
         .unwrap());
@@ -227,4 +229,170 @@ async fn tampered_token_is_refused_before_any_query() {
         Err(StoreError::InvalidToken)
     );
     assert_eq!(q.num_calls(), 0);
+}
+
+fn entry(action: crate::domain::AuditAction) -> crate::domain::AuditEntry {
+    crate::domain::AuditEntry::new("prod", "alice", action, Utc::now())
+}
+
+/// The audit entry's Put: unconditional, under `ENV#<env>`/`AUDIT#<id>`.
+fn is_audit_put(item: &aws_sdk_dynamodb::types::TransactWriteItem, id: &str) -> bool {
+    item.put().is_some_and(|p| {
+        p.condition_expression().is_none()
+            && p.item().get("PK") == Some(&s("ENV#prod"))
+            && p.item().get("SK") == Some(&s(format!("AUDIT#{id}")))
+            && p.item().get("caller") == Some(&s("alice"))
+    })
+}
+
+#[tokio::test]
+async fn an_audited_change_is_one_transaction_with_its_entry_and_an_unaudited_one_is_not() {
+    use crate::domain::{AuditAction, Deployment};
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    let start = entry(AuditAction::StartDeployment);
+    let cancel = entry(AuditAction::CancelDeployment);
+    let register = entry(AuditAction::RegisterEnvironment);
+    let update = entry(AuditAction::UpdateEnvironment);
+    let (a, b, c, e) = (
+        start.audit_id.clone(),
+        cancel.audit_id.clone(),
+        register.audit_id.clone(),
+        update.audit_id.clone(),
+    );
+    let created = mock!(Client::transact_write_items)
+        .match_requests(move |r| {
+            let i = r.transact_items();
+            i.len() == 2
+                && i[0].put().is_some_and(|p| {
+                    p.condition_expression() == Some("attribute_not_exists(PK)")
+                        && p.item().get("SK") == Some(&s("DEP#01MINE0000000000000000000A"))
+                })
+                && is_audit_put(&i[1], &a)
+        })
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    let cancelled = mock!(Client::transact_write_items)
+        .match_requests(move |r| {
+            let i = r.transact_items();
+            i.len() == 2
+                && i[0].update().is_some_and(|u| {
+                    u.condition_expression() == Some("#st = :running")
+                        && u.update_expression() == "SET cancelRequested = :t, cancelledBy = :by"
+                })
+                && is_audit_put(&i[1], &b)
+        })
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    let registered = mock!(Client::transact_write_items)
+        .match_requests(move |r| {
+            let i = r.transact_items();
+            i.len() == 3
+                && i[0].put().is_some_and(|p| {
+                    p.condition_expression() == Some("attribute_not_exists(PK)")
+                        && p.item().get("SK") == Some(&s("CONFIG"))
+                })
+                && i[1].put().is_some_and(|p| {
+                    p.condition_expression().is_none()
+                        && p.item().get("PK") == Some(&s("ENVIRONMENTS"))
+                })
+                && is_audit_put(&i[2], &c)
+        })
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    let updated = mock!(Client::transact_write_items)
+        .match_requests(move |r| {
+            let i = r.transact_items();
+            i.len() == 3
+                && i[0]
+                    .put()
+                    .is_some_and(|p| p.condition_expression() == Some("attribute_exists(PK)"))
+                && is_audit_put(&i[2], &e)
+        })
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    // A step's writes stay single-item requests.
+    let put = mock!(Client::put_item).then_output(|| PutItemOutput::builder().build());
+    let upd = mock!(Client::update_item).then_output(|| UpdateItemOutput::builder().build());
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        [&created, &cancelled, &registered, &updated, &put, &upd]
+    );
+    let store = DynamoStore::new(client, "t");
+    let d = Deployment::new_running(
+        "01MINE0000000000000000000A".into(),
+        "prod".into(),
+        "alice".into(),
+        Default::default(),
+        Utc::now(),
+    );
+    assert!(store.create_deployment(&d, Some(&start)).await.unwrap());
+    assert!(store
+        .request_cancel("prod", &d.deployment_id, "alice", Some(&cancel))
+        .await
+        .unwrap());
+    let env: crate::domain::Environment = serde_json::from_value(serde_json::json!({
+        "environmentId": "prod", "preparationServerId": "i-1",
+        "autoScalingGroups": ["g"], "launchTemplateId": "lt-1"
+    }))
+    .unwrap();
+    assert!(store.put_environment(&env, Some(&register)).await.unwrap());
+    assert!(store.put_environment(&env, Some(&update)).await.unwrap());
+    assert!(store.create_deployment(&d, None).await.unwrap());
+    assert!(store
+        .request_cancel("prod", &d.deployment_id, "alice", None)
+        .await
+        .unwrap());
+    for rule in [&created, &cancelled, &registered, &updated, &put, &upd] {
+        assert_eq!(rule.num_calls(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_scheduled_change_carries_its_entry_in_the_same_transaction() {
+    use crate::domain::AuditAction;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
+    let cancel = entry(AuditAction::CancelSchedule);
+    let id = cancel.audit_id.clone();
+    let t = mock!(Client::transact_write_items)
+        .match_requests(move |r| {
+            let i = r.transact_items();
+            // The record's update, the pending entry's delete, the audit Put.
+            i.len() == 3
+                && i[0].update().is_some()
+                && i[1].delete().is_some()
+                && is_audit_put(&i[2], &id)
+        })
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    let client = mock_client!(aws_sdk_dynamodb, [&t]);
+    let store = DynamoStore::new(client, "t");
+    let end = ScheduledEnd {
+        status: DeploymentStatus::Cancelled,
+        at: Utc::now(),
+        cancelled_by: Some("alice".into()),
+        error: None,
+    };
+    assert!(store
+        .end_scheduled("prod", "01MINE0000000000000000000A", &end, Some(&cancel))
+        .await
+        .unwrap());
+    assert_eq!(t.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn the_audit_is_one_query_of_its_prefix_newest_first() {
+    let q = mock!(Client::query)
+        .match_requests(|r| {
+            r.scan_index_forward() == Some(false)
+                && r.limit() == Some(3)
+                && r.key_condition_expression() == Some("PK = :pk AND begins_with(SK, :audit)")
+                && r.expression_attribute_values()
+                    .and_then(|v| v.get(":audit"))
+                    == Some(&s("AUDIT#"))
+        })
+        .then_output(|| QueryOutput::builder().build());
+    let client = mock_client!(aws_sdk_dynamodb, [&q]);
+    let store = DynamoStore::new(client, "t");
+    let page = store.audit("prod", 2, None).await.unwrap();
+    assert!(page.items.is_empty());
+    assert_eq!(page.next_token, None);
+    assert_eq!(q.num_calls(), 1);
 }

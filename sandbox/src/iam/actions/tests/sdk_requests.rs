@@ -179,6 +179,33 @@ async fn the_stores_calls_map_to_their_table() {
     );
 }
 
+/// An API write with its audit entry is one transaction: the change and the
+/// entry's Put, each authorized as its own action on the table (the API
+/// functions' policies grant PutItem and UpdateItem on it).
+#[tokio::test]
+async fn an_audited_change_maps_to_its_change_and_a_put_of_the_entry() {
+    let (url, seen) = capturing().await;
+    let client = aws_sdk_dynamodb::Client::new(&crate::sdk_config(&url));
+    let store = autosky_core::store::DynamoStore::new(client, "autosky");
+    let entry = autosky_core::domain::AuditEntry::new(
+        "prod",
+        "alice",
+        autosky_core::domain::AuditAction::CancelDeployment,
+        chrono::Utc::now(),
+    );
+    let _ = store
+        .request_cancel("prod", "01JDEP", "alice", Some(&entry))
+        .await;
+    let got = mapped(&seen).await;
+    assert_eq!(
+        got,
+        vec![(
+            "dynamodb:TransactWriteItems".to_string(),
+            pairs(&[("dynamodb:UpdateItem", TABLE), ("dynamodb:PutItem", TABLE)])
+        )]
+    );
+}
+
 #[tokio::test]
 async fn the_mailers_send_email_maps_to_the_senders_identity() {
     let (url, seen) = capturing().await;
