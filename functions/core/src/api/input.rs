@@ -201,11 +201,21 @@ impl EnvironmentInput {
                     .field("autoScalingGroups"),
             );
         }
-        for g in &self.auto_scaling_groups {
-            if g.is_empty() || g.len() > 255 || g.chars().any(char::is_control) {
+        for (i, g) in self.auto_scaling_groups.iter().enumerate() {
+            // AWS counts a group name's length in characters, not UTF-8 bytes.
+            let chars = g.chars().count();
+            if chars == 0 || chars > 255 || g.chars().any(char::is_control) {
                 return Err(Problem::bad_request(
                     "each Auto Scaling group name must be 1 to 255 printable characters",
                 )
+                .field("autoScalingGroups"));
+            }
+            // A group named twice would get two instance refreshes at once.
+            if self.auto_scaling_groups[..i].contains(g) {
+                return Err(Problem::bad_request(&format!(
+                    "Auto Scaling group '{}' is named twice",
+                    crate::domain::truncate(&g.escape_debug().to_string(), 80)
+                ))
                 .field("autoScalingGroups"));
             }
         }
@@ -314,6 +324,35 @@ mod tests {
         }
         assert!(!valid_email(&format!("{}@example.com", "a".repeat(65))));
         assert!(!valid_email(&format!("a@{}.com", "b".repeat(250))));
+    }
+
+    fn with_groups(groups: &[&str]) -> EnvironmentInput {
+        EnvironmentInput {
+            preparation_server_id: "i-0123456789abcdef0".into(),
+            auto_scaling_groups: groups.iter().map(|g| g.to_string()).collect(),
+            launch_template_id: "lt-0abc12345".into(),
+            defaults: DefaultsInput::default(),
+        }
+    }
+
+    #[test]
+    fn group_names_are_counted_in_characters_and_named_once() {
+        let field = |groups: &[&str]| {
+            with_groups(groups)
+                .check()
+                .err()
+                .map(|p| (p.status, p.extra.map(|e| e["field"].clone())))
+        };
+        // 255 two-byte characters: 510 bytes, a valid name all the same.
+        let accented = "é".repeat(255);
+        assert_eq!(field(&[&accented]), None);
+        assert_eq!(field(&["web", "api"]), None);
+        let refused = Some((400, Some(serde_json::json!("autoScalingGroups"))));
+        assert_eq!(field(&[&"é".repeat(256)]), refused);
+        assert_eq!(field(&[""]), refused);
+        assert_eq!(field(&["web\u{7f}"]), refused);
+        assert_eq!(field(&["web\u{85}"]), refused);
+        assert_eq!(field(&["web", "api", "web"]), refused);
     }
 
     #[test]
