@@ -155,8 +155,18 @@ pub struct EnvironmentInput {
     pub preparation_server_id: String,
     pub auto_scaling_groups: Vec<String>,
     pub launch_template_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub defaults: DefaultsInput,
+}
+
+/// `null` for an optional object is the same as leaving it out, as it is
+/// for every other optional field (those are `Option`s).
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 fn aws_id(s: &str, prefix: &str) -> bool {
@@ -353,6 +363,29 @@ mod tests {
         assert_eq!(field(&["web\u{7f}"]), refused);
         assert_eq!(field(&["web\u{85}"]), refused);
         assert_eq!(field(&["web", "api", "web"]), refused);
+    }
+
+    /// Every optional field takes `null` for "left out", `defaults` included.
+    #[test]
+    fn null_is_the_same_as_left_out() {
+        let with_null: EnvironmentInput = parse(
+            br#"{"preparationServerId": "i-0123456789abcdef0", "autoScalingGroups": ["web"],
+                 "launchTemplateId": "lt-0abc12345", "defaults": null}"#,
+        )
+        .unwrap();
+        assert_eq!(with_null, with_groups(&["web"]));
+        let nested: EnvironmentInput = parse(
+            br#"{"preparationServerId": "i-0123456789abcdef0", "autoScalingGroups": ["web"],
+                 "launchTemplateId": "lt-0abc12345",
+                 "defaults": {"retention": null, "refreshPreferences": null, "notificationEmails": null}}"#,
+        )
+        .unwrap();
+        assert_eq!(nested, with_groups(&["web"]));
+        // A required field is never null.
+        assert!(parse::<EnvironmentInput>(
+            br#"{"preparationServerId": null, "autoScalingGroups": ["web"], "launchTemplateId": "lt-0abc12345"}"#
+        )
+        .is_err());
     }
 
     #[test]
