@@ -103,9 +103,10 @@ impl Api {
     pub(super) async fn history(&self, env: &str, q: &Query) -> ApiResult<ApiResponse> {
         let limit = match q.get("limit") {
             None => 20,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
+            // Digits only: `parse` alone would also take a sign (`+5`).
+            Some(v) => Some(v)
+                .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u32>().ok())
                 .filter(|l| (1..=100).contains(l))
                 .ok_or_else(|| Problem::bad_request("limit must be an integer from 1 to 100"))?,
         };
