@@ -128,7 +128,9 @@ pub struct RescheduleInput {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshInput {
+    #[serde(default, deserialize_with = "whole")]
     pub min_healthy_percentage: Option<i32>,
+    #[serde(default, deserialize_with = "whole")]
     pub instance_warmup_seconds: Option<i32>,
     pub skip_matching: Option<bool>,
     pub auto_rollback: Option<bool>,
@@ -141,12 +143,41 @@ pub struct DefaultsInput {
     pub stop_preparation_server: Option<bool>,
     pub notification_emails: Option<Vec<String>>,
     pub notify_on_start: Option<bool>,
+    #[serde(default, deserialize_with = "whole")]
     pub retention: Option<u32>,
     pub replace_instances: Option<bool>,
     pub refresh_preferences: Option<RefreshInput>,
+    #[serde(default, deserialize_with = "whole")]
     pub image_timeout_seconds: Option<u64>,
+    #[serde(default, deserialize_with = "whole")]
     pub stop_timeout_seconds: Option<u64>,
+    #[serde(default, deserialize_with = "whole")]
     pub refresh_timeout_seconds: Option<u64>,
+}
+
+/// An optional integer as JSON Schema's `integer` has it: any number
+/// without a fractional part, so `5.0` and `5e0` are 5 (serde alone takes
+/// only `5`); `null` is left out.
+fn whole<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    // Past ±2^53 a float is no longer exact; no bound of the API is near it.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT)
+                .map(|f| f as i64)
+        })
+        .and_then(|v| T::try_from(v).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not an integer in range")))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -386,6 +417,33 @@ mod tests {
             br#"{"preparationServerId": null, "autoScalingGroups": ["web"], "launchTemplateId": "lt-0abc12345"}"#
         )
         .is_err());
+    }
+
+    /// JSON Schema's `integer`: a zero fraction or an exponent is still an integer.
+    #[test]
+    fn integers_may_be_written_as_whole_numbers() {
+        let defaults = |json: &str| serde_json::from_str::<DefaultsInput>(json);
+        let d = defaults(
+            r#"{"retention": 5.0, "imageTimeoutSeconds": 6e2, "refreshPreferences": {"minHealthyPercentage": 90.0}}"#,
+        )
+        .unwrap();
+        assert_eq!(d.retention, Some(5));
+        assert_eq!(d.image_timeout_seconds, Some(600));
+        assert_eq!(
+            d.refresh_preferences.unwrap().min_healthy_percentage,
+            Some(90)
+        );
+        assert_eq!(defaults(r#"{"retention": null}"#).unwrap().retention, None);
+        for bad in [
+            r#"{"retention": 5.5}"#,
+            r#"{"retention": "5"}"#,
+            r#"{"retention": -1}"#,
+            r#"{"stopTimeoutSeconds": -60}"#,
+            r#"{"retention": 1e300}"#,
+            r#"{"refreshPreferences": {"instanceWarmupSeconds": 3000000000}}"#,
+        ] {
+            assert!(defaults(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
