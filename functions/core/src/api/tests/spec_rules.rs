@@ -1,7 +1,8 @@
-//! The spec's statements about every route, derived from the router and
-//! checked against it: each route declares the refusals the router shares
-//! (and the router produces each of them for that route), and every error
-//! is problem+json.
+//! The spec's statements about every route and about the rules a schema
+//! cannot fully carry, derived from the router and checked against it: each
+//! route declares the refusals the router shares (and the router produces
+//! each of them for that route), every error is problem+json, and the
+//! patterns that stand in for a database (time zones) admit all of it.
 
 use super::*;
 
@@ -115,4 +116,43 @@ fn every_error_is_problem_json() {
         }
     }
     assert!(errors >= 60, "{errors}");
+}
+
+/// The `Timezone` pattern admits every zone of the database compiled into
+/// the API (what the pattern cannot say is which names exist), and the
+/// spec's examples of the rules only code can check pass that code.
+#[test]
+fn the_time_zone_pattern_admits_every_bundled_zone() {
+    let spec = spec::Spec::load();
+    let tz = spec.schema("Timezone");
+    assert_eq!(tz["pattern"], "^[A-Za-z0-9_+/-]{1,32}$");
+    let fits = |name: &str| {
+        (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_+/-".contains(&b))
+    };
+    let mut zones = 0;
+    for name in jiff::tz::db().available() {
+        assert!(fits(name.as_str()), "{name}");
+        zones += 1;
+    }
+    assert!(zones > 300, "{zones}");
+    let example = |schema: &str| spec.schema(schema)["example"].as_str().unwrap().to_string();
+    let at = example("LocalDateTime");
+    assert!(crate::schedule::When::parse(&at, Some(&example("Timezone"))).is_ok());
+    assert!(valid_email(&example("Email")));
+}
+
+/// The bounds the spec gives are the API's.
+#[test]
+fn the_spec_bounds_are_the_apis() {
+    let spec = spec::Spec::load();
+    assert_eq!(
+        spec.schema("EmailList")["maxItems"],
+        json!(crate::api::input::MAX_EMAILS)
+    );
+    let groups = &spec.schema("EnvironmentInput")["properties"]["autoScalingGroups"];
+    assert_eq!(groups["maxItems"], json!(10));
+    assert_eq!(groups["uniqueItems"], json!(true));
 }
