@@ -125,6 +125,11 @@ workers = 1
 request-timeout = 10.0
 suppress-health-check = ["too_slow"]
 
+# No state carried from one run to the next (the cache keeps what a run
+# learned about the API; the example database, the cases that failed).
+[cache]
+enabled = false
+
 [generation]
 max-examples = $MAX_EXAMPLES
 database = "none"
