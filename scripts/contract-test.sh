@@ -37,7 +37,9 @@ fi
 echo "contract: using $("$st" --version) ($st)"
 
 # ------------------------------------------------------------------ sandbox
-sandbox="${CARGO_TARGET_DIR:-target}/debug/autosky-sandbox"
+# AUTOSKY_SANDBOX_BIN: another build of it (e.g. a copy, where several
+# worktrees share one CARGO_TARGET_DIR and overwrite each other's binary).
+sandbox="${AUTOSKY_SANDBOX_BIN:-${CARGO_TARGET_DIR:-target}/debug/autosky-sandbox}"
 if [[ ! -x "$sandbox" ]]; then
     echo "contract: $sandbox is missing; building it"
     ${CARGO:-cargo} build -p autosky-sandbox
