@@ -1,5 +1,6 @@
 # Autosky Deployments — the commands in the README.
 #   make test     every check: format, clippy, unit, contract, end-to-end, CLI and browser tests, infrastructure lint
+#   make contract the API against infra/openapi.yaml with Schemathesis (part of make test)
 #   make demo     one deployment end to end in the local sandbox
 #   make sandbox  the sandbox left running (prints its endpoints; Ctrl-C stops it)
 #   make build    the Lambda bootstraps (cargo lambda, release) and their sizes
@@ -10,9 +11,10 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: test fmt-check clippy tests lint-infra emulator browser demo sandbox build bench-api bench
+.PHONY: test fmt-check clippy tests contract lint-infra emulator browser demo sandbox build bench-api bench
 
-test: fmt-check clippy lint-infra emulator browser tests
+# `contract` after `tests`: it runs the sandbox binary that `tests` builds.
+test: fmt-check clippy lint-infra emulator browser tests contract
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -32,6 +34,12 @@ tests:
 	AUTOSKY_FIGURES=$(FIGURES) $(CARGO) test --workspace
 	@cat $(FIGURES) 2>/dev/null || true
 	@$${CARGO_TARGET_DIR:-target}/debug/autosky-sandbox iam-summary $(FIGURES).iam
+
+# Schemathesis (pinned, installed into tools/venv/) sends requests generated
+# from infra/openapi.yaml to the sandbox's API: answers as declared, valid
+# input accepted, invalid refused (exclusions and why: the script).
+contract: emulator
+	CARGO=$(CARGO) scripts/contract-test.sh
 
 lint-infra:
 	scripts/lint-infra.sh

@@ -34,7 +34,8 @@ fn err(field: &'static str, message: String) -> WhenError {
 }
 
 impl When {
-    /// `at` is a local date-time (`yyyy-mm-ddThh:mm[:ss]`, no offset) in the
+    /// `at` is a local date-time (`yyyy-mm-ddThh:mm[:ss]` exactly: two
+    /// digits a field, no offset, no space around it, no leap second) in the
     /// IANA zone `timezone` (UTC when absent). Local times that happen twice
     /// (clocks going back) or never (clocks going forward) are refused: which
     /// instant the operator meant cannot be known.
@@ -56,7 +57,6 @@ impl When {
         };
         let zone = TimeZone::get(tz_name).map_err(|_| unknown())?;
         let name = zone.iana_name().ok_or_else(unknown)?.to_string();
-        let at = at.trim();
         let bad_at = || {
             err(
                 "at",
@@ -66,9 +66,17 @@ impl When {
                 ),
             )
         };
-        let local = NaiveDateTime::parse_from_str(at, LOCAL_FORMAT)
-            .or_else(|_| NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M"))
-            .map_err(|_| bad_at())?;
+        // chrono also takes one-digit fields, a signed or longer year and a
+        // leap second (`:60`); printing the value back in the format it was
+        // read with, and no sub-second part, leaves exactly the documented shape.
+        let local = [LOCAL_FORMAT, "%Y-%m-%dT%H:%M"]
+            .into_iter()
+            .find_map(|f| {
+                NaiveDateTime::parse_from_str(at, f)
+                    .ok()
+                    .filter(|t| t.nanosecond() == 0 && t.format(f).to_string() == at)
+            })
+            .ok_or_else(bad_at)?;
         let civil = civil(&local).ok_or_else(bad_at)?;
         // The instant at which the wall clock shows `local` at UTC offset `o`.
         let at_offset = |o: Offset| local.and_utc() - chrono::Duration::seconds(o.seconds().into());
@@ -252,6 +260,38 @@ mod tests {
         }
         let e = When::parse("10000-01-01T00:00", None).unwrap_err();
         assert_eq!(e.field, "at");
+    }
+
+    /// Exactly `yyyy-mm-ddThh:mm[:ss]`, as the OpenAPI pattern says: what
+    /// chrono would also read is refused.
+    #[test]
+    fn only_the_documented_shape_is_a_local_time() {
+        for good in [
+            "2026-12-01T14:30",
+            "2026-12-01T14:30:59",
+            "0999-01-01T00:00",
+        ] {
+            assert!(When::parse(good, None).is_ok(), "{good}");
+        }
+        for bad in [
+            " 2026-12-01T14:30",
+            "2026-12-01T14:30 ",
+            "2026-12-01T14:30\n",
+            "2026-1-01T14:30",
+            "2026-12-1T14:30",
+            "2026-12-01T4:30",
+            "2026-12-01T14:3",
+            "2026-12-01T14:30:5",
+            "+2026-12-01T14:30",
+            "02026-12-01T14:30",
+            "2026-12-01T14:30:60",
+            "2026-12-01T23:59:60",
+            "2026-12-01t14:30",
+            "2026-02-30T10:00",
+        ] {
+            let e = When::parse(bad, None).unwrap_err();
+            assert_eq!(e.field, "at", "{bad:?}");
+        }
     }
 
     #[test]

@@ -129,7 +129,9 @@ pub struct RescheduleInput {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RefreshInput {
+    #[serde(default, deserialize_with = "whole")]
     pub min_healthy_percentage: Option<i32>,
+    #[serde(default, deserialize_with = "whole")]
     pub instance_warmup_seconds: Option<i32>,
     pub skip_matching: Option<bool>,
     pub auto_rollback: Option<bool>,
@@ -142,12 +144,41 @@ pub struct DefaultsInput {
     pub stop_preparation_server: Option<bool>,
     pub notification_emails: Option<Vec<String>>,
     pub notify_on_start: Option<bool>,
+    #[serde(default, deserialize_with = "whole")]
     pub retention: Option<u32>,
     pub replace_instances: Option<bool>,
     pub refresh_preferences: Option<RefreshInput>,
+    #[serde(default, deserialize_with = "whole")]
     pub image_timeout_seconds: Option<u64>,
+    #[serde(default, deserialize_with = "whole")]
     pub stop_timeout_seconds: Option<u64>,
+    #[serde(default, deserialize_with = "whole")]
     pub refresh_timeout_seconds: Option<u64>,
+}
+
+/// An optional integer as JSON Schema's `integer` has it: any number
+/// without a fractional part, so `5.0` and `5e0` are 5 (serde alone takes
+/// only `5`); `null` is left out.
+fn whole<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    // Past ±2^53 a float is no longer exact; no bound of the API is near it.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT)
+                .map(|f| f as i64)
+        })
+        .and_then(|v| T::try_from(v).ok())
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{n} is not an integer in range")))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -156,7 +187,7 @@ pub struct EnvironmentInput {
     pub preparation_server_id: String,
     pub auto_scaling_groups: Vec<String>,
     pub launch_template_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub defaults: DefaultsInput,
     /// Which groups hold which role (JWT authorization).
     #[serde(default)]
@@ -196,6 +227,16 @@ fn check_access(access: &AccessMap) -> Result<(), Problem> {
         }
     }
     Ok(())
+}
+
+/// `null` for an optional object is the same as leaving it out, as it is
+/// for every other optional field (those are `Option`s).
+fn null_is_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 fn aws_id(s: &str, prefix: &str) -> bool {
@@ -240,11 +281,21 @@ impl EnvironmentInput {
                     .field("autoScalingGroups"),
             );
         }
-        for g in &self.auto_scaling_groups {
-            if g.is_empty() || g.len() > 255 || g.chars().any(char::is_control) {
+        for (i, g) in self.auto_scaling_groups.iter().enumerate() {
+            // AWS counts a group name's length in characters, not UTF-8 bytes.
+            let chars = g.chars().count();
+            if chars == 0 || chars > 255 || g.chars().any(char::is_control) {
                 return Err(Problem::bad_request(
                     "each Auto Scaling group name must be 1 to 255 printable characters",
                 )
+                .field("autoScalingGroups"));
+            }
+            // A group named twice would get two instance refreshes at once.
+            if self.auto_scaling_groups[..i].contains(g) {
+                return Err(Problem::bad_request(&format!(
+                    "Auto Scaling group '{}' is named twice",
+                    crate::domain::truncate(&g.escape_debug().to_string(), 80)
+                ))
                 .field("autoScalingGroups"));
             }
         }
@@ -357,6 +408,86 @@ mod tests {
         }
         assert!(!valid_email(&format!("{}@example.com", "a".repeat(65))));
         assert!(!valid_email(&format!("a@{}.com", "b".repeat(250))));
+    }
+
+    fn with_groups(groups: &[&str]) -> EnvironmentInput {
+        EnvironmentInput {
+            preparation_server_id: "i-0123456789abcdef0".into(),
+            auto_scaling_groups: groups.iter().map(|g| g.to_string()).collect(),
+            launch_template_id: "lt-0abc12345".into(),
+            defaults: DefaultsInput::default(),
+            access: None,
+        }
+    }
+
+    #[test]
+    fn group_names_are_counted_in_characters_and_named_once() {
+        let field = |groups: &[&str]| {
+            with_groups(groups)
+                .check()
+                .err()
+                .map(|p| (p.status, p.extra.map(|e| e["field"].clone())))
+        };
+        // 255 two-byte characters: 510 bytes, a valid name all the same.
+        let accented = "é".repeat(255);
+        assert_eq!(field(&[&accented]), None);
+        assert_eq!(field(&["web", "api"]), None);
+        let refused = Some((400, Some(serde_json::json!("autoScalingGroups"))));
+        assert_eq!(field(&[&"é".repeat(256)]), refused);
+        assert_eq!(field(&[""]), refused);
+        assert_eq!(field(&["web\u{7f}"]), refused);
+        assert_eq!(field(&["web\u{85}"]), refused);
+        assert_eq!(field(&["web", "api", "web"]), refused);
+    }
+
+    /// Every optional field takes `null` for "left out", `defaults` included.
+    #[test]
+    fn null_is_the_same_as_left_out() {
+        let with_null: EnvironmentInput = parse(
+            br#"{"preparationServerId": "i-0123456789abcdef0", "autoScalingGroups": ["web"],
+                 "launchTemplateId": "lt-0abc12345", "defaults": null}"#,
+        )
+        .unwrap();
+        assert_eq!(with_null, with_groups(&["web"]));
+        let nested: EnvironmentInput = parse(
+            br#"{"preparationServerId": "i-0123456789abcdef0", "autoScalingGroups": ["web"],
+                 "launchTemplateId": "lt-0abc12345",
+                 "defaults": {"retention": null, "refreshPreferences": null, "notificationEmails": null}}"#,
+        )
+        .unwrap();
+        assert_eq!(nested, with_groups(&["web"]));
+        // A required field is never null.
+        assert!(parse::<EnvironmentInput>(
+            br#"{"preparationServerId": null, "autoScalingGroups": ["web"], "launchTemplateId": "lt-0abc12345"}"#
+        )
+        .is_err());
+    }
+
+    /// JSON Schema's `integer`: a zero fraction or an exponent is still an integer.
+    #[test]
+    fn integers_may_be_written_as_whole_numbers() {
+        let defaults = |json: &str| serde_json::from_str::<DefaultsInput>(json);
+        let d = defaults(
+            r#"{"retention": 5.0, "imageTimeoutSeconds": 6e2, "refreshPreferences": {"minHealthyPercentage": 90.0}}"#,
+        )
+        .unwrap();
+        assert_eq!(d.retention, Some(5));
+        assert_eq!(d.image_timeout_seconds, Some(600));
+        assert_eq!(
+            d.refresh_preferences.unwrap().min_healthy_percentage,
+            Some(90)
+        );
+        assert_eq!(defaults(r#"{"retention": null}"#).unwrap().retention, None);
+        for bad in [
+            r#"{"retention": 5.5}"#,
+            r#"{"retention": "5"}"#,
+            r#"{"retention": -1}"#,
+            r#"{"stopTimeoutSeconds": -60}"#,
+            r#"{"retention": 1e300}"#,
+            r#"{"refreshPreferences": {"instanceWarmupSeconds": 3000000000}}"#,
+        ] {
+            assert!(defaults(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

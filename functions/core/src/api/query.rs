@@ -34,9 +34,10 @@ impl Query {
     pub(super) fn limit(&self) -> ApiResult<u32> {
         match self.get("limit") {
             None => Ok(20),
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
+            // Digits only: `parse` alone would also take a sign (`+5`).
+            Some(v) => Some(v)
+                .filter(|v| v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u32>().ok())
                 .filter(|l| (1..=100).contains(l))
                 .ok_or_else(|| Problem::bad_request("limit must be an integer from 1 to 100")),
         }

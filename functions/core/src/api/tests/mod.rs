@@ -9,6 +9,7 @@ mod environments;
 mod routing;
 mod schedules;
 mod spec;
+mod spec_rules;
 
 use super::*;
 use crate::aws::{AutoScaling, Ec2, Mailer};

@@ -232,6 +232,13 @@ async fn bad_inputs_get_the_right_4xx_and_change_nothing() {
         (
             with_query(
                 req("GET", "/environments/prod-web/deployments", ""),
+                &[("limit", "+5")],
+            ),
+            400,
+        ),
+        (
+            with_query(
+                req("GET", "/environments/prod-web/deployments", ""),
                 &[("nextToken", "forged")],
             ),
             400,

@@ -44,6 +44,33 @@ impl Spec {
         out
     }
 
+    /// The statuses the spec declares for an operation.
+    pub fn statuses(&self, method: &str, template: &str) -> Vec<u16> {
+        self.0["paths"][template][method.to_lowercase()]["responses"]
+            .as_object()
+            .map(|r| r.keys().filter_map(|k| k.parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The (unresolved) schema of one response's media type, if declared.
+    pub fn response_schema(
+        &self,
+        method: &str,
+        template: &str,
+        status: u16,
+        media_type: &str,
+    ) -> Option<Value> {
+        let resp = self.resolve(
+            &self.0["paths"][template][method.to_lowercase()]["responses"][status.to_string()],
+        );
+        resp["content"].get(media_type).map(|m| m["schema"].clone())
+    }
+
+    /// A schema of `components.schemas`.
+    pub fn schema(&self, name: &str) -> &Value {
+        &self.0["components"]["schemas"][name]
+    }
+
     fn resolve<'a>(&'a self, v: &'a Value) -> &'a Value {
         match v.get("$ref").and_then(Value::as_str) {
             Some(r) => {
