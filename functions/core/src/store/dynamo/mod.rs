@@ -18,13 +18,12 @@
 
 mod audit;
 mod items;
+mod pages;
 mod schedules;
 #[cfg(test)]
 mod tests;
 
-use super::{
-    decode_token, encode_token, LockOutcome, Outcome, Page, ScheduledEnd, Store, StoreError,
-};
+use super::{LockOutcome, Outcome, Page, ScheduledEnd, Store, StoreError};
 use crate::domain::{
     AuditAction, AuditEntry, Deployment, DeploymentStatus, Environment, IgnoredRun, Runtime,
     ScheduleInfo, StepRecord,
@@ -35,9 +34,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 use items::{
-    built, check, dep_sk, from_item, pk, s, to_av, to_item, CONFIG, DEP_PREFIX, ENVIRONMENTS, LOCK,
-    SCHEDULES,
+    built, check, dep_sk, from_item, pk, s, to_av, to_item, AUDIT_PREFIX, CONFIG, DEP_PREFIX,
+    ENVIRONMENTS, LOCK, SCHEDULES,
 };
+use pages::PageQuery;
 
 #[derive(Clone, Debug)]
 pub struct DynamoStore {
@@ -506,68 +506,14 @@ impl Store for DynamoStore {
         next_token: Option<&str>,
         status: Option<DeploymentStatus>,
     ) -> Result<Page, StoreError> {
-        let after = next_token
-            .map(|t| decode_token(environment_id, t))
-            .transpose()?;
-        let limit = limit.clamp(1, 1000) as usize;
-        // One Query of limit+1 items: the extra item tells whether another page
-        // exists, so the last page never comes with a token to an empty page.
-        let mut req = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk AND begins_with(SK, :dep)")
-            .expression_attribute_values(":pk", pk(environment_id))
-            .expression_attribute_values(":dep", s(DEP_PREFIX))
-            .scan_index_forward(false)
-            .limit(limit as i32 + 1);
-        if let Some(st) = status {
-            req = req
-                .filter_expression("#st = :st")
-                .expression_attribute_names("#st", "status")
-                .expression_attribute_values(":st", s(st.as_str()));
-        }
-        if let Some(after) = &after {
-            req = req
-                .exclusive_start_key("PK", pk(environment_id))
-                .exclusive_start_key("SK", dep_sk(after));
-        }
-        let out = match req.send().await {
-            Ok(out) => out,
-            Err(e) => {
-                check("Query", e)?;
-                return Err(StoreError::Failed(
-                    "Query: unexpected condition failure".into(),
-                ));
-            }
+        let query = PageQuery {
+            environment_id,
+            prefix: DEP_PREFIX,
+            limit,
+            next_token,
+            filter: status.map(|st| ("status", s(st.as_str()))),
         };
-        // Where the Query stopped reading: with a status filter, a page can be
-        // short although more items follow.
-        let evaluated = out
-            .last_evaluated_key
-            .as_ref()
-            .and_then(|k| k.get("SK"))
-            .and_then(|v| v.as_s().ok())
-            .and_then(|sk| sk.strip_prefix(DEP_PREFIX))
-            .map(str::to_string);
-        let mut items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(from_item::<Deployment>)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|d| d.deployment_id.clone())
-        } else if status.is_some() {
-            evaluated
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_token: next.map(|id| encode_token(environment_id, &id)),
-        })
+        self.page(query, |d: &Deployment| &d.deployment_id).await
     }
 
     async fn audit(
@@ -576,6 +522,13 @@ impl Store for DynamoStore {
         limit: u32,
         next_token: Option<&str>,
     ) -> Result<Page<AuditEntry>, StoreError> {
-        self.audit_page(environment_id, limit, next_token).await
+        let query = PageQuery {
+            environment_id,
+            prefix: AUDIT_PREFIX,
+            limit,
+            next_token,
+            filter: None,
+        };
+        self.page(query, |e: &AuditEntry| &e.audit_id).await
     }
 }

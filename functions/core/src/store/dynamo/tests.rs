@@ -383,9 +383,9 @@ async fn the_audit_is_one_query_of_its_prefix_newest_first() {
         .match_requests(|r| {
             r.scan_index_forward() == Some(false)
                 && r.limit() == Some(3)
-                && r.key_condition_expression() == Some("PK = :pk AND begins_with(SK, :audit)")
+                && r.key_condition_expression() == Some("PK = :pk AND begins_with(SK, :prefix)")
                 && r.expression_attribute_values()
-                    .and_then(|v| v.get(":audit"))
+                    .and_then(|v| v.get(":prefix"))
                     == Some(&s("AUDIT#"))
         })
         .then_output(|| QueryOutput::builder().build());
