@@ -227,24 +227,12 @@ async fn each_state_changing_route_writes_one_entry_with_what_it_changed() {
 #[tokio::test]
 async fn cancel_of_a_scheduled_deployment_is_one_cancel_schedule_entry() {
     let w = world().await;
-    let s = ok(
-        &call(
-            &w.api,
-            req(
-                "POST",
-                &format!("/environments/{ENV}/schedules"),
-                &sched_body("2026-11-27T15:30", None),
-            ),
-        )
-        .await,
-        201,
-    );
-    let sid = s["deploymentId"].as_str().unwrap();
+    let sid = &scheduled(&w.api, "2026-11-27T15:30").await;
     let cancel = format!("/environments/{ENV}/deployments/{sid}/cancel");
     ok(&call(&w.api, req("POST", &cancel, "")).await, 200);
     let e = one_new_entry(&w, 1).await;
     assert_eq!(e["action"], "CancelSchedule");
-    assert_eq!(e["deploymentId"], sid);
+    assert_eq!(e["deploymentId"], *sid);
 }
 
 /// 400, 401, 404, 409, 413, 415 and 422 on every state-changing route:
@@ -474,19 +462,7 @@ async fn the_audit_pages_newest_first_without_gap_or_duplicate() {
 async fn a_move_put_back_after_a_scheduler_failure_is_audited_with_its_reason() {
     use aws_sdk_scheduler::operation::update_schedule::UpdateScheduleError;
     let mut w = world().await;
-    let s = ok(
-        &call(
-            &w.api,
-            req(
-                "POST",
-                &format!("/environments/{ENV}/schedules"),
-                &sched_body("2026-11-27T15:30", None),
-            ),
-        )
-        .await,
-        201,
-    );
-    let sid = s["deploymentId"].as_str().unwrap().to_string();
+    let sid = scheduled(&w.api, "2026-11-27T15:30").await;
     let refused = mock!(aws_sdk_scheduler::Client::update_schedule).then_error(|| {
         UpdateScheduleError::generic(
             aws_sdk_scheduler::error::ErrorMetadata::builder()
@@ -540,4 +516,14 @@ async fn a_move_put_back_after_a_scheduler_failure_is_audited_with_its_reason() 
         .unwrap()
         .starts_with("put back: the schedule could not be moved"));
     assert!(all[1].get("note").is_none());
+}
+
+/// Schedules a deployment of the test environment at `at` (UTC): its id.
+async fn scheduled(api: &Api, at: &str) -> String {
+    let path = format!("/environments/{ENV}/schedules");
+    let s = ok(
+        &call(api, req("POST", &path, &sched_body(at, None))).await,
+        201,
+    );
+    s["deploymentId"].as_str().unwrap().to_string()
 }
