@@ -392,24 +392,10 @@ impl Store for MemoryStore {
         let after = next_token
             .map(|t| decode_token(environment_id, t))
             .transpose()?;
-        let limit = limit.max(1) as usize;
         Ok(self.with(|i| {
-            let mut items: Vec<Deployment> = i
-                .deployments
-                .iter()
-                .rev()
-                .filter(|((e, id), _)| e == environment_id && after.as_ref().is_none_or(|a| id < a))
-                .filter(|(_, d)| status.is_none_or(|s| d.status == s))
-                .map(|(_, d)| d.clone())
-                .take(limit + 1)
-                .collect();
-            let more = items.len() > limit;
-            items.truncate(limit);
-            let next_token = match (more, items.last()) {
-                (true, Some(last)) => Some(encode_token(environment_id, &last.deployment_id)),
-                _ => None,
-            };
-            Page { items, next_token }
+            page(&i.deployments, environment_id, limit, after, |d| {
+                status.is_none_or(|s| d.status == s)
+            })
         }))
     }
 
@@ -422,23 +408,36 @@ impl Store for MemoryStore {
         let after = next_token
             .map(|t| decode_token(environment_id, t))
             .transpose()?;
-        let limit = limit.max(1) as usize;
-        Ok(self.with(|i| {
-            let mut items: Vec<AuditEntry> = i
-                .audit
-                .iter()
-                .rev()
-                .filter(|((e, id), _)| e == environment_id && after.as_ref().is_none_or(|a| id < a))
-                .map(|(_, a)| a.clone())
-                .take(limit + 1)
-                .collect();
-            let more = items.len() > limit;
-            items.truncate(limit);
-            let next_token = match (more, items.last()) {
-                (true, Some(last)) => Some(encode_token(environment_id, &last.audit_id)),
-                _ => None,
-            };
-            Page { items, next_token }
-        }))
+        Ok(self.with(|i| page(&i.audit, environment_id, limit, after, |_| true)))
+    }
+}
+
+/// One newest-first page of the environment's records of `map` (keyed by
+/// environment and id) that `keep` accepts, after the id `after`.
+fn page<T: Clone>(
+    map: &BTreeMap<(String, String), T>,
+    environment_id: &str,
+    limit: u32,
+    after: Option<String>,
+    keep: impl Fn(&T) -> bool,
+) -> Page<T> {
+    let limit = limit.max(1) as usize;
+    let mut items: Vec<(&String, &T)> = map
+        .iter()
+        .rev()
+        .filter(|((e, id), _)| e == environment_id && after.as_ref().is_none_or(|a| id < a))
+        .filter(|(_, t)| keep(t))
+        .map(|((_, id), t)| (id, t))
+        .take(limit + 1)
+        .collect();
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next_token = match (more, items.last()) {
+        (true, Some((last, _))) => Some(encode_token(environment_id, last)),
+        _ => None,
+    };
+    Page {
+        items: items.into_iter().map(|(_, t)| t.clone()).collect(),
+        next_token,
     }
 }
