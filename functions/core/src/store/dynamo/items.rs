@@ -180,6 +180,21 @@ impl DynamoStore {
         values: Vec<(&str, AttributeValue)>,
         condition: &str,
     ) -> Result<TransactWriteItem, StoreError> {
+        let update = self.update(env, id, expression, names, values, condition)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// A conditional update of a deployment record: sent alone as an
+    /// UpdateItem, or within a transaction.
+    fn update(
+        &self,
+        env: &str,
+        id: &str,
+        expression: &str,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
+        condition: &str,
+    ) -> Result<Update, StoreError> {
         let mut u = Update::builder()
             .table_name(&self.table)
             .key("PK", pk(env))
@@ -192,9 +207,7 @@ impl DynamoStore {
         for (k, v) in values {
             u = u.expression_attribute_values(k, v);
         }
-        Ok(TransactWriteItem::builder()
-            .update(built(u.build())?)
-            .build())
+        built(u.build())
     }
 
     /// Sets one value on an existing deployment record; a missing record is
@@ -234,20 +247,16 @@ impl DynamoStore {
         values: Vec<(&str, AttributeValue)>,
         condition: &str,
     ) -> Result<bool, StoreError> {
-        let mut req = self
+        let u = self.update(env, id, expression, names, values, condition)?;
+        let req = self
             .client
             .update_item()
-            .table_name(&self.table)
-            .key("PK", pk(env))
-            .key("SK", dep_sk(id))
-            .update_expression(expression)
-            .condition_expression(condition);
-        for (k, v) in names {
-            req = req.expression_attribute_names(*k, *v);
-        }
-        for (k, v) in values {
-            req = req.expression_attribute_values(k, v);
-        }
+            .table_name(u.table_name)
+            .set_key(Some(u.key))
+            .update_expression(u.update_expression)
+            .set_condition_expression(u.condition_expression)
+            .set_expression_attribute_names(u.expression_attribute_names)
+            .set_expression_attribute_values(u.expression_attribute_values);
         match req.send().await {
             Ok(_) => Ok(true),
             Err(e) => {
