@@ -76,6 +76,7 @@ fn action(route: Route) -> &'static str {
         Route::GetDeployment => "reading a deployment",
         Route::GetAudit => "reading the audit trail",
         Route::CancelDeployment => "cancelling a deployment",
+        Route::RollbackDeployment => "rolling back to a deployment",
         Route::CreateSchedule => "scheduling a deployment",
         Route::MoveSchedule => "moving a scheduled deployment",
         Route::CancelSchedule => "cancelling a scheduled deployment",

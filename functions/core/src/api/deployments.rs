@@ -1,5 +1,6 @@
 //! The deployment routes: start one now (taking the environment lock, then
-//! the execution), page through the history, read one, cancel one.
+//! the execution; a rollback starts the same way, `rollback.rs`), page
+//! through the history, read one, cancel one.
 
 use super::input::{self, StartInput};
 use super::problem::{step_err, store_err};
@@ -7,6 +8,7 @@ use super::query::Query;
 use super::{Api, ApiResponse, ApiResult, DeploymentView, Problem};
 use crate::domain::{
     diff, valid_deployment_id, AuditAction, Deployment, DeploymentError, DeploymentStatus,
+    RollbackOf,
 };
 use crate::store::{LockOutcome, Outcome};
 use serde_json::json;
@@ -26,6 +28,20 @@ impl Api {
         };
         input.check()?;
         let env = self.environment(env_id).await?;
+        let options = input.options().resolve(&env.defaults);
+        self.launch(env_id, owner, options, None).await
+    }
+
+    /// Starts a deployment now (a rollback when `rollback_of` names the
+    /// model to restore): the lock, the record with its audit entry, then the
+    /// execution; 202 with the record.
+    pub(super) async fn launch(
+        &self,
+        env_id: &str,
+        owner: &str,
+        options: crate::domain::DeploymentOptions,
+        rollback_of: Option<RollbackOf>,
+    ) -> ApiResult<ApiResponse> {
         let store = &self.deps.store;
         let id = crate::domain::new_deployment_id();
         let now = self.deps.clock.now();
@@ -46,7 +62,6 @@ impl Api {
                 .with("runningDeploymentId", json!(other)))
             }
         }
-        let options = input.options().resolve(&env.defaults);
         let mut dep = Deployment::new_running(
             id.clone(),
             env_id.into(),
@@ -55,7 +70,12 @@ impl Api {
             now,
         );
         dep.execution_arn = Some(self.execution_arn(&id));
-        let audit = self.status_entry(&dep, owner, AuditAction::StartDeployment, None, "Running");
+        dep.rollback_of = rollback_of.clone();
+        let action = match &rollback_of {
+            Some(_) => AuditAction::RollbackDeployment,
+            None => AuditAction::StartDeployment,
+        };
+        let audit = self.status_entry(&dep, owner, action, None, "Running");
         if let Err(e) = store.create_deployment(&dep, Some(&audit)).await {
             let _ = store.release_lock(env_id, &id).await;
             return Err(store_err(e));
@@ -66,6 +86,10 @@ impl Api {
             "owner": owner,
             "options": options,
         });
+        if let Some(r) = &rollback_of {
+            // For the console reader; the steps read it from the record.
+            exec_input["rollbackOf"] = json!(r);
+        }
         if let Some(p) = self.settings.poll_seconds {
             exec_input["pollSeconds"] = json!(p);
         }
@@ -114,17 +138,33 @@ impl Api {
             })
             .transpose()?;
         let token = q.get("nextToken");
-        self.environment(env).await?;
+        let environment = self.environment(env).await?;
         let page = self
             .deps
             .store
             .history(env, limit, token, status)
             .await
             .map_err(store_err)?;
+        // Which rows are rollback targets: only a page showing a Succeeded
+        // deployment needs the kept ones read.
+        let kept = match page
+            .items
+            .iter()
+            .any(|d| d.status == DeploymentStatus::Succeeded)
+        {
+            true => Some(self.kept(&environment).await?),
+            false => None,
+        };
         let items: Vec<DeploymentView> = page
             .items
             .iter()
-            .map(|d| DeploymentView::new(d, &self.deps.settings.region, false))
+            .map(|d| {
+                let mut v = DeploymentView::new(d, &self.deps.settings.region, false);
+                if let Some(kept) = &kept {
+                    kept.mark(&mut v, d);
+                }
+                v
+            })
             .collect();
         Ok(ApiResponse::json(
             200,
@@ -157,10 +197,12 @@ impl Api {
     /// `GET /environments/{env}/deployments/{id}`: with every step's actions.
     pub(super) async fn details(&self, env: &str, id: &str) -> ApiResult<ApiResponse> {
         let dep = self.deployment(env, id).await?;
-        Ok(ApiResponse::json(
-            200,
-            &DeploymentView::new(&dep, &self.deps.settings.region, true),
-        ))
+        let mut view = DeploymentView::new(&dep, &self.deps.settings.region, true);
+        if dep.status == DeploymentStatus::Succeeded {
+            let environment = self.environment(env).await?;
+            self.kept(&environment).await?.mark(&mut view, &dep);
+        }
+        Ok(ApiResponse::json(200, &view))
     }
 
     /// `POST /environments/{env}/deployments/{id}/cancel`: flags a running

@@ -146,6 +146,8 @@ pub struct DefaultsInput {
     pub notify_on_start: Option<bool>,
     #[serde(default, deserialize_with = "whole")]
     pub retention: Option<u32>,
+    #[serde(default, deserialize_with = "whole")]
+    pub kept_deployments: Option<u32>,
     pub replace_instances: Option<bool>,
     pub refresh_preferences: Option<RefreshInput>,
     #[serde(default, deserialize_with = "whole")]
@@ -308,6 +310,7 @@ impl EnvironmentInput {
             d.notification_emails.as_deref().unwrap_or_default(),
         )?;
         range("defaults.retention", d.retention, 2, 100)?;
+        range("defaults.keptDeployments", d.kept_deployments, 1, 20)?;
         range(
             "defaults.imageTimeoutSeconds",
             d.image_timeout_seconds,
@@ -360,6 +363,7 @@ impl EnvironmentInput {
                     .unwrap_or(base.stop_preparation_server),
                 notification_emails: d.notification_emails.unwrap_or_default(),
                 retention: d.retention.unwrap_or(DEFAULT_RETENTION),
+                kept_deployments: d.kept_deployments.unwrap_or(base.kept_deployments),
                 replace_instances: d.replace_instances.unwrap_or(base.replace_instances),
                 refresh_preferences: RefreshPreferences {
                     min_healthy_percentage: r

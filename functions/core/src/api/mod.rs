@@ -18,6 +18,7 @@ mod message;
 pub mod page;
 mod problem;
 mod query;
+mod rollback;
 mod router;
 mod routes;
 mod schedules;

@@ -167,6 +167,10 @@ impl Api {
             Route::ListDeployments => self.history(&params[0], &query).await,
             Route::GetDeployment => self.details(&params[0], &params[1]).await,
             Route::CancelDeployment => self.cancel(&params[0], &params[1], &owner).await,
+            Route::RollbackDeployment => {
+                self.rollback(&params[0], &params[1], &owner, &req.body)
+                    .await
+            }
             Route::GetAudit => self.audit_trail(&params[0], &query).await,
             Route::CreateSchedule | Route::MoveSchedule | Route::CancelSchedule => {
                 Err(misrouted(route, Function::Api))
@@ -196,6 +200,7 @@ impl Api {
             | Route::ListDeployments
             | Route::GetDeployment
             | Route::CancelDeployment
+            | Route::RollbackDeployment
             | Route::GetAudit => Err(misrouted(route, Function::Schedules)),
         }
     }

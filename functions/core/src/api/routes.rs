@@ -11,7 +11,7 @@ use crate::domain::Role;
 /// scheduling code put one function over the size budget (BENCHMARKS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Function {
-    /// `api`: environments, deployments (start, history, details, cancel),
+    /// `api`: environments, deployments (start, history, details, cancel, rollback),
     /// the audit trail and the page.
     Api,
     /// `schedules`: scheduled deployments (create, move, cancel).
@@ -38,6 +38,7 @@ pub enum Route {
     ListDeployments,
     GetDeployment,
     CancelDeployment,
+    RollbackDeployment,
     CreateSchedule,
     MoveSchedule,
     CancelSchedule,
@@ -46,7 +47,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order the router tries them.
-    pub const ALL: [Route; 11] = [
+    pub const ALL: [Route; 12] = [
         Route::ListEnvironments,
         Route::GetEnvironment,
         Route::PutEnvironment,
@@ -54,6 +55,7 @@ impl Route {
         Route::ListDeployments,
         Route::GetDeployment,
         Route::CancelDeployment,
+        Route::RollbackDeployment,
         Route::CreateSchedule,
         Route::MoveSchedule,
         Route::CancelSchedule,
@@ -68,7 +70,10 @@ impl Route {
             | Route::GetDeployment
             | Route::GetAudit => "GET",
             Route::PutEnvironment => "PUT",
-            Route::StartDeployment | Route::CancelDeployment | Route::CreateSchedule => "POST",
+            Route::StartDeployment
+            | Route::CancelDeployment
+            | Route::RollbackDeployment
+            | Route::CreateSchedule => "POST",
             Route::MoveSchedule => "PATCH",
             Route::CancelSchedule => "DELETE",
         }
@@ -81,6 +86,7 @@ impl Route {
             self,
             Route::PutEnvironment
                 | Route::StartDeployment
+                | Route::RollbackDeployment
                 | Route::CreateSchedule
                 | Route::MoveSchedule
         )
@@ -94,6 +100,7 @@ impl Route {
             Route::StartDeployment | Route::ListDeployments => "/environments/{env}/deployments",
             Route::GetDeployment => "/environments/{env}/deployments/{id}",
             Route::CancelDeployment => "/environments/{env}/deployments/{id}/cancel",
+            Route::RollbackDeployment => "/environments/{env}/deployments/{id}/rollback",
             Route::CreateSchedule => "/environments/{env}/schedules",
             Route::MoveSchedule | Route::CancelSchedule => "/environments/{env}/schedules/{id}",
             Route::GetAudit => "/environments/{env}/audit",
@@ -109,6 +116,7 @@ impl Route {
             | Route::ListDeployments
             | Route::GetDeployment
             | Route::CancelDeployment
+            | Route::RollbackDeployment
             | Route::GetAudit => Function::Api,
             Route::CreateSchedule | Route::MoveSchedule | Route::CancelSchedule => {
                 Function::Schedules
@@ -130,6 +138,7 @@ impl Route {
             | Route::GetAudit => Role::Viewer,
             Route::StartDeployment
             | Route::CancelDeployment
+            | Route::RollbackDeployment
             | Route::CreateSchedule
             | Route::MoveSchedule
             | Route::CancelSchedule => Role::Deployer,

@@ -3,7 +3,7 @@
 
 use crate::domain::{
     Deployment, DeploymentError, DeploymentOptions, DeploymentStatus, GeneratedVersion, IgnoredRun,
-    ScheduleInfo, StepName, StepRecord,
+    RollbackOf, ScheduleInfo, StepName, StepRecord,
 };
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -48,6 +48,17 @@ pub struct DeploymentView {
     /// The main model's launch template version number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_version: Option<i64>,
+    /// A rollback deployment: the earlier deployment whose model it restores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<RollbackOf>,
+    /// The newest Succeeded deployment: its model is the one in service
+    /// (history and details).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub in_service: bool,
+    /// A Succeeded deployment whose model is kept and not in service: a
+    /// rollback can restore it (history and details).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub can_roll_back: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<DeploymentError>,
     /// Once Finalization ran: per group, the versions its instances ended on
@@ -93,6 +104,9 @@ impl DeploymentView {
             duration_ms: d.duration_ms,
             generated_version: d.generated_version.clone(),
             model_version: d.runtime.main_version,
+            rollback_of: d.rollback_of.clone(),
+            in_service: false,
+            can_roll_back: false,
             error: d.error.clone(),
             fleet_versions: (!d.runtime.fleet_versions.is_empty())
                 .then(|| d.runtime.fleet_versions.clone()),

@@ -18,6 +18,8 @@ pub enum AuditAction {
     RegisterEnvironment,
     UpdateEnvironment,
     StartDeployment,
+    /// A deployment started that restores an earlier deployment's model.
+    RollbackDeployment,
     /// A Running deployment flagged for cancellation.
     CancelDeployment,
     ScheduleDeployment,

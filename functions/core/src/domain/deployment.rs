@@ -90,6 +90,32 @@ pub struct GeneratedVersion {
     pub image_id: String,
 }
 
+/// What a rollback deployment restores: the model (launch template version
+/// and AMI) an earlier Succeeded deployment of the same environment put in
+/// service. No image is taken and no version created: the version becomes the
+/// default again and the fleet is refreshed to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackOf {
+    /// The deployment whose model is restored.
+    pub deployment_id: String,
+    pub launch_template_id: String,
+    pub launch_template_version: i64,
+    pub image_id: String,
+}
+
+impl RollbackOf {
+    /// The model `deployment` put in service, if it has one.
+    pub fn of(deployment: &Deployment) -> Option<Self> {
+        deployment.generated_version.as_ref().map(|v| Self {
+            deployment_id: deployment.deployment_id.clone(),
+            launch_template_id: v.launch_template_id.clone(),
+            launch_template_version: v.launch_template_version,
+            image_id: v.image_id.clone(),
+        })
+    }
+}
+
 /// Why a deployment did not succeed: which step, the stable error name, the message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -247,6 +273,9 @@ pub struct Deployment {
     pub steps: Vec<StepRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated_version: Option<GeneratedVersion>,
+    /// Set on a rollback deployment: the earlier deployment's model it restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<RollbackOf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<DeploymentError>,
     /// Set by the API's cancel; every step checks it and stops with `Cancelled`.
@@ -287,6 +316,7 @@ impl Deployment {
                 .map(|s| StepRecord::pending(*s))
                 .collect(),
             generated_version: None,
+            rollback_of: None,
             error: None,
             cancel_requested: false,
             cancelled_by: None,

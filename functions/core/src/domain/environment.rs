@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 /// Default number of launch template versions kept by "remove old models".
 pub const DEFAULT_RETENTION: u32 = 5;
+/// Default number of Succeeded deployments whose models (launch template
+/// version and AMI) are kept for a rollback.
+pub const DEFAULT_KEPT_DEPLOYMENTS: u32 = 3;
 /// Scaling processes that change the fleet on their own and are suspended by
 /// "lock instances". Launch/Terminate stay active: an instance refresh needs them.
 pub const LOCK_PROCESSES: [&str; 3] = ["AZRebalance", "AlarmNotification", "ScheduledActions"];
@@ -39,6 +42,9 @@ pub struct EnvironmentDefaults {
     pub notification_emails: Vec<String>,
     /// Launch template versions kept by "remove old models".
     pub retention: u32,
+    /// The newest Succeeded deployments whose models Create models never
+    /// removes: the ones a rollback can restore.
+    pub kept_deployments: u32,
     /// When false, "Replace instances" is not applicable (new launches use the new model).
     pub replace_instances: bool,
     pub refresh_preferences: RefreshPreferences,
@@ -56,6 +62,7 @@ impl Default for EnvironmentDefaults {
             stop_preparation_server: false,
             notification_emails: Vec::new(),
             retention: DEFAULT_RETENTION,
+            kept_deployments: DEFAULT_KEPT_DEPLOYMENTS,
             replace_instances: true,
             refresh_preferences: RefreshPreferences::default(),
             image_timeout_seconds: 3600,

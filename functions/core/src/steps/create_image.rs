@@ -6,11 +6,13 @@
 //! (EC2 is eventually consistent): that is waited out for a bounded time.
 //! With "stop preparation server" off the server keeps running and is imaged
 //! without a reboot (`NoReboot`). Fails on `failed` with the reason.
+//! A rollback takes no image: the step is not applicable and records the
+//! restored deployment's image, checked to be still `available`.
 
 use super::{Journal, Poll, StepInput};
 use crate::aws::ec2::{CreatedImage, ImageInfo, ImageState};
 use crate::deps::Deps;
-use crate::domain::{ImageTaken, StepName, StepStatus};
+use crate::domain::{ImageTaken, RollbackOf, StepName, StepStatus};
 use crate::error::StepError;
 use chrono::{DateTime, Utc};
 
@@ -29,6 +31,9 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     let mut j = Journal::load(deps, &input, StepName::CreateImage).await?;
     if j.status() == StepStatus::Succeeded {
         return Ok(Poll::done());
+    }
+    if let Some(r) = j.dep.rollback_of.clone() {
+        return reuse_for_rollback(deps, &mut j, &r).await;
     }
     j.start().await?;
     let env = j.environment().await?;
@@ -180,6 +185,38 @@ fn not_visible_yet(deps: &Deps, j: &Journal<'_>, what: &str) -> Result<(), StepE
         )));
     }
     Ok(())
+}
+
+/// A rollback's image is the restored deployment's: it must still be
+/// `available` (deregistered, or any other state, fails the deployment before
+/// Create models changes anything).
+async fn reuse_for_rollback(
+    deps: &Deps,
+    j: &mut Journal<'_>,
+    r: &RollbackOf,
+) -> Result<Poll, StepError> {
+    j.start().await?;
+    let image = deps.ec2.image(&r.image_id).await?;
+    match image.as_ref().map(|i| &i.state) {
+        Some(ImageState::Available) => {}
+        state => {
+            return Err(StepError::ImageFailed(format!(
+                "image {} of deployment {} {}: it cannot be restored",
+                r.image_id,
+                r.deployment_id,
+                state.map_or("no longer exists".into(), |s| format!("is {s}"))
+            )))
+        }
+    }
+    if j.dep.runtime.image_id.as_deref() != Some(r.image_id.as_str()) {
+        j.dep.runtime.image_id = Some(r.image_id.clone());
+        j.save_runtime().await?;
+    }
+    let why = format!(
+        "a rollback reuses image {} of deployment {} (available)",
+        r.image_id, r.deployment_id
+    );
+    j.not_applicable(&why).await
 }
 
 #[cfg(test)]

@@ -1,15 +1,18 @@
 //! Step 4, "Create models": the main model (a new launch template version
-//! from the current default with the new image, made default), the backup
+//! from the current default with the new image, made default; for a rollback
+//! the restored deployment's version, checked to exist), the backup
 //! model (the previous default, recorded as the rollback target) and removal
 //! of old models beyond the retention count — never one that is in use by any
-//! group or instance of the account and Region — and of the images no model
-//! or instance uses any more (`images.rs`).
+//! group or instance of the account and Region, nor the model of one of the
+//! environment's newest `keptDeployments` Succeeded deployments (what a
+//! rollback restores) — and of the images no model or instance uses any more
+//! (`images.rs`).
 
 use super::{Journal, Poll, StepInput};
 use crate::aws::autoscaling::{GroupTemplates, TemplateReference};
 use crate::aws::ec2::{InstanceTemplateVersion, TemplateInfo};
 use crate::deps::Deps;
-use crate::domain::{StepName, StepStatus};
+use crate::domain::{Environment, RollbackOf, StepName, StepStatus};
 use crate::error::StepError;
 use std::collections::BTreeSet;
 
@@ -38,6 +41,19 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
         .ok_or_else(|| StepError::ModelsFailed(format!("launch template {lt_id} not found")))?;
     let description = model_description(&j.dep.deployment_id);
     let versions = deps.ec2.template_versions(&lt_id).await?;
+    if let Some(r) = &j.dep.rollback_of {
+        // The restored version must still exist: checked before the default
+        // changes, so a refusal leaves the template as it was.
+        if !versions
+            .iter()
+            .any(|v| v.number == r.launch_template_version)
+        {
+            return Err(StepError::ModelsFailed(format!(
+                "version {} of launch template {lt_id} (deployment {}) no longer exists: it cannot be restored",
+                r.launch_template_version, r.deployment_id
+            )));
+        }
+    }
     // Found by description: CreateLaunchTemplateVersion's ClientToken is not
     // honoured everywhere (the emulator ignores it), the description always is.
     let existing = versions
@@ -60,9 +76,10 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
         }
     };
 
-    let main = match existing {
-        Some(v) => v,
-        None => {
+    let main = match (&j.dep.rollback_of, existing) {
+        (Some(r), _) => r.launch_template_version,
+        (None, Some(v)) => v,
+        (None, None) => {
             deps.ec2
                 .create_template_version(
                     &lt_id,
@@ -78,9 +95,13 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
         j.dep.runtime.main_version = Some(main);
         j.save_runtime().await?;
     }
-    j.action(format!(
-        "Main model: version {main} of {lt_id} with image {image_id}"
-    ))
+    j.action(match &j.dep.rollback_of {
+        Some(r) => format!(
+            "Main model: version {main} of {lt_id} with image {image_id}, restored from deployment {}",
+            r.deployment_id
+        ),
+        None => format!("Main model: version {main} of {lt_id} with image {image_id}"),
+    })
     .await?;
     if template.default_version != main {
         deps.ec2.set_default_version(&lt_id, main).await?;
@@ -99,13 +120,31 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     all.sort_unstable();
     all.dedup();
     let retention = env.defaults.retention;
-    let candidates = versions_to_remove(&all, retention, main, backup, &BTreeSet::new());
+    let kept = match kept_models(deps, &env).await {
+        Ok(kept) => kept,
+        Err(why) => {
+            // Housekeeping never fails the deployment; nothing a rollback
+            // may need is removed while the kept ones cannot be told.
+            tracing::warn!(environment = %env.environment_id, "old models not removed: {why}");
+            j.action(format!(
+                "Old models and images not removed: {why}; a rollback may still need them"
+            ))
+            .await?;
+            j.end(StepStatus::Succeeded).await?;
+            return Ok(Poll::done());
+        }
+    };
+    let kept_versions: BTreeSet<i64> = kept.iter().map(|m| m.launch_template_version).collect();
+    let candidates = versions_to_remove(&all, retention, main, backup, &kept_versions);
     let remove = if candidates.is_empty() {
         Some(candidates)
     } else {
         // Main is the default now: `$Default` resolves to it.
         match versions_in_use_anywhere(deps, &template, main, latest).await {
-            Ok(in_use) => Some(versions_to_remove(&all, retention, main, backup, &in_use)),
+            Ok(in_use) => {
+                let spared = &in_use | &kept_versions;
+                Some(versions_to_remove(&all, retention, main, backup, &spared))
+            }
             Err(why) => {
                 // DeleteLaunchTemplateVersions does not check use: when the use
                 // of a version cannot be told, none is deleted. Housekeeping does
@@ -141,9 +180,27 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
             }
         }
     }
-    images::remove_unused_images(deps, &mut j, &env.environment_id, &image_id, &lt_id).await?;
+    let mut spared_images: BTreeSet<String> = kept.into_iter().map(|m| m.image_id).collect();
+    spared_images.insert(image_id.clone());
+    images::remove_unused_images(deps, &mut j, &env.environment_id, &spared_images, &lt_id).await?;
     j.end(StepStatus::Succeeded).await?;
     Ok(Poll::done())
+}
+
+/// The models of the environment's newest `keptDeployments` Succeeded
+/// deployments on its launch template: a rollback can restore them, so
+/// neither their versions nor their images are removed.
+async fn kept_models(deps: &Deps, env: &Environment) -> Result<Vec<RollbackOf>, String> {
+    let newest = deps
+        .store
+        .newest_succeeded(&env.environment_id, env.defaults.kept_deployments.max(1))
+        .await
+        .map_err(|e| format!("could not read the kept deployments ({e})"))?;
+    Ok(newest
+        .iter()
+        .filter_map(RollbackOf::of)
+        .filter(|m| m.launch_template_id == env.launch_template_id)
+        .collect())
 }
 
 /// The versions of `template` in use anywhere in the account and Region: by

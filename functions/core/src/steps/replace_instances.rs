@@ -32,7 +32,11 @@ fn adoption_bound(
     let skew = Duration::minutes(CLOCK_SKEW_MINUTES);
     match (dep.runtime.refresh_requested_at.get(group), kind) {
         (Some(at), _) => Some(Some(*at - skew)),
-        (None, VersionKind::Number) => Some(dep.started_at.map(|t| t - skew)),
+        // A rollback's numbered version is an earlier deployment's, not unique
+        // to this one: only a refresh we recorded asking for is ours.
+        (None, VersionKind::Number) if dep.rollback_of.is_none() => {
+            Some(dep.started_at.map(|t| t - skew))
+        }
         (None, _) => None,
     }
 }

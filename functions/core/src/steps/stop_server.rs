@@ -1,4 +1,5 @@
-//! Step 2, "Stop preparation server": only with the option on. Remembers the
+//! Step 2, "Stop preparation server": only with the option on (never for a
+//! rollback, which takes no image). Remembers the
 //! server's prior state (Finalization restarts it only if it was running),
 //! sends StopInstances on every poll that finds it `running`, and is called
 //! again by the ASL's wait loop until `stopped`.
@@ -11,6 +12,13 @@ use crate::error::StepError;
 
 pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     let mut j = Journal::load(deps, &input, StepName::StopPreparationServer).await?;
+    if let Some(r) = &j.dep.rollback_of {
+        let why = format!(
+            "a rollback takes no image; it reuses image {} of deployment {}",
+            r.image_id, r.deployment_id
+        );
+        return j.not_applicable(&why).await;
+    }
     if !j.dep.options.stop_preparation_server {
         return j
             .not_applicable("the preparation server keeps running while imaging")

@@ -256,6 +256,25 @@ pub async fn run(deps: &Deps, event: StateWithExecution) -> Result<Poll, StepErr
         )?;
     }
     let groups: Vec<GroupInfo> = described.into_iter().map(|(g, _)| g).collect();
+    if let Some(r) = &j.dep.rollback_of {
+        // `$Latest` is always the newest version: it cannot be made to
+        // resolve to an older one, so such a group would stay on the newest.
+        if let Some(g) = groups
+            .iter()
+            .find(|g| g.launch_template_version.as_deref() == Some("$Latest"))
+        {
+            return Err(StepError::ValidationFailed(format!(
+                "Auto Scaling group {} uses $Latest, which always resolves to the newest version of {}: \
+                 a rollback to version {} cannot apply to it; set the group to $Default or a version number",
+                g.name, env.launch_template_id, r.launch_template_version
+            )));
+        }
+        j.action(format!(
+            "Rollback to version {} of {} with image {} (deployment {})",
+            r.launch_template_version, r.launch_template_id, r.image_id, r.deployment_id
+        ))
+        .await?;
+    }
     for name in &env.auto_scaling_groups {
         let g = groups.iter().find(|g| &g.name == name).ok_or_else(|| {
             StepError::ValidationFailed(format!("Auto Scaling group {name} not found"))

@@ -226,6 +226,35 @@ pub trait Store: Send + Sync {
         status: Option<DeploymentStatus>,
     ) -> Result<Page, StoreError>;
 
+    /// The newest `count` Succeeded deployments, newest first: the ones whose
+    /// models are kept for a rollback. Filtered pages may be short, so pages
+    /// are read until `count` are found or the history ends.
+    async fn newest_succeeded(
+        &self,
+        environment_id: &str,
+        count: u32,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .history(
+                    environment_id,
+                    count,
+                    token.as_deref(),
+                    Some(DeploymentStatus::Succeeded),
+                )
+                .await?;
+            found.extend(page.items);
+            match page.next_token {
+                Some(t) if found.len() < count as usize => token = Some(t),
+                _ => break,
+            }
+        }
+        found.truncate(count as usize);
+        Ok(found)
+    }
+
     /// The environment's audit trail, newest first, paged like the history
     /// (one Query per page).
     async fn audit(

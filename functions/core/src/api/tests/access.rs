@@ -52,7 +52,8 @@ fn callers() -> Vec<(&'static str, Caller, Option<Role>)> {
 }
 
 /// A world with `prod-web` (the access map above), `secret` (none), a
-/// pending schedule and, unless the route starts one, a running deployment.
+/// pending schedule and, unless the route starts one, a running deployment
+/// (for a rollback, two Succeeded ones instead).
 async fn seeded(route: Route) -> (World, String, String) {
     let w = world().await;
     let mut env = environment();
@@ -74,6 +75,11 @@ async fn seeded(route: Route) -> (World, String, String) {
     let schedule = s.json_body()["deploymentId"].as_str().unwrap().to_string();
     let deployment = if route == Route::StartDeployment {
         "01JD0000000000000000000000".to_string()
+    } else if route == Route::RollbackDeployment {
+        // Two Succeeded deployments: the older one's model can be restored.
+        succeeded(&w.store, "01JD0000000000000000000010", 2).await;
+        succeeded(&w.store, "01JD0000000000000000000020", 3).await;
+        "01JD0000000000000000000010".to_string()
     } else {
         let d = call(
             &w.api,
@@ -98,7 +104,7 @@ fn request(route: Route, deployment: &str, schedule: &str) -> ApiRequest {
     );
     let body = match route {
         Route::PutEnvironment => env_body(API_LT),
-        Route::StartDeployment => "{}".into(),
+        Route::StartDeployment | Route::RollbackDeployment => "{}".into(),
         Route::CreateSchedule => sched_body("2026-11-29T10:00:00", None),
         Route::MoveSchedule => r#"{"at":"2026-11-28T18:00:00"}"#.into(),
         _ => String::new(),

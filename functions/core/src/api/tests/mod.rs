@@ -6,6 +6,7 @@ mod access;
 mod audit;
 mod deployments;
 mod environments;
+mod rollback;
 mod routing;
 mod schedules;
 mod spec;
@@ -302,4 +303,30 @@ fn sched_body(at: &str, tz: Option<&str>) -> String {
         b["timezone"] = json!(tz);
     }
     b.to_string()
+}
+
+/// A Succeeded deployment `id` of `ENV` that put `version` (image
+/// `ami-<version>`) of the environment's template in service.
+async fn succeeded(store: &MemoryStore, id: &str, version: i64) -> Deployment {
+    let d = Deployment::new_running(
+        id.into(),
+        ENV.into(),
+        ME.into(),
+        Default::default(),
+        NOW.parse().unwrap(),
+    );
+    store.create_deployment(&d, None).await.unwrap();
+    let outcome = crate::store::Outcome {
+        status: DeploymentStatus::Succeeded,
+        ended_at: NOW.parse().unwrap(),
+        duration_ms: 1,
+        generated_version: Some(crate::domain::GeneratedVersion {
+            launch_template_id: environment().launch_template_id,
+            launch_template_version: version,
+            image_id: format!("ami-{version}"),
+        }),
+        error: None,
+    };
+    store.finish(ENV, id, &outcome).await.unwrap();
+    store.deployment(ENV, id).await.unwrap().unwrap()
 }

@@ -2,7 +2,8 @@
 //! deregisters the environment's images that nothing uses any more and
 //! deletes their snapshots. Candidates are the images the product made for
 //! the environment (both Autosky tags), a failed or cancelled deployment's
-//! included; never the current deployment's image, one a version of any
+//! included; never the current deployment's image nor a kept deployment's
+//! (what a rollback restores), one a version of any
 //! launch template of the Region uses (the versions retention keeps among
 //! them), nor one a launch configuration names, nor one an instance that is
 //! not terminated runs.
@@ -21,7 +22,7 @@ pub async fn remove_unused_images(
     deps: &Deps,
     j: &mut Journal<'_>,
     environment_id: &str,
-    current_image: &str,
+    spared: &BTreeSet<String>,
     launch_template_id: &str,
 ) -> Result<(), StepError> {
     // A removal a previous attempt began: its image may already be
@@ -33,7 +34,7 @@ pub async fn remove_unused_images(
         Ok(i) => i,
         Err(e) => return not_removed(j, format!("could not list the images ({e})")).await,
     };
-    let candidates = candidates(&images, current_image);
+    let candidates = candidates(&images, spared);
     if candidates.is_empty() {
         return Ok(());
     }
@@ -76,12 +77,13 @@ pub async fn remove_unused_images(
 }
 
 /// The images that may go: made by the product for the environment (both
-/// tags), not the current deployment's, and not still being made.
-pub fn candidates<'a>(images: &'a [OwnedImage], current_image: &str) -> Vec<&'a OwnedImage> {
+/// tags), not `spared` (the current deployment's, the kept deployments'), and
+/// not still being made.
+pub fn candidates<'a>(images: &'a [OwnedImage], spared: &BTreeSet<String>) -> Vec<&'a OwnedImage> {
     images
         .iter()
         .filter(|i| i.deployment_id.is_some())
-        .filter(|i| i.id != current_image)
+        .filter(|i| !spared.contains(&i.id))
         .filter(|i| !IN_PROGRESS.contains(&i.state.as_str()))
         .collect()
 }
