@@ -78,6 +78,32 @@ impl Options {
     }
 }
 
+/// A rollback's options: it takes no image, so it never stops the server.
+#[derive(clap::Args, Debug, Clone)]
+struct RollbackOptions {
+    /// Suspend the group's AZ rebalancing, alarm and scheduled scaling meanwhile.
+    #[arg(long)]
+    lock_instances: bool,
+    /// E-mail address to notify (repeat for several).
+    #[arg(long = "notify", value_name = "EMAIL")]
+    notify: Vec<String>,
+    /// Also e-mail when the rollback starts.
+    #[arg(long)]
+    notify_on_start: bool,
+}
+
+impl RollbackOptions {
+    fn body(&self) -> Value {
+        Options {
+            lock_instances: self.lock_instances,
+            stop_preparation_server: false,
+            notify: self.notify.clone(),
+            notify_on_start: self.notify_on_start,
+        }
+        .body()
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Start a deployment now.
@@ -100,6 +126,18 @@ enum Command {
         timezone: Option<String>,
         #[command(flatten)]
         options: Options,
+    },
+    /// Put an earlier Succeeded deployment's version (launch template
+    /// version and AMI) back in service: a rollback deployment.
+    Rollback {
+        env: String,
+        /// The deployment whose version to restore (see `history`: "can roll back").
+        id: String,
+        #[command(flatten)]
+        options: RollbackOptions,
+        /// Follow it step by step until it ends; exit 1 unless it succeeds.
+        #[arg(long)]
+        wait: bool,
     },
     /// Cancel a running or scheduled deployment.
     Cancel { env: String, id: String },
@@ -213,25 +251,27 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 )
                 .await
                 .map_err(fail)?;
-            let id = v["deploymentId"].as_str().unwrap_or_default().to_string();
-            if wait {
-                if out == Output::Text {
-                    println!("Deployment {id} started on {env}");
-                }
-                return follow(
-                    &api,
-                    &format!("/environments/{}/deployments/{id}", path_segment(&env)),
-                    out,
+            return started(&api, &env, v, wait, out).await;
+        }
+        Command::Rollback {
+            env,
+            id,
+            options,
+            wait,
+        } => {
+            let v = api
+                .call(
+                    "POST",
+                    &format!(
+                        "/environments/{}/deployments/{}/rollback",
+                        path_segment(&env),
+                        path_segment(&id)
+                    ),
+                    Some(&options.body()),
                 )
-                .await;
-            }
-            print(out, &v, |v| {
-                format!(
-                    "Deployment {} started on {env} ({})\n",
-                    id,
-                    v["status"].as_str().unwrap_or("?")
-                )
-            });
+                .await
+                .map_err(fail)?;
+            return started(&api, &env, v, wait, out).await;
         }
         Command::Schedule {
             env,
@@ -287,6 +327,40 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             });
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A deployment (or rollback) the API accepted: followed with `--wait`,
+/// else its id and status.
+async fn started(
+    api: &ApiClient,
+    env: &str,
+    v: Value,
+    wait: bool,
+    out: Output,
+) -> Result<ExitCode, String> {
+    let id = v["deploymentId"].as_str().unwrap_or_default().to_string();
+    let what = match v["rollbackOf"]["launchTemplateVersion"].as_i64() {
+        Some(n) => format!("Rollback to version {n}"),
+        None => "Deployment".to_string(),
+    };
+    if wait {
+        if out == Output::Text {
+            println!("{what} {id} started on {env}");
+        }
+        return follow(
+            api,
+            &format!("/environments/{}/deployments/{id}", path_segment(env)),
+            out,
+        )
+        .await;
+    }
+    print(out, &v, |v| {
+        format!(
+            "{what} {id} started on {env} ({})\n",
+            v["status"].as_str().unwrap_or("?")
+        )
+    });
     Ok(ExitCode::SUCCESS)
 }
 

@@ -68,8 +68,8 @@ pub fn environments(v: &Value) -> String {
 
 pub fn history(v: &Value) -> String {
     let mut out = format!(
-        "{:<26} {:<12} {:<19} {:<10} {:<8} {}\n",
-        "DEPLOYMENT", "STATUS", "WHEN", "DURATION", "VERSION", "STEPS"
+        "{:<26} {:<12} {:<19} {:<10} {:<8} {:<6} {}\n",
+        "DEPLOYMENT", "STATUS", "WHEN", "DURATION", "VERSION", "STEPS", "NOTE"
     );
     for d in v["items"].as_array().into_iter().flatten() {
         let when = if d["status"] == "Scheduled" {
@@ -85,7 +85,7 @@ pub fn history(v: &Value) -> String {
             .collect::<Vec<_>>()
             .join("");
         out.push_str(&format!(
-            "{:<26} {:<12} {:<19} {:<10} {:<8} {}\n",
+            "{:<26} {:<12} {:<19} {:<10} {:<8} {:<6} {}\n",
             s(&d["deploymentId"]),
             format!("{} {}", icon(s(&d["status"])), s(&d["status"])),
             when,
@@ -94,13 +94,33 @@ pub fn history(v: &Value) -> String {
                 .as_i64()
                 .map(|v| format!("v{v}"))
                 .unwrap_or_else(|| "-".into()),
-            steps
+            steps,
+            note(d)
         ));
     }
     if let Some(t) = v["nextToken"].as_str() {
         out.push_str(&format!("(more: nextToken {t})\n"));
     }
-    out
+    out.trim_end_matches(' ').to_string()
+}
+
+/// What the history says of a row beyond its status: a rollback and what it
+/// restored, the version in service, a version a rollback can restore.
+fn note(d: &Value) -> String {
+    let mut notes = Vec::new();
+    if let Some(n) = d["rollbackOf"]["launchTemplateVersion"].as_i64() {
+        notes.push(format!(
+            "Rollback to version {n} — deployment {}",
+            s(&d["rollbackOf"]["deploymentId"])
+        ));
+    }
+    if d["inService"] == true {
+        notes.push("in service".into());
+    }
+    if d["canRollBack"] == true {
+        notes.push("can roll back".into());
+    }
+    notes.join("; ")
 }
 
 /// The audit trail: when, who, what, and the values changed (a
@@ -175,6 +195,23 @@ pub fn details(d: &Value) -> String {
             .map(|v| v.to_string())
             .unwrap_or_else(|| "-".into())
     ));
+    if let Some(n) = d["rollbackOf"]["launchTemplateVersion"].as_i64() {
+        out.push_str(&format!(
+            "  Rollback to:   version {n} with image {} (deployment {})\n",
+            s(&d["rollbackOf"]["imageId"]),
+            s(&d["rollbackOf"]["deploymentId"])
+        ));
+    }
+    if d["inService"] == true {
+        out.push_str("  In service:    its version is the one in service\n");
+    }
+    if d["canRollBack"] == true {
+        out.push_str(&format!(
+            "  Rollback:      its version can be restored: autosky rollback {} {}\n",
+            s(&d["environmentId"]),
+            s(&d["deploymentId"])
+        ));
+    }
     out.push_str(&format!("  Start:         {}\n", time(&d["startedAt"])));
     out.push_str(&format!("  End:           {}\n", time(&d["endedAt"])));
     out.push_str(&format!(

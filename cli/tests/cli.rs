@@ -300,3 +300,60 @@ async fn audit_lists_who_started_a_deployment() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("not registered"), "{:?}", text(&o));
 }
+
+/// The id `autosky deploy` printed.
+fn deployed_id(out: &str) -> String {
+    out.lines()
+        .find_map(|l| {
+            l.strip_prefix("Deployment ")
+                .and_then(|r| r.split_whitespace().next())
+        })
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_restores_an_earlier_version_and_history_says_so() {
+    environment("cli-rollback").await;
+    let (first, _) = text(&autosky(&["deploy", "cli-rollback", "--wait"]));
+    let first = deployed_id(&first);
+    let o = autosky(&["deploy", "cli-rollback", "--wait"]);
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let (table, _) = text(&autosky(&["history", "cli-rollback"]));
+    let row = |table: &str, id: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row(&table, &first).ends_with("can roll back"), "{table}");
+
+    let o = autosky(&["rollback", "cli-rollback", &first, "--wait"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(out.starts_with("Rollback to version 2 "), "{out}");
+    let id = out.split_whitespace().nth(4).unwrap().to_string();
+    assert!(out.contains(&format!("Deployment {id} Succeeded")), "{out}");
+    let (table, _) = text(&autosky(&["history", "cli-rollback"]));
+    assert!(
+        row(&table, &id).ends_with(&format!(
+            "Rollback to version 2 — deployment {first}; in service"
+        )),
+        "{table}"
+    );
+    let (details, _) = text(&autosky(&["show", "cli-rollback", &id]));
+    assert!(
+        details.contains(&format!("Rollback to:   version 2 with image ami-")),
+        "{details}"
+    );
+
+    // Its version is in service now: refused, with the API's reason.
+    let o = autosky(&["rollback", "cli-rollback", &first]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains("409") && err.contains("is already in service"),
+        "{err}"
+    );
+}
