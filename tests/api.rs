@@ -863,3 +863,250 @@ async fn the_audit_trail_shows_start_cancel_and_update_newest_first() {
     let (status, _, _) = call("GET", "/environments/api-nowhere/audit", None).await;
     assert_eq!(status, 404);
 }
+
+/// Seeds `instances` instances' worth of resources for `env` and registers
+/// them through the API with `defaults`.
+async fn register_with(c: &Clients, env: &str, instances: i32, defaults: Value) -> seed::Seeded {
+    let environment = seed::resources(c, env, instances, EnvironmentDefaults::default())
+        .await
+        .unwrap();
+    let body = json!({
+        "preparationServerId": environment.preparation_server_id,
+        "autoScalingGroups": environment.auto_scaling_groups,
+        "launchTemplateId": environment.launch_template_id,
+        "defaults": defaults,
+    });
+    let (status, _, b) = call(
+        "PUT",
+        &format!("/environments/{env}"),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{b}");
+    seed::Seeded { environment }
+}
+
+/// Starts a deployment (or, with `rollback_of`, a rollback to it) and waits
+/// for its end; the record as the API shows it.
+async fn deploy(env: &str, rollback_of: Option<&str>) -> Value {
+    let id = start(env, rollback_of).await;
+    wait_terminal(env, &id).await
+}
+
+async fn start(env: &str, rollback_of: Option<&str>) -> String {
+    let path = match rollback_of {
+        Some(target) => format!("/environments/{env}/deployments/{target}/rollback"),
+        None => format!("/environments/{env}/deployments"),
+    };
+    let (status, _, started) = call("POST", &path, Some("{}")).await;
+    assert_eq!(status, 202, "{started}");
+    started["deploymentId"].as_str().unwrap().to_string()
+}
+
+/// Each image the group's instances run.
+async fn fleet_images(c: &Clients, group: &str) -> Vec<String> {
+    let mut images: Vec<String> = seed::group_instance_images(c, group)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, image)| image)
+        .collect();
+    images.sort();
+    images.dedup();
+    images
+}
+
+/// Deploy v2, deploy v3; a rollback to v2 cancelled mid-refresh leaves the
+/// fleet on v3; a rollback to v2 puts v2's AMI on every instance and makes
+/// v2 the default; the history tells the rollback and the targets apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_restores_an_earlier_version_and_a_cancelled_one_leaves_the_current() {
+    let c = Clients::new(sandbox());
+    let env = "api-rollback";
+    let seeded = register_with(
+        &c,
+        env,
+        2,
+        json!({"notificationEmails": ["ops@example.com"]}),
+    )
+    .await;
+    let e = &seeded.environment;
+    let group = &e.auto_scaling_groups[0];
+    let v2 = deploy(env, None).await;
+    assert_eq!(v2["status"], "Succeeded", "{v2}");
+    let v3 = deploy(env, None).await;
+    assert_eq!(v3["status"], "Succeeded", "{v3}");
+    let (id2, id3) = (
+        v2["deploymentId"].as_str().unwrap(),
+        v3["deploymentId"].as_str().unwrap(),
+    );
+    let (image2, image3) = (
+        &v2["generatedVersion"]["imageId"],
+        &v3["generatedVersion"]["imageId"],
+    );
+    let version = |d: &Value| {
+        d["generatedVersion"]["launchTemplateVersion"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!((version(&v2), version(&v3)), (2, 3));
+    assert_eq!(
+        fleet_images(&c, group).await,
+        vec![image3.as_str().unwrap()]
+    );
+    let (_, _, page) = call("GET", &format!("/environments/{env}/deployments"), None).await;
+    let row = |page: &Value, id: &str| {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["deploymentId"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(row(&page, id3)["inService"], true, "{page}");
+    assert_eq!(row(&page, id2)["canRollBack"], true, "{page}");
+    assert_eq!(row(&page, id3).get("canRollBack"), None, "{page}");
+
+    // Cancelled mid-refresh: the fleet goes back to v3.
+    harness::set_refresh_outcome(&c, group, "Hold")
+        .await
+        .unwrap();
+    let cancelled = start(env, Some(id2)).await;
+    harness::wait_refresh_part_way(&c, group, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let path = format!("/environments/{env}/deployments/{cancelled}");
+    let (status, _, flagged) = call("POST", &format!("{path}/cancel"), None).await;
+    assert_eq!(status, 202, "{flagged}");
+    let d = wait_terminal(env, &cancelled).await;
+    assert_eq!(d["status"], "Cancelled", "{d}");
+    assert_eq!(d["rollbackOf"]["deploymentId"], id2, "{d}");
+    assert_eq!(
+        fleet_images(&c, group).await,
+        vec![image3.as_str().unwrap()]
+    );
+    assert_eq!(
+        harness::default_version(&c, &e.launch_template_id).await,
+        Some(3)
+    );
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+
+    // The rollback itself.
+    let r = deploy(env, Some(id2)).await;
+    assert_eq!(r["status"], "Succeeded", "{r}");
+    assert_eq!(
+        r["rollbackOf"],
+        json!({"deploymentId": id2, "launchTemplateId": e.launch_template_id, "launchTemplateVersion": 2, "imageId": image2})
+    );
+    assert_eq!(r["generatedVersion"], v2["generatedVersion"], "{r}");
+    let status = |i: usize| r["steps"][i]["status"].as_str().unwrap().to_string();
+    assert_eq!(
+        (1..=5).map(status).collect::<Vec<_>>(),
+        [
+            "NotApplicable",
+            "NotApplicable",
+            "Succeeded",
+            "Succeeded",
+            "Succeeded"
+        ]
+    );
+    assert_eq!(
+        fleet_images(&c, group).await,
+        vec![image2.as_str().unwrap()]
+    );
+    assert_eq!(
+        harness::default_version(&c, &e.launch_template_id).await,
+        Some(2)
+    );
+    // No image was taken: the environment still has exactly v2's and v3's.
+    assert!(
+        harness::deployment_images(&c, r["deploymentId"].as_str().unwrap())
+            .await
+            .is_empty()
+    );
+    let (_, _, page) = call("GET", &format!("/environments/{env}/deployments"), None).await;
+    let rid = r["deploymentId"].as_str().unwrap();
+    assert_eq!(row(&page, rid)["inService"], true, "{page}");
+    assert_eq!(row(&page, id3)["canRollBack"], true, "{page}");
+    assert_eq!(
+        row(&page, id2).get("canRollBack"),
+        None,
+        "v2 is in service again: {page}"
+    );
+    // Rolling back to what is in service is refused and starts nothing.
+    let (status, _, p) = call(
+        "POST",
+        &format!("/environments/{env}/deployments/{id2}/rollback"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("is already in service"),
+        "{p}"
+    );
+    let (_, _, after) = call("GET", &format!("/environments/{env}/deployments"), None).await;
+    assert_eq!(after["items"].as_array().unwrap().len(), 4);
+    let (_, _, audit) = call("GET", &format!("/environments/{env}/audit"), None).await;
+    assert_eq!(audit["items"][0]["action"], "RollbackDeployment", "{audit}");
+}
+
+/// With one kept deployment and retention 2, the third deployment's Create
+/// models removes the first one's version: a rollback to it is refused with
+/// 409 and starts nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_to_a_removed_version_is_refused_and_starts_nothing() {
+    let c = Clients::new(sandbox());
+    let env = "api-rollback-gone";
+    let seeded = register_with(&c, env, 1, json!({"retention": 2, "keptDeployments": 1})).await;
+    let e = &seeded.environment;
+    let first = deploy(env, None).await;
+    for _ in 0..2 {
+        assert_eq!(deploy(env, None).await["status"], "Succeeded");
+    }
+    let id = first["deploymentId"].as_str().unwrap();
+    let version = first["generatedVersion"]["launchTemplateVersion"]
+        .as_i64()
+        .unwrap();
+    let versions: Vec<i64> = c
+        .ec2
+        .describe_launch_template_versions()
+        .launch_template_id(&e.launch_template_id)
+        .send()
+        .await
+        .unwrap()
+        .launch_template_versions()
+        .iter()
+        .filter_map(|v| v.version_number())
+        .collect();
+    assert!(
+        !versions.contains(&version),
+        "version {version} removed: {versions:?}"
+    );
+    let before = call("GET", &format!("/environments/{env}/deployments"), None)
+        .await
+        .2;
+    let (status, _, p) = call(
+        "POST",
+        &format!("/environments/{env}/deployments/{id}/rollback"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{p}");
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("older than the environment's 1 newest Succeeded deployments"),
+        "{p}"
+    );
+    let after = call("GET", &format!("/environments/{env}/deployments"), None)
+        .await
+        .2;
+    assert_eq!(after, before, "nothing started");
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+}

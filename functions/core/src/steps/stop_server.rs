@@ -152,6 +152,26 @@ mod tests {
         last
     }
 
+    /// A rollback takes no image: the server is not stopped even with the option on.
+    #[tokio::test]
+    async fn a_rollback_never_stops_the_server() {
+        let f = Fixture::rollback(with_stop(), Some(crate::steps::testkit::rollback_of(5))).await;
+        let (d, s) = (describe(&["running"]), stop());
+        assert!(
+            run(&f.deps(&[&d, &s], &[], &[]), input())
+                .await
+                .unwrap()
+                .done
+        );
+        assert_eq!((d.num_calls(), s.num_calls()), (0, 0));
+        let dep = f.deployment().await;
+        let step = dep.step(StepName::StopPreparationServer);
+        assert_eq!(step.status, StepStatus::NotApplicable);
+        assert!(step.actions[0]
+            .message
+            .contains("a rollback takes no image; it reuses image ami-5"));
+    }
+
     #[tokio::test]
     async fn stop_is_sent_again_after_a_failed_call() {
         let f = Fixture::new(with_stop()).await;

@@ -3,7 +3,7 @@
 
 use crate::aws::{AutoScaling, Ec2, Mailer};
 use crate::deps::{Clock, Deps, Settings};
-use crate::domain::{Deployment, DeploymentOptions, Environment, EnvironmentDefaults};
+use crate::domain::{Deployment, DeploymentOptions, Environment, EnvironmentDefaults, RollbackOf};
 use crate::steps::StepInput;
 use crate::store::{MemoryStore, Store};
 use aws_smithy_mocks::{mock_client, Rule, RuleMode};
@@ -32,15 +32,21 @@ pub struct Fixture {
 impl Fixture {
     /// A registered environment and a Running deployment record.
     pub async fn new(options: DeploymentOptions) -> Self {
+        Self::rollback(options, None).await
+    }
+
+    /// As [`Fixture::new`], a rollback deployment when `rollback_of` says so.
+    pub async fn rollback(options: DeploymentOptions, rollback_of: Option<RollbackOf>) -> Self {
         let f = Self::empty();
         f.store.put_environment(&environment(), None).await.unwrap();
-        let d = Deployment::new_running(
+        let mut d = Deployment::new_running(
             DEP.into(),
             ENV.into(),
             "alice@example.com".into(),
             options,
             f.now(),
         );
+        d.rollback_of = rollback_of;
         f.store.create_deployment(&d, None).await.unwrap();
         f
     }
@@ -93,6 +99,17 @@ impl Fixture {
         for (i, s) in d.steps.iter().enumerate() {
             self.store.save_step(ENV, DEP, i, s).await.unwrap();
         }
+    }
+}
+
+/// A rollback to version `version` of the test template, image `ami-<version>`,
+/// made by deployment `01JR0000000000000000000000`.
+pub fn rollback_of(version: i64) -> RollbackOf {
+    RollbackOf {
+        deployment_id: "01JR0000000000000000000000".into(),
+        launch_template_id: LT.into(),
+        launch_template_version: version,
+        image_id: format!("ami-{version}"),
     }
 }
 

@@ -339,3 +339,63 @@ async fn duplicate_name_not_visible_yet_polls_again_then_gives_up() {
     f.advance(VISIBILITY_GRACE_SECONDS + 1);
     assert_eq!(run(&deps, input()).await.unwrap_err().name(), "ImageFailed");
 }
+
+/// A rollback takes no image: the restored deployment's, still available,
+/// is recorded and the step is not applicable; CreateImage is never sent.
+#[tokio::test]
+async fn a_rollback_reuses_the_restored_image_when_it_is_still_available() {
+    let f = Fixture::rollback(
+        DeploymentOptions::default(),
+        Some(crate::steps::testkit::rollback_of(5)),
+    )
+    .await;
+    let found = mock!(Ec2::describe_images)
+        .match_requests(|r| r.image_ids() == ["ami-5".to_string()])
+        .then_output(|| {
+            DescribeImagesOutput::builder()
+                .images(aws::image("ami-5", "available", None))
+                .build()
+        });
+    let c = create();
+    assert!(
+        run(&f.deps(&[&found, &c], &[], &[]), input())
+            .await
+            .unwrap()
+            .done
+    );
+    assert_eq!((found.num_calls(), c.num_calls()), (1, 0));
+    let d = f.deployment().await;
+    assert_eq!(d.runtime.image_id.as_deref(), Some("ami-5"));
+    let step = d.step(StepName::CreateImage);
+    assert_eq!(step.status, StepStatus::NotApplicable);
+    assert_eq!(
+        step.actions[0].message,
+        "Not applicable: a rollback reuses image ami-5 of deployment 01JR0000000000000000000000 (available)"
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_whose_image_is_gone_fails_and_records_none() {
+    let f = Fixture::rollback(
+        DeploymentOptions::default(),
+        Some(crate::steps::testkit::rollback_of(5)),
+    )
+    .await;
+    let gone = mock!(Ec2::describe_images).then_error(|| {
+        DescribeImagesError::generic(
+            ErrorMetadata::builder()
+                .code("InvalidAMIID.NotFound")
+                .message("The image id '[ami-5]' does not exist")
+                .build(),
+        )
+    });
+    let err = run(&f.deps(&[&gone], &[], &[]), input()).await.unwrap_err();
+    assert_eq!(err.name(), "ImageFailed");
+    assert!(
+        err.message()
+            .contains("image ami-5 of deployment 01JR0000000000000000000000 no longer exists"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(f.deployment().await.runtime.image_id, None);
+}

@@ -503,3 +503,124 @@ fn a_version_that_cannot_be_told_is_an_error() {
 }
 
 mod images;
+
+/// A rollback to version 5: no version is created, 5 becomes the default,
+/// the previous default (8) is the backup; retention spares 5 as the main model.
+#[tokio::test]
+async fn a_rollback_makes_the_restored_version_the_default_and_creates_none() {
+    let f = Fixture::rollback(
+        DeploymentOptions::default(),
+        Some(crate::steps::testkit::rollback_of(5)),
+    )
+    .await;
+    let mut env = environment();
+    env.defaults.retention = 2;
+    f.store.put_environment(&env, None).await.unwrap();
+    f.update(|d| d.runtime.image_id = Some("ami-5".into()))
+        .await;
+    let w = world_with(
+        false,
+        vec![aws::group(2, "2", &[], LT)],
+        vec![],
+        &["1", "3", "4", "6"],
+    );
+    let modify5 = mock!(Ec2::modify_launch_template)
+        .match_requests(|r| r.default_version() == Some("5"))
+        .then_output(|| ModifyLaunchTemplateOutput::builder().build());
+    assert!(
+        run(&w.deps_with(&f, &[&modify5]), input())
+            .await
+            .unwrap()
+            .done
+    );
+    assert_eq!(
+        (
+            w.create.num_calls(),
+            modify5.num_calls(),
+            w.modify.num_calls(),
+            w.delete.num_calls()
+        ),
+        (0, 1, 0, 1)
+    );
+    let d = f.deployment().await;
+    assert_eq!(
+        (d.runtime.main_version, d.runtime.backup_version),
+        (Some(5), Some(8))
+    );
+    assert!(log(&d).contains(
+        &"Main model: version 5 of lt-0abc with image ami-5, restored from deployment 01JR0000000000000000000000"
+            .to_string()
+    ));
+}
+
+#[tokio::test]
+async fn a_rollback_to_a_version_that_no_longer_exists_fails_before_changing_the_default() {
+    let f = Fixture::rollback(
+        DeploymentOptions::default(),
+        Some(crate::steps::testkit::rollback_of(12)),
+    )
+    .await;
+    f.update(|d| d.runtime.image_id = Some("ami-12".into()))
+        .await;
+    let w = world(false);
+    let err = run(&w.deps(&f), input()).await.unwrap_err();
+    assert_eq!(err.name(), "ModelsFailed");
+    assert!(err
+        .message()
+        .contains("version 12 of launch template lt-0abc (deployment 01JR0000000000000000000000) no longer exists"));
+    assert_eq!(
+        (
+            w.create.num_calls(),
+            w.modify.num_calls(),
+            w.delete.num_calls()
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(f.deployment().await.runtime.main_version, None);
+}
+
+/// The models of the newest `keptDeployments` Succeeded deployments (3 and
+/// 4 here) are what a rollback restores: retention never removes them.
+#[tokio::test]
+async fn retention_spares_the_kept_deployments_models() {
+    let f = fixture(2).await;
+    for (id, version) in [
+        ("01JD0000000000000000000003", 3),
+        ("01JD0000000000000000000004", 4),
+    ] {
+        let d = crate::domain::Deployment::new_running(
+            id.into(),
+            crate::steps::testkit::ENV.into(),
+            "o".into(),
+            DeploymentOptions::default(),
+            f.now(),
+        );
+        f.store.create_deployment(&d, None).await.unwrap();
+        let outcome = crate::store::Outcome {
+            status: crate::domain::DeploymentStatus::Succeeded,
+            ended_at: f.now(),
+            duration_ms: 1,
+            generated_version: Some(crate::domain::GeneratedVersion {
+                launch_template_id: LT.into(),
+                launch_template_version: version,
+                image_id: format!("ami-{version}"),
+            }),
+            error: None,
+        };
+        f.store
+            .finish(crate::steps::testkit::ENV, id, &outcome)
+            .await
+            .unwrap();
+    }
+    let w = world_with(
+        false,
+        vec![aws::group(2, "2", &[], LT)],
+        vec![],
+        &["1", "5", "6", "7"],
+    );
+    assert!(run(&w.deps(&f), input()).await.unwrap().done);
+    assert_eq!(w.delete.num_calls(), 1);
+    assert!(
+        log(&f.deployment().await).contains(&"Removed old models: versions 1, 5, 6, 7".to_string())
+    );
+}

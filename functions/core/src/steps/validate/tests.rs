@@ -539,3 +539,39 @@ async fn a_group_tagged_with_another_environment_is_refused_before_any_suspensio
     );
     assert_eq!(suspends, 0);
 }
+
+/// `$Latest` always resolves to the newest version: a rollback to an older
+/// one is refused before anything changes, naming the group.
+#[tokio::test]
+async fn a_rollback_refuses_a_group_on_latest_before_any_change() {
+    let f = Fixture::rollback(
+        DeploymentOptions {
+            lock_instances: true,
+            ..Default::default()
+        },
+        Some(crate::steps::testkit::rollback_of(2)),
+    )
+    .await;
+    let w = world("running", LT, &[], None);
+    let latest = mock!(Asg::describe_auto_scaling_groups).then_output(|| {
+        DescribeAutoScalingGroupsOutput::builder()
+            .auto_scaling_groups(aws::group(2, "$Latest", &[], LT))
+            .build()
+    });
+    let deps = f.deps(
+        &[&w.instances, &w.templates],
+        &[&latest, &w.refreshes, &w.suspend],
+        &[],
+    );
+    let err = run(&deps, event()).await.unwrap_err();
+    assert_eq!(err.name(), "ValidationFailed");
+    assert!(
+        err.message().starts_with(&format!(
+            "Auto Scaling group {GROUP} uses $Latest, which always resolves to the newest version of {LT}: \
+             a rollback to version 2 cannot apply to it"
+        )),
+        "{}",
+        err.message()
+    );
+    assert_eq!(w.suspend.num_calls(), 0, "nothing changed");
+}
