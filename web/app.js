@@ -182,7 +182,12 @@ function row(d) {
   const when = d.status === "Scheduled"
     ? el("span", {}, "Scheduled for ", el("br"), d.schedule ? `${d.schedule.at.replace("T", " ")} ${d.schedule.timezone}` : fmtTime(d.scheduledFor))
     : fmtTime(d.startedAt || d.createdAt);
-  const version = d.generatedVersion ? `v${d.generatedVersion.launchTemplateVersion} (${d.generatedVersion.imageId})` : "—";
+  const version = el("td", {}, d.generatedVersion ? `v${d.generatedVersion.launchTemplateVersion} (${d.generatedVersion.imageId})` : "—");
+  if (d.rollbackOf) {
+    version.append(el("br"), el("span", { class: "hint" },
+      `Rollback to version ${d.rollbackOf.launchTemplateVersion} — deployment ${d.rollbackOf.deploymentId}`));
+  }
+  if (d.inService) version.append(el("br"), el("span", { class: "badge in-service" }, "In service"));
   const actions = el("td", {},
     el("button", { type: "button", class: "link", onclick: () => showDetails(d.deploymentId),
       "aria-label": `Details of deployment ${d.deploymentId}` }, "Details"));
@@ -190,9 +195,14 @@ function row(d) {
     actions.append(" ", el("button", { type: "button", class: "danger", onclick: () => cancelSchedule(d),
       "aria-label": `Cancel scheduled deployment ${d.deploymentId}` }, "Cancel"));
   }
+  if (d.canRollBack && mayDeploy()) {
+    const v = d.generatedVersion.launchTemplateVersion;
+    actions.append(" ", el("button", { type: "button", class: "secondary", onclick: () => rollBack(d),
+      "aria-label": `Roll back to version ${v} of deployment ${d.deploymentId}` }, "Roll back to this version"));
+  }
   return el("tr", { "data-id": d.deploymentId, "data-status": d.status },
     el("td", {}, when), el("td", {}, stepList(d.steps)), el("td", {}, statusBadge(d.status)),
-    el("td", {}, version), actions);
+    version, actions);
 }
 
 async function loadHistory() {
@@ -224,6 +234,23 @@ async function cancelSchedule(d) {
   await loadHistory();
 }
 
+// Restores the version of an earlier Succeeded deployment: a rollback
+// deployment with the options the form holds (no image is taken).
+async function rollBack(d) {
+  const v = d.generatedVersion;
+  const env = envId();
+  if (!(await confirmDialog(`Roll ${env} back to version ${v.launchTemplateVersion} (image ${v.imageId}, deployment ${d.deploymentId})? Every instance is replaced.`))) return;
+  const body = formBody();
+  delete body.stopPreparationServer;
+  try {
+    const r = await api("POST", `/environments/${encodeURIComponent(env)}/deployments/${d.deploymentId}/rollback`, body);
+    $("history-status").textContent = `Rollback ${r.deploymentId} to version ${v.launchTemplateVersion} started.`;
+  } catch (err) {
+    $("history-status").textContent = `Could not roll back: ${err.message}`;
+  }
+  await loadHistory();
+}
+
 // ------------------------------------------------------------- details
 async function showDetails(id, refresh) {
   let d;
@@ -243,6 +270,12 @@ async function showDetails(id, refresh) {
   add("End", fmtTime(d.endedAt));
   add("Duration", fmtDuration(d.durationMs));
   if (d.generatedVersion) add("Image", d.generatedVersion.imageId);
+  if (d.rollbackOf) {
+    add("Rollback to", el("span", {}, `version ${d.rollbackOf.launchTemplateVersion} — `,
+      el("button", { type: "button", class: "link", onclick: () => showDetails(d.rollbackOf.deploymentId) },
+        `deployment ${d.rollbackOf.deploymentId}`)));
+  }
+  if (d.inService) add("In service", "its version is the one in service");
   if (d.consoleUrl) add("Execution", el("a", { href: d.consoleUrl, target: "_blank", rel: "noopener" }, "Open in the Step Functions console"));
   const parts = [dl];
   if (d.error) {

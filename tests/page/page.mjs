@@ -96,6 +96,28 @@ try {
   await page.keyboard.press("Escape");
   check(!(await page.isVisible("#details")), "Escape closes the modal");
 
+  // --- roll back to the first version once a second one is in service
+  const version = (await row.locator("td").nth(3).innerText()).match(/^v(\d+)/)[1];
+  const second = await (await fetch(`${API_URL}/environments/${ENV}/deployments`, {
+    method: "POST", headers: { "content-type": "application/json" }, body: "{}",
+  })).json();
+  await page.click("#refresh");
+  await page.waitForSelector(`#history tbody tr[data-id="${second.deploymentId}"][data-status=Succeeded]`, { timeout: 90_000 });
+  const target = page.locator(`#history tbody tr[data-id="${id}"]`);
+  const restore = target.getByRole("button", { name: `Roll back to version ${version} of deployment ${id}` });
+  check(await restore.isVisible(), "an earlier Succeeded deployment offers Roll back to this version");
+  check((await page.locator(`#history tbody tr[data-id="${second.deploymentId}"]`).innerText()).includes("In service"), "the newest Succeeded deployment is marked In service");
+  await restore.click();
+  check((await page.textContent("#confirm-text")).includes(`back to version ${version}`), "the rollback confirmation names the version");
+  await page.click("#confirm-yes");
+  await page.waitForFunction(() => /Rollback \S+ to version/.test(document.getElementById("history-status").textContent));
+  const rollbackId = (await page.textContent("#history-status")).split(" ")[1];
+  await page.waitForSelector(`#history tbody tr[data-id="${rollbackId}"][data-status=Succeeded]`, { timeout: 90_000 });
+  const restored = await page.locator(`#history tbody tr[data-id="${rollbackId}"]`).innerText();
+  check(restored.includes(`Rollback to version ${version} — deployment ${id}`) && restored.includes("In service"),
+    "the history shows the rollback, in service");
+  await page.screenshot({ path: join(OUT_DIR, "rolled-back.png"), fullPage: true });
+
   // --- schedule, see it in history, cancel it
   await page.check("input[name=mode][value=schedule]");
   check(await page.textContent("#submit") === "Schedule", "the button becomes Schedule");
@@ -131,6 +153,7 @@ try {
   check(!(await viewer.isVisible("#deploy")), "a viewer sees no deploy form (no Publish button)");
   check((await viewer.textContent("#role-note")).includes("needs the deployer role"), "a viewer is told which role deploying needs");
   check(await viewer.locator("#history button.danger").count() === 0, "a viewer is offered no Cancel");
+  check(await viewer.getByRole("button", { name: /Roll back/ }).count() === 0, "a viewer is offered no rollback");
   check(await viewer.locator("#env option").count() === 1, "a viewer lists only the environments it holds a role on");
   await viewer.screenshot({ path: join(OUT_DIR, "viewer.png"), fullPage: true });
   await viewer.close();
