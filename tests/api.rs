@@ -1053,6 +1053,20 @@ async fn a_rollback_restores_an_earlier_version_and_a_cancelled_one_leaves_the_c
     assert_eq!(after["items"].as_array().unwrap().len(), 4);
     let (_, _, audit) = call("GET", &format!("/environments/{env}/audit"), None).await;
     assert_eq!(audit["items"][0]["action"], "RollbackDeployment", "{audit}");
+    // E-mailed like any deployment, as a rollback.
+    let subjects: Vec<String> = harness::emails(&c)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        subjects.contains(&format!("[Autosky] {env}: rollback Succeeded (version 2)"))
+            && subjects.contains(&format!(
+                "[Autosky] {env}: rollback Cancelled (no new version)"
+            )),
+        "{subjects:?}"
+    );
 }
 
 /// With one kept deployment and retention 2, the third deployment's Create

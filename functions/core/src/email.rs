@@ -65,8 +65,20 @@ pub fn render(dep: &Deployment, console: Option<&str>) -> Email {
         ),
         other => other.to_string(),
     };
+    // A rollback says so, and which deployment's version it restores.
+    let kind = if dep.rollback_of.is_some() {
+        "rollback"
+    } else {
+        "deployment"
+    };
+    let restores = dep.rollback_of.as_ref().map(|r| {
+        format!(
+            "version {} with image {} (deployment {})",
+            r.launch_template_version, r.image_id, r.deployment_id
+        )
+    });
     let subject = one_line(&format!(
-        "[Autosky] {}: deployment {} ({})",
+        "[Autosky] {}: {kind} {} ({})",
         dep.environment_id,
         status_text.trim_end(),
         version
@@ -98,6 +110,9 @@ pub fn render(dep: &Deployment, console: Option<&str>) -> Email {
         status_text.trim_end()
     ));
     text.push_str(&format!("Owner:    {}\n", one_line(&dep.owner)));
+    if let Some(r) = &restores {
+        text.push_str(&format!("Restores: {r}\n"));
+    }
     if let Some(when) = &scheduled {
         text.push_str(&format!("Scheduled: {}\n", one_line(when)));
     }
@@ -161,8 +176,8 @@ pub fn render(dep: &Deployment, console: Option<&str>) -> Email {
         })
         .unwrap_or_default();
     let html = format!(
-        "<!doctype html><html><body><h1>{env}: deployment {status}</h1>\
-         <table><tr><th>Deployment</th><td>{id}</td></tr><tr><th>Owner</th><td>{owner}</td></tr>{scheduled_row}\
+        "<!doctype html><html><body><h1>{env}: {kind} {status}</h1>\
+         <table><tr><th>Deployment</th><td>{id}</td></tr><tr><th>Owner</th><td>{owner}</td></tr>{restores_row}{scheduled_row}\
          <tr><th>Version</th><td>{model}</td></tr><tr><th>Started</th><td>{start}</td></tr>\
          <tr><th>Ended</th><td>{end}</td></tr><tr><th>Duration</th><td>{duration}</td></tr></table>\
          <h2>Steps</h2><table><tr><th>Step</th><th>Status</th><th>Time</th></tr>{rows}</table>{error_html}{link}</body></html>",
@@ -170,6 +185,10 @@ pub fn render(dep: &Deployment, console: Option<&str>) -> Email {
         status = escape_html(status_text.trim_end()),
         id = escape_html(&dep.deployment_id),
         owner = escape_html(&dep.owner),
+        restores_row = restores
+            .as_deref()
+            .map(|r| format!("<tr><th>Restores</th><td>{}</td></tr>", escape_html(r)))
+            .unwrap_or_default(),
         scheduled_row = scheduled
             .as_deref()
             .map(|w| format!("<tr><th>Scheduled</th><td>{}</td></tr>", escape_html(w)))
@@ -215,6 +234,41 @@ mod tests {
         assert!(!e.text.contains("\r\nBcc"));
         assert!(e.subject.contains("prod") && e.subject.contains("Failed"));
         assert!(e.text.contains("Error in Create image: ImageFailed"));
+    }
+
+    #[test]
+    fn a_rollback_says_so_and_names_what_it_restores() {
+        let mut d = Deployment::new_running(
+            crate::domain::new_deployment_id(),
+            "prod".into(),
+            "ops@example.com".into(),
+            DeploymentOptions::default(),
+            chrono::Utc::now(),
+        );
+        d.status = DeploymentStatus::Succeeded;
+        d.rollback_of = Some(crate::domain::RollbackOf {
+            deployment_id: "01JR0000000000000000000000".into(),
+            launch_template_id: "lt-1".into(),
+            launch_template_version: 7,
+            image_id: "ami-7".into(),
+        });
+        d.generated_version = Some(crate::domain::GeneratedVersion {
+            launch_template_id: "lt-1".into(),
+            launch_template_version: 7,
+            image_id: "ami-7".into(),
+        });
+        let e = render(&d, None);
+        assert_eq!(e.subject, "[Autosky] prod: rollback Succeeded (version 7)");
+        let restores = "version 7 with image ami-7 (deployment 01JR0000000000000000000000)";
+        assert!(
+            e.text.contains(&format!("Restores: {restores}")),
+            "{}",
+            e.text
+        );
+        assert!(e
+            .html
+            .contains(&format!("<tr><th>Restores</th><td>{restores}</td></tr>")));
+        assert!(e.html.contains("<h1>prod: rollback Succeeded</h1>"));
     }
 
     #[test]
