@@ -72,6 +72,11 @@ pub struct ScheduledEnd {
 }
 
 /// A page of history (or of the audit trail), newest first.
+/// Deployments read per Query when looking for the kept Succeeded ones.
+pub const KEPT_SCAN_PAGE: u32 = 25;
+/// At most this many such Queries: the newest 200 deployments.
+pub const KEPT_SCAN_PAGES: usize = 8;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T = Deployment> {
     pub items: Vec<T>,
@@ -226,9 +231,13 @@ pub trait Store: Send + Sync {
         status: Option<DeploymentStatus>,
     ) -> Result<Page, StoreError>;
 
-    /// The newest `count` Succeeded deployments, newest first: the ones whose
-    /// models are kept for a rollback. Filtered pages may be short, so pages
-    /// are read until `count` are found or the history ends.
+    /// The newest `count` Succeeded deployments among the environment's
+    /// newest [`KEPT_SCAN_PAGES`] × [`KEPT_SCAN_PAGE`] deployments, newest
+    /// first: the ones whose models are kept for a rollback. Filtered pages
+    /// may be short, so pages are read until `count` are found; the bound
+    /// keeps a long run of failed deployments from costing a Query per few
+    /// records (the API and Create models read the same set, so what the
+    /// history offers is what retention keeps).
     async fn newest_succeeded(
         &self,
         environment_id: &str,
@@ -236,11 +245,11 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<Deployment>, StoreError> {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
-        loop {
+        for _ in 0..KEPT_SCAN_PAGES {
             let page = self
                 .history(
                     environment_id,
-                    count,
+                    KEPT_SCAN_PAGE.max(count),
                     token.as_deref(),
                     Some(DeploymentStatus::Succeeded),
                 )
