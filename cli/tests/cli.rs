@@ -344,7 +344,7 @@ async fn rollback_restores_an_earlier_version_and_history_says_so() {
     );
     let (details, _) = text(&autosky(&["show", "cli-rollback", &id]));
     assert!(
-        details.contains(&format!("Rollback to:   version 2 with image ami-")),
+        details.contains("Rollback to:   version 2 with image ami-"),
         "{details}"
     );
 
