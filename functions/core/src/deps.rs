@@ -68,7 +68,10 @@ impl Deps {
     pub async fn from_env() -> Result<Self, String> {
         let settings = Settings::from_env()?;
         let config = crate::aws::config::from_env()?;
-        Ok(Self::from_config(&config, settings))
+        crate::stage::mark("config");
+        let deps = Self::from_config(&config, settings);
+        crate::stage::mark("clients");
+        Ok(deps)
     }
 
     /// The store's client is built now (every step reads its record first);

@@ -18,7 +18,9 @@ where
     H: Fn(&'static Deps, serde_json::Value) -> Fut,
     Fut: Future<Output = Result<serde_json::Value, StepError>>,
 {
+    crate::stage::mark("main");
     init_logging();
+    crate::stage::mark("logging");
     let deps = Deps::from_env().await.map_err(|e| {
         tracing::error!(error = %e, "configuration error");
         e

@@ -9,6 +9,7 @@ pub mod email;
 pub mod error;
 pub mod lambda;
 pub mod schedule;
+pub mod stage;
 pub mod steps;
 pub mod store;
 

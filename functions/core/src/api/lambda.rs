@@ -91,7 +91,9 @@ where
     H: Fn(&'static Api, ApiRequest) -> Fut,
     Fut: std::future::Future<Output = ApiResponse> + Send,
 {
+    crate::stage::mark("main");
     crate::lambda::init_logging();
+    crate::stage::mark("logging");
     let api = Api::from_env().await.map_err(|e| {
         tracing::error!(error = %e, "configuration error");
         e

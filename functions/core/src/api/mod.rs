@@ -58,7 +58,10 @@ impl Api {
         let settings = Settings::from_env()?;
         let api = ApiSettings::from_lookup(|k| std::env::var(k).ok())?;
         let config = crate::aws::config::from_env()?;
-        Ok(Self::from_config(&config, settings, api))
+        crate::stage::mark("config");
+        let api = Self::from_config(&config, settings, api);
+        crate::stage::mark("clients");
+        Ok(api)
     }
 
     /// Every request reads the table, so the store's client is built now

@@ -1,19 +1,66 @@
 //! One cold start of a bootstrap (or of the Python reference) against the
-//! runtime-API stub: spawn→ready, spawn→response, the answer, and the peak
-//! RSS read from /proc before the process is killed.
+//! runtime-API stub: spawn→ready, spawn→response, the answer, the peak RSS
+//! read from /proc before the process is killed, and the stages the
+//! bootstrap marks on stderr when asked (`autosky_core::stage`).
 
 use super::stub::{Stub, StubEvent};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// One cold start: spawn→ready, spawn→response (when there was an event to
-/// answer), the response, the peak RSS in bytes.
+/// answer), the response, the peak RSS in bytes, and the stages the
+/// bootstrap marked (with `marks`).
 #[derive(Debug)]
 pub struct ColdStart {
     pub ready_ms: f64,
     pub response_ms: Option<f64>,
     pub output: Option<Result<Value, String>>,
     pub peak_rss: u64,
+    pub stages: Vec<Stage>,
+}
+
+/// A stage the bootstrap passed (`autosky_core::stage`): when, after the
+/// spawn, and its peak RSS then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    pub at_ms: f64,
+    pub peak_rss: u64,
+}
+
+/// The stage of one `autosky-stage <stage> <unix µs> <peak RSS kB>` line,
+/// timed from `spawned` (µs since the epoch).
+pub fn parse_stage(line: &str, spawned: u128) -> Option<Stage> {
+    let mut w = line.strip_prefix("autosky-stage ")?.split(' ');
+    let (name, micros, kb) = (w.next()?, w.next()?, w.next()?);
+    let micros: u128 = micros.parse().ok()?;
+    Some(Stage {
+        name: name.to_string(),
+        at_ms: micros.saturating_sub(spawned) as f64 / 1000.0,
+        peak_rss: kb.parse::<u64>().ok()? * 1024,
+    })
+}
+
+/// Reads the child's stderr to its end: the stage marks, each line echoed
+/// with BENCH_VERBOSE=1.
+fn read_stages(
+    stderr: std::process::ChildStderr,
+    spawned: u128,
+) -> std::thread::JoinHandle<Vec<Stage>> {
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let verbose = std::env::var_os("BENCH_VERBOSE").is_some();
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| {
+                if verbose {
+                    eprintln!("{line}");
+                }
+                parse_stage(&line, spawned)
+            })
+            .collect()
+    })
 }
 
 /// The process's peak resident set (`VmHWM`, of its own address space
@@ -43,12 +90,18 @@ async fn kill_and_reap(mut child: std::process::Child) -> Result<u64, String> {
 }
 
 /// Spawns `cmd` with the runtime API pointed at a fresh stub; when `event`
-/// is given, serves it once and waits for the answer.
+/// is given, serves it once and waits for the answer. With `marks` the
+/// bootstrap marks its stages (a few /proc reads and stderr lines: kept
+/// out of the rounds whose times the report budgets).
 pub async fn cold_start(
     mut cmd: std::process::Command,
     function: &str,
     event: Option<Value>,
+    marks: bool,
 ) -> Result<ColdStart, String> {
+    if marks {
+        cmd.env("AUTOSKY_STAGE_MARKS", "1");
+    }
     let has_event = event.is_some();
     let mut stub = Stub::start(event.unwrap_or(Value::Null)).await?;
     cmd.env("AWS_LAMBDA_RUNTIME_API", stub.addr.to_string())
@@ -62,16 +115,18 @@ pub async fn cold_start(
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        // BENCH_VERBOSE=1 shows the functions' own logs (diagnosis).
-        .stderr(if std::env::var_os("BENCH_VERBOSE").is_some() {
-            std::process::Stdio::inherit()
-        } else {
-            std::process::Stdio::null()
-        });
+        // Read for the stage marks; BENCH_VERBOSE=1 shows the functions' own
+        // logs (diagnosis).
+        .stderr(std::process::Stdio::piped());
+    let spawned = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_micros();
     let t0 = Instant::now();
-    let child = cmd
+    let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {function}: {e}"))?;
+    let stages = child.stderr.take().map(|e| read_stages(e, spawned));
     let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1000.0;
     let outcome = async {
         let ready_ms = match stub
@@ -109,12 +164,21 @@ pub async fn cold_start(
     }
     .await;
     let peak_rss = kill_and_reap(child).await?;
+    let stages = match stages {
+        // The pipe closed with the process: the reader ends.
+        Some(reader) => tokio::task::spawn_blocking(move || reader.join())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|_| "the stage reader panicked".to_string())?,
+        None => vec![],
+    };
     let (ready_ms, response_ms, output) = outcome?;
     Ok(ColdStart {
         ready_ms,
         response_ms,
         output,
         peak_rss,
+        stages,
     })
 }
 
@@ -130,4 +194,28 @@ pub fn python_reference() -> std::process::Command {
          urllib.request.urlopen('http://' + os.environ['AWS_LAMBDA_RUNTIME_API'] + '/2018-06-01/runtime/invocation/next').read()\n",
     ]);
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_mark_is_timed_from_the_spawn() {
+        assert_eq!(
+            parse_stage("autosky-stage logging 1000002500 3300", 1_000_000_000),
+            Some(Stage {
+                name: "logging".into(),
+                at_ms: 2.5,
+                peak_rss: 3300 * 1024
+            })
+        );
+        for other in [
+            "INFO action",
+            "autosky-stage main x 1",
+            "autosky-stage main 1",
+        ] {
+            assert_eq!(parse_stage(other, 0), None, "{other}");
+        }
+    }
 }

@@ -206,11 +206,14 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
         }
     };
 
+    let stages = rounds::stages(c, opts).await?;
+
     if opts.functions_only {
         let report = Report {
             runs: opts.runs,
             functions,
             floor,
+            stages,
             python: Stats::of(&python),
             deployments: vec![],
             history_calls: BTreeMap::new(),
@@ -239,6 +242,7 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
         runs: opts.runs,
         functions,
         floor,
+        stages,
         python: Stats::of(&python),
         deployments,
         history_calls,

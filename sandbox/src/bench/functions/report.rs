@@ -1,8 +1,10 @@
 //! The report: Markdown tables of every figure, the budgets checked against
 //! the medians, and BENCHMARKS.md rewritten between its markers.
 
+use super::cold_start::Stage;
 use super::deployment::DeploymentRun;
 use super::poll::{poll_schedule, PRODUCTION_POLL_SECONDS};
+use super::rounds::READY;
 use super::{FunctionResult, Stats, FUNCTIONS};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,6 +24,8 @@ pub struct Report {
     pub functions: BTreeMap<&'static str, FunctionResult>,
     /// The cold-start floor (`sandbox/floor`).
     pub floor: FunctionResult,
+    /// Per bootstrap, each marked start's stages (`rounds::stages`).
+    pub stages: BTreeMap<&'static str, Vec<Vec<Stage>>>,
     pub python: Stats,
     pub deployments: Vec<DeploymentRun>,
     pub history_calls: BTreeMap<String, f64>,
@@ -134,6 +138,8 @@ impl Report {
              its event (same profile, no logging, configuration or client). The reference runs `import boto3; boto3.client(\"ec2\")` then the same `GET`.\n"
         );
 
+        self.render_stages(&mut out);
+
         // `--functions-only` measured no deployments: nothing to show or check.
         if !self.deployments.is_empty() {
             self.render_deployments(&mut out, &mut failures);
@@ -168,6 +174,91 @@ impl Report {
             }
         }
         (out, failures)
+    }
+
+    /// What each start is made of: the median time each stage took (from
+    /// the previous mark) and the peak RSS once it was passed.
+    fn render_stages(&self, out: &mut String) {
+        const STAGES: [(&str, &str); 5] = [
+            ("main", "spawn → `main` (exec, loading, tokio runtime)"),
+            ("logging", "logging init"),
+            ("config", "SDK config (from the environment)"),
+            ("clients", "clients built (DynamoDB; others on first use)"),
+            (READY, "runtime → first `GET /next`"),
+        ];
+        let _ = writeln!(
+            out,
+            "### What a cold start is made of (separate marked rounds: each bootstrap with `AUTOSKY_STAGE_MARKS`, no event)
+"
+        );
+        let mut head = String::from("| bootstrap |");
+        let mut rule = String::from("|---|");
+        for (_, label) in STAGES {
+            let _ = write!(head, " {label} ms |");
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(
+            out,
+            "{head} spawn→ready ms | peak RSS MB at main → ready |
+{rule}---:|---:|"
+        );
+        let order = FUNCTIONS.iter().copied().chain([super::FLOOR]);
+        for f in order {
+            let Some(runs) = self.stages.get(f) else {
+                continue;
+            };
+            let at = |run: &Vec<Stage>, name: &str| run.iter().find(|s| s.name == name).cloned();
+            let mut row = format!("| {f} |");
+            for (i, (name, _)) in STAGES.iter().enumerate() {
+                // From the previous stage this bootstrap marked (the floor marks only main).
+                let took: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|run| {
+                        let this = at(run, name)?;
+                        let before = STAGES[..i]
+                            .iter()
+                            .rev()
+                            .find_map(|(p, _)| at(run, p))
+                            .map_or(0.0, |p| p.at_ms);
+                        Some(this.at_ms - before)
+                    })
+                    .collect();
+                if took.is_empty() {
+                    row.push_str(" – |");
+                } else {
+                    let _ = write!(row, " {:.2} |", Stats::of(&took).median);
+                }
+            }
+            let total: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| at(r, READY))
+                .map(|s| s.at_ms)
+                .collect();
+            let rss = |name: &str| {
+                Stats::of(
+                    &runs
+                        .iter()
+                        .filter_map(|r| at(r, name))
+                        .map(|s| s.peak_rss as f64)
+                        .collect::<Vec<_>>(),
+                )
+                .median
+            };
+            let _ = writeln!(
+                out,
+                "{row} {:.2} | {} → {} |",
+                Stats::of(&total).median,
+                mb(rss("main")),
+                mb(rss(READY))
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nEach stage's time runs from the previous mark (µs wall clock, the same clock as the spawn's); the marks cost a /proc read and a \
+             stderr line each, so these rounds are kept apart from the budgeted ones above. TLS is not in these starts: the SDK's default \
+             HTTP client builds its connector (rustls, the native root certificates) when the first request needs one, so that cost \
+             is in spawn→response.\n"
+        );
     }
 
     /// The per-deployment tables and the API history page, with their budgets.

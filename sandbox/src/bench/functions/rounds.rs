@@ -1,8 +1,9 @@
 //! The cold-start rounds: per round, the six step functions on one seeded
 //! deployment in pipeline order, then the API's two functions on their
-//! sample requests, the floor and the Python reference.
+//! sample requests, the floor and the Python reference; and the marked
+//! rounds that break each start into its stages.
 
-use super::cold_start::{cold_start, python_reference};
+use super::cold_start::{cold_start, python_reference, Stage};
 use super::samples::{finish_in_process, http_sample_event, sample_event, seed_deployment};
 use super::{FunctionResult, Options, FLOOR, FUNCTIONS};
 use crate::{harness, Clients};
@@ -27,6 +28,7 @@ pub async fn steps(
                 std::process::Command::new(opts.bootstrap(f)),
                 f,
                 Some(event.clone()),
+                false,
             )
             .await?;
             let r = functions.get_mut(f).ok_or("unknown function")?;
@@ -64,12 +66,7 @@ pub async fn api_functions(
             ("schedules", "schedules-create.json", 201),
         ] {
             let event = http_sample_event(&opts.events, file, env, run)?;
-            let mut cmd = std::process::Command::new(opts.bootstrap(f));
-            // The API functions' own configuration (template.yaml sets it on AWS).
-            cmd.env("STATE_MACHINE_ARN", &c.endpoints.state_machine_arn)
-                .env("SCHEDULE_GROUP", crate::provision::SCHEDULE_GROUP)
-                .env("SCHEDULER_ROLE_ARN", crate::provision::SCHEDULER_ROLE);
-            let cs = cold_start(cmd, f, Some(event)).await?;
+            let cs = cold_start(command(c, opts, f), f, Some(event), false).await?;
             functions.get_mut(f).ok_or("unknown function")?.record(&cs);
             match cs.output {
                 Some(Ok(v)) if v.get("statusCode") == Some(&json!(expected)) => {}
@@ -86,7 +83,7 @@ pub async fn python(runs: usize) -> Result<Vec<f64>, String> {
     let mut python = Vec::new();
     for _ in 0..runs {
         python.push(
-            cold_start(python_reference(), "python-boto3", None)
+            cold_start(python_reference(), "python-boto3", None, false)
                 .await?
                 .ready_ms,
         );
@@ -102,6 +99,7 @@ pub async fn floor(opts: &Options) -> Result<FunctionResult, String> {
             std::process::Command::new(opts.bootstrap(FLOOR)),
             FLOOR,
             Some(json!({"floor": true})),
+            false,
         )
         .await?;
         match &cs.output {
@@ -111,3 +109,40 @@ pub async fn floor(opts: &Options) -> Result<FunctionResult, String> {
     }
     Ok(floor)
 }
+
+/// The bootstrap of `f` as it runs on AWS: the API functions get their own
+/// configuration (template.yaml sets it there).
+fn command(c: &Clients, opts: &Options, f: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(opts.bootstrap(f));
+    if f == "api" || f == "schedules" {
+        cmd.env("STATE_MACHINE_ARN", &c.endpoints.state_machine_arn)
+            .env("SCHEDULE_GROUP", crate::provision::SCHEDULE_GROUP)
+            .env("SCHEDULER_ROLE_ARN", crate::provision::SCHEDULER_ROLE);
+    }
+    cmd
+}
+
+/// `runs` marked cold starts (spawn→ready, no event) of every function and
+/// the floor, in rounds of their own: what each start is made of.
+pub async fn stages(
+    c: &Clients,
+    opts: &Options,
+) -> Result<BTreeMap<&'static str, Vec<Vec<Stage>>>, String> {
+    let mut stages: BTreeMap<&'static str, Vec<Vec<Stage>>> = BTreeMap::new();
+    for _ in 0..opts.runs {
+        for f in FUNCTIONS.iter().copied().chain([FLOOR]) {
+            let cs = cold_start(command(c, opts, f), f, None, true).await?;
+            let mut marks = cs.stages;
+            marks.push(Stage {
+                name: READY.into(),
+                at_ms: cs.ready_ms,
+                peak_rss: cs.peak_rss,
+            });
+            stages.entry(f).or_default().push(marks);
+        }
+    }
+    Ok(stages)
+}
+
+/// The last stage of a start: its first `GET …/next`.
+pub const READY: &str = "ready";
