@@ -1164,6 +1164,9 @@ async fn old_images_are_deregistered_with_their_snapshots() {
         1,
         EnvironmentDefaults {
             retention: 2,
+            // Only the newest Succeeded deployment's model is kept for a
+            // rollback: the first one's may go at the third deployment.
+            kept_deployments: 1,
             ..defaults()
         },
     )

@@ -8,8 +8,11 @@ use crate::api_server::CallCounter;
 use crate::{seed, Clients};
 use autosky_core::api::{Api, ApiRequest, ApiSettings};
 use autosky_core::deps::Settings;
-use autosky_core::domain::{new_deployment_id, Deployment, DeploymentOptions, EnvironmentDefaults};
-use autosky_core::store::{DynamoStore, Store};
+use autosky_core::domain::{
+    new_deployment_id, Deployment, DeploymentOptions, DeploymentStatus, EnvironmentDefaults,
+    GeneratedVersion,
+};
+use autosky_core::store::{DynamoStore, Outcome, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,8 +57,9 @@ async fn measure(
 }
 
 /// The API router against the sandbox's table with a DynamoDB call counter,
-/// 250 deployments in environment `bench`, and two requests: the history
-/// page (limit 20) and one deployment's details. Shared with `bench`.
+/// 250 deployments in environment `bench` (one in four Succeeded, the newest
+/// too), and two requests: the history page (limit 20) and the newest
+/// deployment's details. Shared with `bench`.
 pub struct ApiBench {
     pub api: Api,
     pub counter: CallCounter,
@@ -67,7 +71,7 @@ pub async fn setup(c: &Clients) -> Result<ApiBench, String> {
     let env = "bench";
     seed::environment(c, env, 0, EnvironmentDefaults::default()).await?;
     let mut last = String::new();
-    for _ in 0..250 {
+    for i in 0..250 {
         let d = Deployment::new_running(
             new_deployment_id(),
             env.into(),
@@ -79,6 +83,25 @@ pub async fn setup(c: &Clients) -> Result<ApiBench, String> {
             .create_deployment(&d, None)
             .await
             .map_err(|e| e.to_string())?;
+        // One in four Succeeded (the last one too), as a history has them:
+        // the page marks the rollback targets among them.
+        if i % 4 == 1 || i == 249 {
+            let outcome = Outcome {
+                status: DeploymentStatus::Succeeded,
+                ended_at: chrono::Utc::now(),
+                duration_ms: 1,
+                generated_version: Some(GeneratedVersion {
+                    launch_template_id: "lt-0bench".into(),
+                    launch_template_version: i,
+                    image_id: format!("ami-{i:017x}"),
+                }),
+                error: None,
+            };
+            c.store
+                .finish(env, &d.deployment_id, &outcome)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         last = d.deployment_id;
     }
     let config = crate::sdk_config(&c.endpoints.emulator);

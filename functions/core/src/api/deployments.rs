@@ -5,6 +5,7 @@
 use super::input::{self, StartInput};
 use super::problem::{step_err, store_err};
 use super::query::Query;
+use super::rollback::Kept;
 use super::{Api, ApiResponse, ApiResult, DeploymentView, Problem};
 use crate::domain::{
     diff, valid_deployment_id, AuditAction, Deployment, DeploymentError, DeploymentStatus,
@@ -146,14 +147,22 @@ impl Api {
             .await
             .map_err(store_err)?;
         // Which rows are rollback targets: only a page showing a Succeeded
-        // deployment needs the kept ones read.
-        let kept = match page
+        // deployment needs the kept ones, and a first page that shows enough
+        // of them (or the whole history) holds them itself.
+        let succeeded: Vec<&Deployment> = page
             .items
             .iter()
-            .any(|d| d.status == DeploymentStatus::Succeeded)
+            .filter(|d| d.status == DeploymentStatus::Succeeded)
+            .collect();
+        let kept = if succeeded.is_empty() {
+            None
+        } else if token.is_none()
+            && (succeeded.len() >= environment.defaults.kept_deployments.max(1) as usize
+                || page.next_token.is_none())
         {
-            true => Some(self.kept(&environment).await?),
-            false => None,
+            Some(Kept::newest(&environment, succeeded))
+        } else {
+            Some(self.kept(&environment).await?)
         };
         let items: Vec<DeploymentView> = page
             .items

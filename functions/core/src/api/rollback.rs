@@ -18,6 +18,24 @@ pub(super) struct Kept {
 }
 
 impl Kept {
+    /// The kept set of `env` from its Succeeded deployments `newest` first
+    /// (at least `keptDeployments` of them, or all it has).
+    pub(super) fn newest<'a>(
+        env: &Environment,
+        newest: impl IntoIterator<Item = &'a Deployment>,
+    ) -> Self {
+        let count = env.defaults.kept_deployments.max(1);
+        Self {
+            models: newest
+                .into_iter()
+                .take(count as usize)
+                .filter_map(RollbackOf::of)
+                .collect(),
+            count,
+            launch_template_id: env.launch_template_id.clone(),
+        }
+    }
+
     /// The model a rollback to `d` restores, or why there is none (409).
     fn target(&self, d: &Deployment) -> Result<RollbackOf, String> {
         let id = &d.deployment_id;
@@ -80,11 +98,7 @@ impl Api {
             .newest_succeeded(&env.environment_id, env.defaults.kept_deployments.max(1))
             .await
             .map_err(store_err)?;
-        Ok(Kept {
-            models: newest.iter().filter_map(RollbackOf::of).collect(),
-            count: env.defaults.kept_deployments.max(1),
-            launch_template_id: env.launch_template_id.clone(),
-        })
+        Ok(Kept::newest(env, &newest))
     }
 
     /// `POST /environments/{env}/deployments/{id}/rollback`: the same
