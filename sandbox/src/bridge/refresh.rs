@@ -260,10 +260,12 @@ fn checkpoints(form: &HashMap<String, String>) -> Result<Vec<i32>, String> {
     for v in &raw {
         match v.parse::<i32>() {
             Ok(n) if (1..=100).contains(&n) => out.push(n),
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "1 validation error detected: Value '{v}' at 'preferences.checkpointPercentages' \
                      failed to satisfy constraint: Member must have value between 1 and 100"
-            )),
+            ))
+            }
         }
     }
     if out.windows(2).any(|w| w[0] >= w[1]) {
