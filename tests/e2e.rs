@@ -1270,7 +1270,9 @@ async fn an_alarm_at_a_checkpoint_rolls_the_fleet_back() {
         .unwrap();
     let e = &seeded.environment;
     let group = e.auto_scaling_groups[0].clone();
-    let before = seed::group_views(&c.asg, &[group.clone()]).await.unwrap();
+    let before = seed::group_views(&c.asg, std::slice::from_ref(&group))
+        .await
+        .unwrap();
     let id = harness::start_deployment(
         &c,
         env,
@@ -1344,7 +1346,9 @@ async fn an_alarm_at_a_checkpoint_rolls_the_fleet_back() {
     // The fleet is back: the group on its own version, every instance on
     // the base image, nothing left suspended, the lock released, the backup
     // the default again.
-    let after = seed::group_views(&c.asg, &[group.clone()]).await.unwrap();
+    let after = seed::group_views(&c.asg, std::slice::from_ref(&group))
+        .await
+        .unwrap();
     assert_eq!(after[0].version, before[0].version);
     assert_eq!(after[0].instances.len(), 2);
     for (i, image) in seed::group_instance_images(&c, &group).await.unwrap() {

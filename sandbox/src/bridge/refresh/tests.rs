@@ -293,7 +293,7 @@ fn checkpoints_delays_and_alarms_are_read_and_refused_as_aws_does() {
     // A partial refresh (last below 100) is accepted.
     assert_eq!(p.checkpoints, vec![20]);
 
-    let refused = |pairs: &[(&str, &str)]| prefs(&form(pairs)).err().expect("refused");
+    let refused = |pairs: &[(&str, &str)]| prefs(&form(pairs)).expect_err("refused");
     let cp = |i: usize, v: &'static str| {
         (
             [
@@ -385,4 +385,15 @@ async fn alarm_states_are_set_and_read_through_the_control_route() {
     assert_eq!(b.alarm_firing(&r).as_deref(), Some("web 5xx"));
     r.prefs.alarms = vec!["other".into()];
     assert_eq!(b.alarm_firing(&r), None);
+}
+
+/// The alarm name in `/_sandbox/alarms/{name}` is a path segment: `%XX`
+/// escapes are decoded, a `+` is itself.
+#[test]
+fn alarm_names_in_the_control_path_are_decoded() {
+    use crate::bridge::percent_decode;
+    assert_eq!(percent_decode("web%205xx"), "web 5xx");
+    assert_eq!(percent_decode("a%2Fb"), "a/b");
+    assert_eq!(percent_decode("a+b"), "a+b");
+    assert_eq!(percent_decode("caf%C3%A9"), "café");
 }
