@@ -1250,3 +1250,117 @@ async fn old_images_are_deregistered_with_their_snapshots() {
         );
     }
 }
+
+/// Safer rollouts: a refresh with a checkpoint at 50 % pauses there (the
+/// details' Replace instances actions say so); the environment's CloudWatch
+/// alarm going into ALARM during the pause has AWS roll the fleet back, and
+/// the deployment ends RolledBack, its error and its e-mail naming the alarm,
+/// every instance back on the previous version.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alarm_at_a_checkpoint_rolls_the_fleet_back() {
+    let c = clients();
+    let env = "e2e-checkpoint-alarm";
+    let alarm = "e2e-checkpoint-alarm web 5xx";
+    let mut d = defaults();
+    let p = &mut d.refresh_preferences;
+    p.checkpoint_percentages = vec![50];
+    // Two hours: 24 refresh phases in the sandbox, long enough to act.
+    p.checkpoint_delay_seconds = Some(7200);
+    p.alarms = vec![alarm.into()];
+    // AWS rolls back only a group on a version number.
+    let seeded = seed::environment_with(&c, env, seed::GroupSetup::Numbered, 2, d)
+        .await
+        .unwrap();
+    let e = &seeded.environment;
+    let group = e.auto_scaling_groups[0].clone();
+    let before = seed::group_views(&c.asg, std::slice::from_ref(&group))
+        .await
+        .unwrap();
+    let id = harness::start_deployment(
+        &c,
+        env,
+        json!({"notificationEmails": ["dev@checkpoint.example.com"]}),
+    )
+    .await
+    .unwrap();
+    let paused = harness::wait_action(
+        &c,
+        env,
+        &id,
+        StepName::ReplaceInstances,
+        "checkpoint 50% reached",
+        Duration::from_secs(180),
+    )
+    .await
+    .unwrap();
+    assert!(
+        paused.contains("(1 of 1)") && paused.contains("7200 s") && paused.contains(alarm),
+        "{paused}"
+    );
+    // Paused: half the fleet replaced, the refresh still in progress.
+    let r = c
+        .asg
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    let r = &r.instance_refreshes()[0];
+    assert_eq!(
+        (r.status().map(|s| s.as_str()), r.percentage_complete()),
+        (Some("InProgress"), Some(50))
+    );
+    harness::set_alarm_state(&c, alarm, "ALARM").await.unwrap();
+
+    let (status, record) = harness::finished(&c, env, &id).await.unwrap();
+    let dep = record.unwrap();
+    assert_eq!(status, "FAILED");
+    assert_eq!(dep.status, DeploymentStatus::RolledBack);
+    let err = dep.error.clone().unwrap();
+    assert_eq!(
+        (err.step, err.name.as_str()),
+        (Some(StepName::ReplaceInstances), "RefreshRolledBack")
+    );
+    assert!(
+        err.message.contains(&format!(
+            "CloudWatch alarm {alarm} went into the ALARM state"
+        )),
+        "{err:?}"
+    );
+    let log: Vec<_> = dep
+        .step(StepName::ReplaceInstances)
+        .actions
+        .iter()
+        .map(|a| a.message.clone())
+        .collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("50% of instances replaced (InProgress)")),
+        "{log:#?}"
+    );
+    let mails = emails_to(&c, "dev@checkpoint.example.com").await;
+    assert_eq!(mails.len(), 1);
+    let mail = mails[0].to_string();
+    assert!(
+        mail.contains("RolledBack") && mail.contains(alarm),
+        "{mail}"
+    );
+
+    // The fleet is back: the group on its own version, every instance on
+    // the base image, nothing left suspended, the lock released, the backup
+    // the default again.
+    let after = seed::group_views(&c.asg, std::slice::from_ref(&group))
+        .await
+        .unwrap();
+    assert_eq!(after[0].version, before[0].version);
+    assert_eq!(after[0].instances.len(), 2);
+    for (i, image) in seed::group_instance_images(&c, &group).await.unwrap() {
+        assert_eq!(image, seed::BASE_IMAGE, "instance {i}");
+    }
+    assert!(harness::suspended_processes(&c, &group).await.is_empty());
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+    assert_eq!(
+        harness::default_version(&c, &e.launch_template_id).await,
+        dep.runtime.backup_version
+    );
+}

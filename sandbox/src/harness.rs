@@ -1,7 +1,8 @@
 //! Test support: runs `autosky-sandbox up` as a child process (its own
 //! emulator, bridge and workers), reads its endpoints, and offers the calls
 //! end-to-end tests and the demo share: start a deployment, wait for its end,
-//! read the captured e-mails, choose a refresh outcome.
+//! read the captured e-mails, choose a refresh outcome, set a CloudWatch
+//! alarm's state, wait for a step's action.
 
 use crate::{Clients, Endpoints};
 use autosky_core::domain::Deployment;
@@ -219,6 +220,74 @@ pub async fn set_refresh_outcome(c: &Clients, group: &str, outcome: &str) -> Res
             "refresh-outcome: HTTP {s}: {}",
             String::from_utf8_lossy(&b)
         )),
+    }
+}
+
+/// Sets the CloudWatch alarm `name` to `state` (`ALARM`, `OK`,
+/// `INSUFFICIENT_DATA`) as the emulated refreshes watching it see it.
+pub async fn set_alarm_state(c: &Clients, name: &str, state: &str) -> Result<(), String> {
+    // A path segment: every byte but the unreserved ones as %XX.
+    let segment: String = name
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let req = hyper::Request::put(format!(
+        "{}/_sandbox/alarms/{segment}",
+        c.endpoints.autoscaling
+    ))
+    .header("content-type", "application/json")
+    .body(http_body_util::Full::new(bytes::Bytes::from(
+        serde_json::json!({ "state": state }).to_string(),
+    )))
+    .map_err(|e| e.to_string())?;
+    match crate::http::send(req).await? {
+        (200, _, _) => Ok(()),
+        (s, _, b) => Err(format!(
+            "alarm {name}: HTTP {s}: {}",
+            String::from_utf8_lossy(&b)
+        )),
+    }
+}
+
+/// Waits until one of the deployment's `step` actions contains `text`;
+/// returns that action's message.
+pub async fn wait_action(
+    c: &Clients,
+    env_id: &str,
+    deployment_id: &str,
+    step: autosky_core::domain::StepName,
+    text: &str,
+    limit: Duration,
+) -> Result<String, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let d = c
+            .store
+            .deployment(env_id, deployment_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(d) = &d {
+            if let Some(a) = d
+                .step(step)
+                .actions
+                .iter()
+                .find(|a| a.message.contains(text))
+            {
+                return Ok(a.message.clone());
+            }
+            if d.status.is_terminal() {
+                return Err(format!("deployment ended {} before {text:?}", d.status));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no {step:?} action with {text:?} in {limit:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

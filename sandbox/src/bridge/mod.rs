@@ -17,6 +17,9 @@
 //! - `GET /_sandbox/calls` returns the number of calls per `service:Action`,
 //!   and per Auto Scaling action (`Action`) and action and group
 //!   (`Action group`);
+//! - `PUT /_sandbox/alarms/{name}` with `{"state": "ALARM"}` (or `OK`,
+//!   `INSUFFICIENT_DATA`) sets a CloudWatch alarm's state as the refreshes
+//!   watching it see it; `GET` (no body) answers it;
 //! - `GET /_sandbox/iam` returns what the IAM enforcement saw
 //!   ([`crate::iam::Report`]).
 //!
@@ -55,6 +58,8 @@ struct State {
     calls: calls::Calls,
     faults: Vec<Fault>,
     ec2: ec2::Ec2State,
+    /// CloudWatch alarm states by name, as set by `PUT /_sandbox/alarms/{name}`.
+    alarms: HashMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -119,6 +124,15 @@ pub async fn start(
         }
     });
     Ok((format!("http://{addr}"), handle))
+}
+
+/// A path segment with its `%XX` escapes decoded (alarm names may hold
+/// spaces and slashes).
+fn percent_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 /// A fresh request id (also the id of an emulated refresh).
@@ -233,6 +247,11 @@ impl Bridge {
                 let form: HashMap<String, String> =
                     form_urlencoded::parse(body).into_owned().collect();
                 self.set_outcome(&form)
+            }
+            _ if what.starts_with("alarms/") => {
+                let name = what.trim_start_matches("alarms/");
+                let name = percent_decode(name);
+                self.alarm_control(&name, body)
             }
             "faults" if !body.is_empty() => faults::add(&mut self.lock().faults, body),
             "faults" => json(serde_json::to_string(&self.lock().faults).unwrap_or_default()),

@@ -4,8 +4,11 @@
 //! succeeds (until then DescribeAutoScalingGroups shows the setting recorded
 //! when it started); DescribeInstanceRefreshes (paged, by id);
 //! CancelInstanceRefresh; RollbackInstanceRefresh and auto rollback;
-//! Preferences.BakeTime (`Baking`), SkipMatching, AutoRollback.
-//! `POST /_sandbox/refresh-outcome` chooses how a group's next refresh ends.
+//! Preferences.BakeTime (`Baking`), SkipMatching, AutoRollback,
+//! CheckpointPercentages and CheckpointDelay (pauses), AlarmSpecification (a
+//! watched alarm in ALARM rolls back or fails the refresh).
+//! `POST /_sandbox/refresh-outcome` chooses how a group's next refresh ends;
+//! `PUT /_sandbox/alarms/{name}` sets a CloudWatch alarm's state.
 
 mod run;
 pub mod setting;
@@ -29,8 +32,15 @@ const OUTCOMES: [&str; 5] = [
 ];
 
 /// RefreshPreferences.BakeTime: "Valid Range: Minimum value of 0. Maximum
-/// value of 172800."
+/// value of 172800." CheckpointDelay has the same range in the API's model.
 const MAX_BAKE_TIME: i64 = 172_800;
+const MAX_CHECKPOINT_DELAY: i64 = 172_800;
+/// CheckpointDelay: "If you specify a value for CheckpointPercentages and not
+/// for CheckpointDelay, the CheckpointDelay defaults to 3600 (1 hour)."
+const DEFAULT_CHECKPOINT_DELAY: i64 = 3600;
+/// AlarmSpecification.Alarms: "You can specify up to 10 alarms." / "Length
+/// Constraints: Minimum length of 1. Maximum length of 255."
+const MAX_ALARMS: usize = 10;
 
 /// The preferences the emulation follows (the API's defaults when absent).
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +49,11 @@ pub struct Prefs {
     pub skip_matching: bool,
     pub auto_rollback: bool,
     pub bake_time: i64,
+    /// CheckpointPercentages, ascending and unique (checked).
+    pub checkpoints: Vec<i32>,
+    pub checkpoint_delay: i64,
+    /// AlarmSpecification.Alarms.
+    pub alarms: Vec<String>,
 }
 
 impl Default for Prefs {
@@ -48,6 +63,9 @@ impl Default for Prefs {
             skip_matching: false,
             auto_rollback: false,
             bake_time: 0,
+            checkpoints: Vec::new(),
+            checkpoint_delay: DEFAULT_CHECKPOINT_DELAY,
+            alarms: Vec::new(),
         }
     }
 }
@@ -190,12 +208,72 @@ fn prefs(form: &HashMap<String, String>) -> Result<Prefs, String> {
             },
         }
     };
+    let checkpoints = checkpoints(form)?;
+    if form.contains_key("Preferences.CheckpointDelay") && checkpoints.is_empty() {
+        // "if you specify a value for it, you must also specify a value for
+        // CheckpointPercentages" (AWS's wording of the refusal is not
+        // documented).
+        return Err(
+            "Sandbox: CheckpointDelay was given without CheckpointPercentages; if you specify a \
+             value for CheckpointDelay, you must also specify a value for CheckpointPercentages."
+                .into(),
+        );
+    }
+    let alarms = members(form, "Preferences.AlarmSpecification.Alarms.member.");
+    if alarms.len() > MAX_ALARMS {
+        return Err(format!(
+            "1 validation error detected: Value '{alarms:?}' at 'preferences.alarmSpecification.alarms' \
+             failed to satisfy constraint: Member must have length less than or equal to {MAX_ALARMS}"
+        ));
+    }
+    if let Some(a) = alarms
+        .iter()
+        .find(|a| !(1..=255).contains(&a.chars().count()))
+    {
+        return Err(format!(
+            "1 validation error detected: Value '{a}' at 'preferences.alarmSpecification.alarms' \
+             failed to satisfy constraint: Member must have length between 1 and 255"
+        ));
+    }
     Ok(Prefs {
         min_healthy: number("Preferences.MinHealthyPercentage", 90, 100)? as i32,
         skip_matching: flag("Preferences.SkipMatching"),
         auto_rollback: flag("Preferences.AutoRollback"),
         bake_time: number("Preferences.BakeTime", 0, MAX_BAKE_TIME)?,
+        checkpoints,
+        checkpoint_delay: number(
+            "Preferences.CheckpointDelay",
+            DEFAULT_CHECKPOINT_DELAY,
+            MAX_CHECKPOINT_DELAY,
+        )?,
+        alarms,
     })
+}
+
+/// Preferences.CheckpointPercentages: each 1 to 100 (the API's
+/// NonZeroIntPercent), "Threshold values for each checkpoint in ascending
+/// order. Each number must be unique." A last value below 100 is a partial
+/// refresh, which AWS accepts.
+fn checkpoints(form: &HashMap<String, String>) -> Result<Vec<i32>, String> {
+    let raw = members(form, "Preferences.CheckpointPercentages.member.");
+    let mut out = Vec::new();
+    for v in &raw {
+        match v.parse::<i32>() {
+            Ok(n) if (1..=100).contains(&n) => out.push(n),
+            _ => {
+                return Err(format!(
+                "1 validation error detected: Value '{v}' at 'preferences.checkpointPercentages' \
+                     failed to satisfy constraint: Member must have value between 1 and 100"
+            ))
+            }
+        }
+    }
+    if out.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!(
+            "Sandbox: CheckpointPercentages {out:?} must be unique and in ascending order."
+        ));
+    }
+    Ok(out)
 }
 
 impl Bridge {
@@ -226,6 +304,45 @@ impl Bridge {
             .outcomes
             .insert(group.clone(), outcome.clone());
         xml::acknowledged()
+    }
+
+    /// `PUT /_sandbox/alarms/{name}` with `{"state": "ALARM" | "OK" |
+    /// "INSUFFICIENT_DATA"}`: the CloudWatch alarm's state as a refresh
+    /// watching it sees it (an alarm never set is OK); an empty body answers
+    /// `{"state": …}`.
+    pub(super) fn alarm_control(&self, name: &str, body: &Bytes) -> Response<Full<Bytes>> {
+        if name.is_empty() {
+            return xml::error(400, "ValidationError", "the alarm name is required");
+        }
+        if body.is_empty() {
+            let state = self.lock().alarms.get(name).cloned();
+            let state = state.unwrap_or_else(|| "OK".into());
+            return super::json(serde_json::json!({ "state": state }).to_string());
+        }
+        let state = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_string));
+        match state {
+            Some(s) if ["ALARM", "OK", "INSUFFICIENT_DATA"].contains(&s.as_str()) => {
+                self.lock().alarms.insert(name.to_string(), s.clone());
+                super::json(serde_json::json!({ "state": s }).to_string())
+            }
+            _ => xml::error(
+                400,
+                "ValidationError",
+                "the body must be {\"state\": \"ALARM\" | \"OK\" | \"INSUFFICIENT_DATA\"}",
+            ),
+        }
+    }
+
+    /// The first alarm the refresh watches that is in ALARM, if any.
+    fn alarm_firing(&self, r: &Refresh) -> Option<String> {
+        let st = self.lock();
+        r.prefs
+            .alarms
+            .iter()
+            .find(|a| st.alarms.get(*a).map(String::as_str) == Some("ALARM"))
+            .cloned()
     }
 
     pub(super) async fn start_refresh(

@@ -6,7 +6,7 @@
 use super::Problem;
 use crate::domain::{
     AccessMap, Environment, EnvironmentDefaults, RefreshPreferences, RequestedOptions,
-    DEFAULT_RETENTION,
+    DEFAULT_RETENTION, MAX_REFRESH_ALARMS, MAX_REFRESH_PAUSE_SECONDS,
 };
 use serde::Deserialize;
 
@@ -135,6 +135,115 @@ pub struct RefreshInput {
     pub instance_warmup_seconds: Option<i32>,
     pub skip_matching: Option<bool>,
     pub auto_rollback: Option<bool>,
+    pub checkpoint_percentages: Option<Vec<serde_json::Number>>,
+    #[serde(default, deserialize_with = "whole")]
+    pub checkpoint_delay_seconds: Option<i32>,
+    #[serde(default, deserialize_with = "whole")]
+    pub bake_time_seconds: Option<i32>,
+    pub alarms: Option<Vec<String>>,
+}
+
+impl RefreshInput {
+    /// The checkpoint percentages as integers (JSON Schema's `integer`: `50.0`
+    /// is 50); `Err`: the index of one that is not an integer.
+    fn checkpoints(&self) -> Result<Vec<i32>, usize> {
+        self.checkpoint_percentages
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, n)| {
+                n.as_i64()
+                    .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+                    .and_then(|v| i32::try_from(v).ok())
+                    .ok_or(i)
+            })
+            .collect()
+    }
+
+    /// AWS's rules for the checkpoints, the pauses and the alarms of a
+    /// refresh (RefreshPreferences, AlarmSpecification), checked here so a
+    /// bad setting is refused when it is saved rather than when a deployment
+    /// starts its refresh.
+    fn check(&self) -> Result<(), Problem> {
+        const P: &str = "defaults.refreshPreferences";
+        range(
+            &format!("{P}.minHealthyPercentage"),
+            self.min_healthy_percentage,
+            0,
+            100,
+        )?;
+        range(
+            &format!("{P}.instanceWarmupSeconds"),
+            self.instance_warmup_seconds,
+            0,
+            3600,
+        )?;
+        let field = format!("{P}.checkpointPercentages");
+        let bad = |msg: String| Err(Problem::bad_request(&msg).field(&field));
+        let checkpoints = match self.checkpoints() {
+            Ok(c) => c,
+            Err(i) => return bad(format!("{field}[{i}] must be an integer")),
+        };
+        for (i, c) in checkpoints.iter().enumerate() {
+            if !(1..=100).contains(c) {
+                return bad(format!("{field}[{i}] must be from 1 to 100"));
+            }
+            if i > 0 && checkpoints[i - 1] >= *c {
+                return bad(format!(
+                    "{field} must be unique and in ascending order ({} then {c})",
+                    checkpoints[i - 1]
+                ));
+            }
+        }
+        let delay_field = format!("{P}.checkpointDelaySeconds");
+        range(
+            &delay_field,
+            self.checkpoint_delay_seconds,
+            0,
+            MAX_REFRESH_PAUSE_SECONDS,
+        )?;
+        if self.checkpoint_delay_seconds.is_some() && checkpoints.is_empty() {
+            return Err(Problem::bad_request(&format!(
+                "{delay_field} needs {field}: AWS takes a checkpoint delay only with checkpoints"
+            ))
+            .field(&delay_field));
+        }
+        range(
+            &format!("{P}.bakeTimeSeconds"),
+            self.bake_time_seconds,
+            0,
+            MAX_REFRESH_PAUSE_SECONDS,
+        )?;
+        let alarms = self.alarms.as_deref().unwrap_or_default();
+        let field = format!("{P}.alarms");
+        if alarms.len() > MAX_REFRESH_ALARMS {
+            return Err(Problem::bad_request(&format!(
+                "{field}: at most {MAX_REFRESH_ALARMS} alarms"
+            ))
+            .field(&field));
+        }
+        for (i, a) in alarms.iter().enumerate() {
+            // AWS also takes tabs and line breaks; they have no place in an
+            // alarm name an e-mail or the page shows on one line.
+            let ok = (1..=255).contains(&a.chars().count()) && !a.chars().any(char::is_control);
+            if !ok {
+                return Err(Problem::bad_request(&format!(
+                    "{field}[{i}] must be a CloudWatch alarm name of 1 to 255 characters without \
+                     control characters: '{}'",
+                    crate::domain::truncate(&a.escape_debug().to_string(), 80)
+                ))
+                .field(&field));
+            }
+            if alarms[..i].contains(a) {
+                return Err(Problem::bad_request(&format!(
+                    "{field}: alarm '{}' is named twice",
+                    crate::domain::truncate(&a.escape_debug().to_string(), 80)
+                ))
+                .field(&field));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -330,18 +439,7 @@ impl EnvironmentInput {
             86_400,
         )?;
         if let Some(r) = &d.refresh_preferences {
-            range(
-                "defaults.refreshPreferences.minHealthyPercentage",
-                r.min_healthy_percentage,
-                0,
-                100,
-            )?;
-            range(
-                "defaults.refreshPreferences.instanceWarmupSeconds",
-                r.instance_warmup_seconds,
-                0,
-                3600,
-            )?;
+            r.check()?;
         }
         Ok(())
     }
@@ -350,6 +448,8 @@ impl EnvironmentInput {
         let base = EnvironmentDefaults::default();
         let d = self.defaults;
         let r = d.refresh_preferences.unwrap_or_default();
+        // Checked by `check`: the integers are valid here.
+        let checkpoints = r.checkpoints().unwrap_or_default();
         let rp = RefreshPreferences::default();
         Environment {
             environment_id: environment_id.into(),
@@ -374,6 +474,10 @@ impl EnvironmentInput {
                         .or(rp.instance_warmup_seconds),
                     skip_matching: r.skip_matching.unwrap_or(rp.skip_matching),
                     auto_rollback: r.auto_rollback.unwrap_or(rp.auto_rollback),
+                    checkpoint_percentages: checkpoints,
+                    checkpoint_delay_seconds: r.checkpoint_delay_seconds,
+                    bake_time_seconds: r.bake_time_seconds,
+                    alarms: r.alarms.unwrap_or_default(),
                 },
                 image_timeout_seconds: d
                     .image_timeout_seconds
@@ -492,6 +596,102 @@ mod tests {
         ] {
             assert!(defaults(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The field a `refreshPreferences` body is refused for (None: accepted).
+    fn refused_field(prefs: serde_json::Value) -> Option<String> {
+        let body = serde_json::json!({
+            "preparationServerId": "i-0123456789abcdef0", "autoScalingGroups": ["web"],
+            "launchTemplateId": "lt-0abc12345", "defaults": {"refreshPreferences": prefs}
+        });
+        let input: EnvironmentInput = parse(body.to_string().as_bytes()).unwrap();
+        input.check().err().map(|p| {
+            assert_eq!(p.status, 400);
+            p.extra.unwrap()["field"].as_str().unwrap().to_string()
+        })
+    }
+
+    #[test]
+    fn checkpoints_pauses_and_alarms_follow_aws_rules() {
+        use serde_json::json;
+        let f = |s: &str| Some(format!("defaults.refreshPreferences.{s}"));
+        for ok in [
+            json!({"checkpointPercentages": [10, 50]}),
+            json!({"checkpointPercentages": [10, 50, 100], "checkpointDelaySeconds": 0}),
+            json!({"checkpointPercentages": [50.0], "checkpointDelaySeconds": 172800}),
+            json!({"bakeTimeSeconds": 600, "alarms": ["web-5xx", "web-latency"]}),
+            json!({"alarms": (0..10).map(|i| format!("a{i}")).collect::<Vec<_>>()}),
+            json!({"alarms": ["é".repeat(255)]}),
+        ] {
+            assert_eq!(refused_field(ok.clone()), None, "{ok}");
+        }
+        let cp = f("checkpointPercentages");
+        for (bad, field) in [
+            (json!({"checkpointPercentages": [50, 10]}), &cp),
+            (json!({"checkpointPercentages": [50, 50]}), &cp),
+            (json!({"checkpointPercentages": [0, 50]}), &cp),
+            (json!({"checkpointPercentages": [50, 101]}), &cp),
+            (json!({"checkpointPercentages": [12.5]}), &cp),
+            (
+                json!({"checkpointDelaySeconds": 600}),
+                &f("checkpointDelaySeconds"),
+            ),
+            (
+                json!({"checkpointPercentages": [50], "checkpointDelaySeconds": 172801}),
+                &f("checkpointDelaySeconds"),
+            ),
+            (
+                json!({"checkpointPercentages": [50], "checkpointDelaySeconds": -1}),
+                &f("checkpointDelaySeconds"),
+            ),
+            (json!({"bakeTimeSeconds": 172801}), &f("bakeTimeSeconds")),
+            (
+                json!({"alarms": (0..11).map(|i| format!("a{i}")).collect::<Vec<_>>()}),
+                &f("alarms"),
+            ),
+            (json!({"alarms": [""]}), &f("alarms")),
+            (json!({"alarms": ["x".repeat(256)]}), &f("alarms")),
+            (json!({"alarms": ["a\nb"]}), &f("alarms")),
+            (json!({"alarms": ["a", "a"]}), &f("alarms")),
+        ] {
+            assert_eq!(&refused_field(bad.clone()), field, "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_refresh_settings_reach_the_environment() {
+        let input: EnvironmentInput = parse(
+            br#"{"preparationServerId": "i-0123456789abcdef0", "autoScalingGroups": ["web"],
+                 "launchTemplateId": "lt-0abc12345",
+                 "defaults": {"refreshPreferences": {"checkpointPercentages": [10, 50.0],
+                   "checkpointDelaySeconds": 900, "bakeTimeSeconds": 300, "alarms": ["web-5xx"]}}}"#,
+        )
+        .unwrap();
+        input.check().unwrap();
+        let r = input.into_environment("prod").defaults.refresh_preferences;
+        assert_eq!(r.checkpoint_percentages, vec![10, 50]);
+        assert_eq!(r.checkpoints_sent(), vec![10, 50, 100]);
+        assert_eq!(r.checkpoint_delay_seconds, Some(900));
+        assert_eq!(r.bake_time_seconds, Some(300));
+        assert_eq!(r.alarms, vec!["web-5xx".to_string()]);
+        // The rest keeps its defaults.
+        assert_eq!(r.min_healthy_percentage, 90);
+    }
+
+    /// An environment saved before these settings existed reads as before.
+    #[test]
+    fn stored_preferences_without_the_new_fields_still_read() {
+        let r: RefreshPreferences = serde_json::from_str(
+            r#"{"minHealthyPercentage": 80, "instanceWarmupSeconds": null, "skipMatching": false, "autoRollback": true}"#,
+        )
+        .unwrap();
+        assert_eq!(r.min_healthy_percentage, 80);
+        assert!(r.checkpoint_percentages.is_empty() && r.alarms.is_empty());
+        assert_eq!(
+            (r.checkpoint_delay_seconds, r.bake_time_seconds),
+            (None, None)
+        );
+        assert!(r.checkpoints_sent().is_empty());
     }
 
     #[test]

@@ -5,8 +5,8 @@ use crate::domain::RefreshPreferences;
 use crate::error::{classify_sdk_error, StepError};
 use aws_sdk_autoscaling::error::ProvideErrorMetadata;
 use aws_sdk_autoscaling::types::{
-    AutoScalingGroup, DesiredConfiguration, LaunchTemplateSpecification, MixedInstancesPolicy,
-    RefreshStrategy,
+    AlarmSpecification, AutoScalingGroup, DesiredConfiguration, LaunchTemplateSpecification,
+    MixedInstancesPolicy, RefreshStrategy,
 };
 use aws_sdk_autoscaling::Client;
 use chrono::{DateTime, Utc};
@@ -77,6 +77,8 @@ pub struct RefreshInfo {
     pub id: String,
     pub status: String,
     pub status_reason: Option<String>,
+    /// RollbackDetails.RollbackReason, when the refresh was rolled back.
+    pub rollback_reason: Option<String>,
     pub percentage_complete: i32,
     /// The launch template the refresh's desired configuration names, if any.
     pub desired_launch_template_id: Option<String>,
@@ -186,6 +188,10 @@ fn refresh_info(r: &aws_sdk_autoscaling::types::InstanceRefresh) -> RefreshInfo 
             .map(|s| s.as_str().to_string())
             .unwrap_or_default(),
         status_reason: r.status_reason().map(str::to_string),
+        rollback_reason: r
+            .rollback_details()
+            .and_then(|d| d.rollback_reason())
+            .map(str::to_string),
         percentage_complete: r.percentage_complete().unwrap_or(0),
         desired_launch_template_id: lt.and_then(|l| l.launch_template_id()).map(str::to_string),
         desired_version: lt.and_then(|l| l.version()).map(str::to_string),
@@ -338,6 +344,22 @@ impl AutoScaling {
         if let Some(w) = prefs.instance_warmup_seconds {
             p = p.instance_warmup(w);
         }
+        let checkpoints = prefs.checkpoints_sent();
+        if !checkpoints.is_empty() {
+            p = p
+                .set_checkpoint_percentages(Some(checkpoints))
+                .set_checkpoint_delay(prefs.checkpoint_delay_seconds);
+        }
+        if let Some(b) = prefs.bake_time_seconds {
+            p = p.bake_time(b);
+        }
+        if !prefs.alarms.is_empty() {
+            p = p.alarm_specification(
+                AlarmSpecification::builder()
+                    .set_alarms(Some(prefs.alarms.clone()))
+                    .build(),
+            );
+        }
         let res = self
             .client
             .start_instance_refresh()
@@ -488,9 +510,15 @@ impl AutoScaling {
         mixed: Option<&MixedInstancesPolicy>,
         prefs: &RefreshPreferences,
     ) -> Result<Option<String>, StepError> {
+        // No pause and no alarm: the fleet goes back at once, and an alarm
+        // still in ALARM (the reason it comes back) must not stop it.
         let prefs = RefreshPreferences {
             skip_matching: true,
             auto_rollback: false,
+            checkpoint_percentages: Vec::new(),
+            checkpoint_delay_seconds: None,
+            bake_time_seconds: None,
+            alarms: Vec::new(),
             ..prefs.clone()
         };
         self.start_refresh(group, launch_template_id, version, mixed, &prefs, false)
@@ -590,5 +618,53 @@ impl AutoScaling {
             }
         }
         Ok(uses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_autoscaling::operation::start_instance_refresh::StartInstanceRefreshOutput;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    /// The restore refresh brings the fleet back at once: no checkpoint, no
+    /// bake, no alarm (one still in ALARM must not stop it), no rollback.
+    #[tokio::test]
+    async fn a_restore_refresh_has_no_pause_and_watches_no_alarm() {
+        let rule = mock!(Client::start_instance_refresh)
+            .match_requests(|r| {
+                let p = r.preferences().unwrap();
+                p.checkpoint_percentages().is_empty()
+                    && p.checkpoint_delay().is_none()
+                    && p.bake_time().is_none()
+                    && p.alarm_specification().is_none()
+                    && p.auto_rollback() == Some(false)
+                    && p.skip_matching() == Some(true)
+                    && p.min_healthy_percentage() == Some(80)
+            })
+            .then_output(|| {
+                StartInstanceRefreshOutput::builder()
+                    .instance_refresh_id("r-restore")
+                    .build()
+            });
+        let asg = AutoScaling::new(mock_client!(
+            aws_sdk_autoscaling,
+            RuleMode::MatchAny,
+            [&rule]
+        ));
+        let prefs = RefreshPreferences {
+            min_healthy_percentage: 80,
+            checkpoint_percentages: vec![10, 50],
+            checkpoint_delay_seconds: Some(600),
+            bake_time_seconds: Some(300),
+            alarms: vec!["web-5xx".into()],
+            ..RefreshPreferences::default()
+        };
+        let id = asg
+            .start_restore_refresh("web", "lt-0abc", "8", None, &prefs)
+            .await
+            .unwrap();
+        assert_eq!(id.as_deref(), Some("r-restore"));
+        assert_eq!(rule.num_calls(), 1);
     }
 }

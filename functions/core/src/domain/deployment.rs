@@ -164,6 +164,13 @@ pub struct Runtime {
     pub refresh_requested_at: BTreeMap<String, DateTime<Utc>>,
     /// Last progress recorded per group, so progress actions are only written on change.
     pub refresh_progress: BTreeMap<String, i32>,
+    /// The highest checkpoint (percent) recorded as reached per group.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub refresh_checkpoints: BTreeMap<String, i32>,
+    /// The refresh's last status and status reason recorded per group
+    /// ("Baking", "InProgress: <reason>"), so they are written on change only.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub refresh_states: BTreeMap<String, String>,
     /// Set (before sending) when the notification e-mail has been claimed, so a
     /// retried Finalization never sends twice.
     pub notified: bool,

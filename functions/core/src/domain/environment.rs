@@ -20,7 +20,24 @@ pub struct RefreshPreferences {
     pub instance_warmup_seconds: Option<i32>,
     pub skip_matching: bool,
     pub auto_rollback: bool,
+    /// Where the refresh pauses, in percent of the instances replaced,
+    /// ascending (none: no pause). 100 is sent after the last one when it is
+    /// missing, so the whole fleet is always replaced.
+    pub checkpoint_percentages: Vec<i32>,
+    /// How long each checkpoint pauses (AWS's default, 3600 s, when absent).
+    pub checkpoint_delay_seconds: Option<i32>,
+    /// How long AWS waits (`Baking`) once every instance is replaced before
+    /// the refresh succeeds; the alarms are watched until then.
+    pub bake_time_seconds: Option<i32>,
+    /// CloudWatch alarms AWS watches during the refresh: one in ALARM rolls
+    /// the fleet back (with auto rollback) or fails the refresh.
+    pub alarms: Vec<String>,
 }
+
+/// Most CloudWatch alarms one refresh may watch (AlarmSpecification).
+pub const MAX_REFRESH_ALARMS: usize = 10;
+/// Longest CheckpointDelay and BakeTime AWS accepts, in seconds (2 days).
+pub const MAX_REFRESH_PAUSE_SECONDS: i32 = 172_800;
 
 impl Default for RefreshPreferences {
     fn default() -> Self {
@@ -29,7 +46,30 @@ impl Default for RefreshPreferences {
             instance_warmup_seconds: None,
             skip_matching: true,
             auto_rollback: true,
+            checkpoint_percentages: Vec::new(),
+            checkpoint_delay_seconds: None,
+            bake_time_seconds: None,
+            alarms: Vec::new(),
         }
+    }
+}
+
+impl RefreshPreferences {
+    /// The checkpoints as sent to AWS: ours, ending at 100 (none when there
+    /// are none).
+    pub fn checkpoints_sent(&self) -> Vec<i32> {
+        let mut c = self.checkpoint_percentages.clone();
+        if c.last().is_some_and(|l| *l != 100) {
+            c.push(100);
+        }
+        c
+    }
+
+    /// The pause at each checkpoint as AWS applies it: "If you specify a
+    /// value for CheckpointPercentages and not for CheckpointDelay, the
+    /// CheckpointDelay defaults to 3600 (1 hour)."
+    pub fn effective_checkpoint_delay(&self) -> i32 {
+        self.checkpoint_delay_seconds.unwrap_or(3600)
     }
 }
 

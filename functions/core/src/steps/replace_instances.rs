@@ -206,6 +206,7 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     let mut rolled_back = Vec::new();
     let mut failed = Vec::new();
     let refreshes = j.dep.runtime.refreshes.clone();
+    let prefs = &env.defaults.refresh_preferences;
     for (group, id) in &refreshes {
         let r = deps.asg.refresh(group, id).await?.ok_or_else(|| {
             StepError::RefreshFailed(format!("instance refresh {id} on group {group} not found"))
@@ -222,10 +223,20 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
             ))
             .await?;
         }
-        let reason = r
+        record_pauses(&mut j, deps, group, &r, prefs).await?;
+        // AWS explains an auto rollback (an alarm, a failure) in the
+        // refresh's status reason or its RollbackDetails.
+        let mut reason = r
             .status_reason
             .clone()
+            .or_else(|| r.rollback_reason.clone())
             .unwrap_or_else(|| "no reason given".into());
+        if !prefs.alarms.is_empty() {
+            reason.push_str(&format!(
+                " (CloudWatch alarms watched: {})",
+                prefs.alarms.join(", ")
+            ));
+        }
         match r.status.as_str() {
             "Successful" => {}
             "RollbackSuccessful" => {
@@ -259,6 +270,98 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
         input.replace.as_ref(),
         input.base_poll_seconds(),
     ))
+}
+
+/// The highest checkpoint below 100 that `percentage` has reached, if any:
+/// "A checkpoint is reached when the number of instances replaced reaches
+/// the percentage threshold"; one passed over on the way is not paused at.
+fn checkpoint_reached(checkpoints: &[i32], percentage: i32) -> Option<i32> {
+    checkpoints
+        .iter()
+        .copied()
+        .filter(|c| *c < 100 && *c <= percentage)
+        .max()
+}
+
+/// "until about 10:15:00 UTC": `seconds` from now. AWS reached the pause at
+/// or before the poll that saw it, so the time is an upper bound.
+fn until(deps: &Deps, seconds: i32) -> String {
+    (deps.clock.now() + Duration::seconds(seconds.into()))
+        .format("%H:%M:%S UTC")
+        .to_string()
+}
+
+/// Records, on change only, where the refresh pauses: a checkpoint reached
+/// (with its delay and when it ends at the latest), `Baking` (with the bake
+/// time left), and any status reason AWS gives.
+async fn record_pauses(
+    j: &mut Journal<'_>,
+    deps: &Deps,
+    group: &str,
+    r: &crate::aws::autoscaling::RefreshInfo,
+    prefs: &crate::domain::RefreshPreferences,
+) -> Result<(), StepError> {
+    let watched = if prefs.alarms.is_empty() {
+        String::new()
+    } else {
+        format!("; CloudWatch alarms watched: {}", prefs.alarms.join(", "))
+    };
+    if r.status == "InProgress" {
+        let reached = checkpoint_reached(&prefs.checkpoint_percentages, r.percentage_complete);
+        let recorded = j.dep.runtime.refresh_checkpoints.get(group).copied();
+        if let Some(c) = reached.filter(|c| recorded.is_none_or(|x| x < *c)) {
+            j.dep
+                .runtime
+                .refresh_checkpoints
+                .insert(group.to_string(), c);
+            j.save_runtime().await?;
+            let delay = prefs.effective_checkpoint_delay();
+            let stops: Vec<_> = prefs
+                .checkpoint_percentages
+                .iter()
+                .filter(|c| **c < 100)
+                .collect();
+            let n = stops.iter().filter(|x| ***x <= c).count();
+            j.action(format!(
+                "Group {group}: checkpoint {c}% reached ({n} of {}); AWS waits {delay} s \
+                 (checkpoint delay) before replacing more instances: at most {delay} s left, \
+                 until about {}{watched}",
+                stops.len(),
+                until(deps, delay)
+            ))
+            .await?;
+        }
+    }
+    let state = match &r.status_reason {
+        Some(reason) => format!("{}: {reason}", r.status),
+        None => r.status.clone(),
+    };
+    if j.dep.runtime.refresh_states.get(group) == Some(&state) {
+        return Ok(());
+    }
+    j.dep
+        .runtime
+        .refresh_states
+        .insert(group.to_string(), state.clone());
+    j.save_runtime().await?;
+    if r.status == "Baking" {
+        let left = match prefs.bake_time_seconds {
+            Some(bake) => format!(
+                " for {bake} s (bake time): at most {bake} s left, until about {}",
+                until(deps, bake)
+            ),
+            None => String::new(),
+        };
+        j.action(format!(
+            "Group {group}: every instance replaced; AWS bakes{left} before the refresh \
+             succeeds{watched}"
+        ))
+        .await?;
+    } else if let Some(reason) = &r.status_reason {
+        j.action(format!("Group {group}: {}: {reason}", r.status))
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

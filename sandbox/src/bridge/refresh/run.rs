@@ -1,10 +1,14 @@
 //! The run of an emulated refresh: Pending for one phase, then the
 //! instances to replace (all, or with SkipMatching those not on the desired
-//! configuration) in batches, newest first, one phase each; `Baking` for one
-//! phase when BakeTime > 0; then the desired configuration is applied to the
-//! group and the refresh ends Successful. A cancel, a rollback or a requested
-//! failure is noticed between batches. A rollback replaces the instances the
-//! refresh replaced with the group's pre-refresh setting, newest first.
+//! configuration) in batches, newest first, one phase each, no batch going
+//! past the next checkpoint; at a checkpoint below 100 it pauses for
+//! CheckpointDelay (a partial refresh, whose last checkpoint is below 100,
+//! ends there); `Baking` for BakeTime when it is > 0; then the desired
+//! configuration is applied to the group and the refresh ends Successful.
+//! Pauses are scaled ([`pause_phases`]). A cancel, a rollback, a requested
+//! failure or a watched alarm in ALARM is noticed between batches and at each
+//! phase of a pause. A rollback replaces the instances the refresh replaced
+//! with the group's pre-refresh setting, newest first.
 //!
 //! How instances are replaced in the emulator: fakecloud 0.51 has neither
 //! TerminateInstanceInAutoScalingGroup nor DetachInstances; a group launches
@@ -58,6 +62,37 @@ enum Signal {
     Go,
     Cancel,
     Rollback,
+    /// A watched CloudWatch alarm is in ALARM (its name).
+    Alarm(String),
+}
+
+/// How many phases a pause of `seconds` (CheckpointDelay, BakeTime) lasts:
+/// one per 5 minutes, at least one, and at most what fits in
+/// [`HOLD_LIMIT`], so an hour's delay takes 12 phases (a few seconds in the
+/// tests) and the longest (2 days) never outlasts a test.
+pub(super) fn pause_phases(seconds: i64, phase: std::time::Duration) -> u32 {
+    let cap = (HOLD_LIMIT.as_millis() / phase.as_millis().max(1)).max(1) as u32;
+    ((seconds / 300).max(1) as u32).min(cap)
+}
+
+/// The size of the next batch when `done` of `total` instances are
+/// replaced: the usual batch, but no more than reaches the next checkpoint
+/// ("To reach a checkpoint percentage, Amazon EC2 Auto Scaling will
+/// sometimes replace fewer but never more than what the minimum healthy
+/// percentage allows").
+pub(super) fn next_batch(
+    batch: usize,
+    done: usize,
+    total: usize,
+    checkpoint: Option<i32>,
+) -> usize {
+    match checkpoint {
+        Some(c) => {
+            let needed = (c as usize * total).div_ceil(100);
+            batch.min(needed.saturating_sub(done)).max(1)
+        }
+        None => batch,
+    }
 }
 
 /// How many instances a batch replaces: as many as MinHealthyPercentage of
@@ -116,7 +151,41 @@ impl Bridge {
         {
             Some(x) if x.cancel_requested => Signal::Cancel,
             Some(x) if x.rollback_requested => Signal::Rollback,
-            _ => Signal::Go,
+            Some(_) => {
+                drop(st);
+                match self.alarm_firing(r) {
+                    Some(a) => Signal::Alarm(a),
+                    None => Signal::Go,
+                }
+            }
+            None => Signal::Go,
+        }
+    }
+
+    /// Acts on a cancel, a rollback or an alarm that came; `true` when the
+    /// run has ended (the caller stops).
+    async fn interrupted(&self, r: &Refresh, fleet: &mut Fleet) -> bool {
+        match self.signal(r) {
+            Signal::Go => return false,
+            Signal::Cancel => self.cancel(r, fleet).await,
+            Signal::Rollback => self.roll_back(r, fleet, None).await,
+            Signal::Alarm(a) => self.alarm(r, fleet, &a).await,
+        }
+        true
+    }
+
+    /// A watched alarm went into ALARM: "Auto rollback: Amazon EC2 Auto
+    /// Scaling automatically reverses what was deployed if the instance
+    /// refresh fails for some reason or if any CloudWatch alarms you specify
+    /// go into the ALARM state"; without AutoRollback the alarms "fail the
+    /// operation". The reason's text is ours (AWS's is not documented).
+    async fn alarm(&self, r: &Refresh, fleet: &mut Fleet, alarm: &str) {
+        let reason = format!("Sandbox: CloudWatch alarm {alarm} went into the ALARM state");
+        if r.prefs.auto_rollback {
+            self.roll_back(r, fleet, Some(format!("{reason}; automatic rollback")))
+                .await
+        } else {
+            self.fail(r, fleet, reason).await
         }
     }
 
@@ -159,10 +228,8 @@ impl Bridge {
             return self.succeed(&r, &mut fleet).await;
         }
         tokio::time::sleep(self.phase).await;
-        match self.signal(&r) {
-            Signal::Go => {}
-            Signal::Cancel => return self.end(&r, "Cancelled", Some(CANCELLED.into()), |_| ()),
-            Signal::Rollback => return self.roll_back(&r, &mut fleet, false).await,
+        if self.interrupted(&r, &mut fleet).await {
+            return;
         }
         self.modify(&r, |x| x.status = "InProgress".into());
         // Newest first: the emulator terminates newest first.
@@ -170,37 +237,43 @@ impl Bridge {
             .rev()
             .filter(|i| fleet.slots[*i].on == On::Before)
             .collect();
-        for (n, batch) in order.chunks(fleet.batch).enumerate() {
-            if n > 0 {
-                match self.signal(&r) {
-                    Signal::Go => {}
-                    Signal::Cancel => return self.cancel(&r, &fleet).await,
-                    Signal::Rollback => return self.roll_back(&r, &mut fleet, false).await,
-                }
+        let total = fleet.to_replace;
+        let checkpoints = r.prefs.checkpoints.clone();
+        // The next checkpoint not reached yet.
+        let mut next = 0;
+        let mut done = 0;
+        let mut n = 0;
+        while done < order.len() {
+            if n > 0 && self.interrupted(&r, &mut fleet).await {
+                return;
             }
-            if let Err(e) = self.rebuild(&r, &mut fleet, batch, On::Desired).await {
+            let size = next_batch(fleet.batch, done, total, checkpoints.get(next).copied());
+            let batch = order[done..(done + size).min(order.len())].to_vec();
+            if let Err(e) = self.rebuild(&r, &mut fleet, &batch, On::Desired).await {
                 return self.fail(&r, &fleet, format!("Sandbox: {e}")).await;
             }
-            let done = fleet.slots.iter().filter(|s| s.replaced).count();
-            let total = fleet.to_replace;
+            done += batch.len();
+            let replaced = fleet.slots.iter().filter(|s| s.replaced).count();
+            let pct = (replaced * 100 / total) as i32;
             self.modify(&r, |x| {
-                x.percentage = (done * 100 / total) as i32;
-                x.to_update = (total - done) as i32;
+                x.percentage = pct;
+                x.to_update = (total - replaced) as i32;
             });
             tokio::time::sleep(self.phase).await;
             if n == 0 && r.outcome == "Hold" {
                 let until = tokio::time::Instant::now() + HOLD_LIMIT;
                 while tokio::time::Instant::now() < until {
-                    match self.signal(&r) {
-                        Signal::Go => tokio::time::sleep(self.phase).await,
-                        Signal::Cancel => return self.cancel(&r, &fleet).await,
-                        Signal::Rollback => return self.roll_back(&r, &mut fleet, false).await,
+                    if self.interrupted(&r, &mut fleet).await {
+                        return;
                     }
+                    tokio::time::sleep(self.phase).await;
                 }
             }
             if n == 0 && fails(&r) {
                 if r.prefs.auto_rollback {
-                    return self.roll_back(&r, &mut fleet, true).await;
+                    let reason =
+                        "Sandbox: the instance refresh failed (requested outcome); automatic rollback";
+                    return self.roll_back(&r, &mut fleet, Some(reason.into())).await;
                 }
                 let mut reason =
                     "Sandbox: instances failed their health checks (requested outcome)".to_string();
@@ -212,22 +285,67 @@ impl Bridge {
                 }
                 return self.fail(&r, &fleet, reason).await;
             }
+            n += 1;
+            // "It's possible to skip a checkpoint": only the highest one
+            // reached pauses.
+            let mut reached = None;
+            while checkpoints.get(next).is_some_and(|c| pct >= *c) {
+                reached = checkpoints.get(next).copied();
+                next += 1;
+            }
+            let Some(c) = reached else { continue };
+            if c < 100 && next == checkpoints.len() {
+                // A partial refresh ("the last number in the array must be
+                // 100" to replace all instances): it concludes here.
+                break;
+            }
+            if c < 100 && self.pause(&r, &mut fleet, c).await {
+                return;
+            }
         }
         if r.prefs.bake_time > 0 {
-            match self.signal(&r) {
-                Signal::Go => {}
-                Signal::Cancel => return self.cancel(&r, &fleet).await,
-                Signal::Rollback => return self.roll_back(&r, &mut fleet, false).await,
+            if self.interrupted(&r, &mut fleet).await {
+                return;
             }
             self.modify(&r, |x| {
                 if x.status == "InProgress" {
                     x.status = "Baking".into();
                 }
             });
-            // Any BakeTime lasts one phase here.
-            tokio::time::sleep(self.phase).await;
+            // "Baking - Waiting the specified bake time after an instance
+            // refresh has finished updating instances"; the alarms are still
+            // watched.
+            for _ in 0..pause_phases(r.prefs.bake_time, self.phase) {
+                tokio::time::sleep(self.phase).await;
+                if self.interrupted(&r, &mut fleet).await {
+                    return;
+                }
+            }
         }
         self.succeed(&r, &mut fleet).await
+    }
+
+    /// The pause at checkpoint `c` for CheckpointDelay ("When the percentage
+    /// of instances that are replaced and warmed up reaches one of the
+    /// specified thresholds, the operation waits for a specified period of
+    /// time"): the refresh stays InProgress; its StatusReason says so (AWS's
+    /// text is not documented: ours). `true` when the run ended meanwhile.
+    async fn pause(&self, r: &Refresh, fleet: &mut Fleet, c: i32) -> bool {
+        let delay = r.prefs.checkpoint_delay;
+        self.modify(r, |x| {
+            x.reason = Some(format!(
+                "Sandbox: checkpoint {c}% reached; waiting {delay} s (CheckpointDelay) before \
+                 replacing more instances"
+            ))
+        });
+        for _ in 0..pause_phases(delay, self.phase) {
+            tokio::time::sleep(self.phase).await;
+            if self.interrupted(r, fleet).await {
+                return true;
+            }
+        }
+        self.modify(r, |x| x.reason = None);
+        false
     }
 
     /// Applies the desired configuration to the group and ends Successful,
@@ -260,27 +378,27 @@ impl Bridge {
             }
         };
         match signal {
-            Signal::Go => {}
+            Signal::Go | Signal::Alarm(_) => {}
             Signal::Cancel => self.cancel(r, fleet).await,
-            Signal::Rollback => self.roll_back(r, fleet, false).await,
+            Signal::Rollback => self.roll_back(r, fleet, None).await,
         }
     }
 
     /// Replaces the instances the refresh replaced with the pre-refresh
     /// setting, newest first, and ends RollbackSuccessful (RollbackFailed
     /// after the first batch when the test asked for it). `auto`: the
-    /// refresh failed and was started with AutoRollback.
-    async fn roll_back(&self, r: &Refresh, fleet: &mut Fleet, auto: bool) {
+    /// reason of an automatic rollback (the refresh failed, or an alarm
+    /// fired, and it was started with AutoRollback); it is RollbackDetails'
+    /// RollbackReason.
+    async fn roll_back(&self, r: &Refresh, fleet: &mut Fleet, auto: Option<String>) {
         self.modify(r, |x| {
             x.status = "RollbackInProgress".into();
-            if auto || x.rollback.is_none() {
+            x.reason = None;
+            if auto.is_some() || x.rollback.is_none() {
                 x.rollback = Some(Rollback {
-                    reason: if auto {
-                        "Sandbox: the instance refresh failed (requested outcome); automatic rollback"
-                            .into()
-                    } else {
+                    reason: auto.unwrap_or_else(|| {
                         "Sandbox: rollback started by RollbackInstanceRefresh".into()
-                    },
+                    }),
                     start: chrono::Utc::now(),
                     percentage: x.percentage,
                     to_update: x.to_update,

@@ -268,3 +268,132 @@ fn desired_mixed_policy_is_read_whole_from_the_form() {
     assert!(setting::desired(&both).is_err());
     assert_eq!(setting::desired(&form(&[])), Ok(None));
 }
+
+#[test]
+fn checkpoints_delays_and_alarms_are_read_and_refused_as_aws_does() {
+    let p = prefs(&form(&[
+        ("Preferences.CheckpointPercentages.member.1", "10"),
+        ("Preferences.CheckpointPercentages.member.2", "50"),
+        ("Preferences.CheckpointPercentages.member.3", "100"),
+        ("Preferences.CheckpointDelay", "900"),
+        ("Preferences.AlarmSpecification.Alarms.member.1", "web-5xx"),
+    ]))
+    .unwrap();
+    assert_eq!(p.checkpoints, vec![10, 50, 100]);
+    assert_eq!(p.checkpoint_delay, 900);
+    assert_eq!(p.alarms, vec!["web-5xx".to_string()]);
+    // "If you specify a value for CheckpointPercentages and not for
+    // CheckpointDelay, the CheckpointDelay defaults to 3600 (1 hour)."
+    let p = prefs(&form(&[(
+        "Preferences.CheckpointPercentages.member.1",
+        "20",
+    )]))
+    .unwrap();
+    assert_eq!(p.checkpoint_delay, 3600);
+    // A partial refresh (last below 100) is accepted.
+    assert_eq!(p.checkpoints, vec![20]);
+
+    let refused = |pairs: &[(&str, &str)]| prefs(&form(pairs)).expect_err("refused");
+    let cp = |i: usize, v: &'static str| {
+        (
+            [
+                "Preferences.CheckpointPercentages.member.1",
+                "Preferences.CheckpointPercentages.member.2",
+            ][i],
+            v,
+        )
+    };
+    assert!(refused(&[cp(0, "50"), cp(1, "10")]).contains("ascending"));
+    assert!(refused(&[cp(0, "50"), cp(1, "50")]).contains("unique"));
+    for bad in ["0", "101", "x"] {
+        let m = refused(&[cp(0, bad)]);
+        assert!(m.starts_with("1 validation error detected"), "{m}");
+    }
+    let m = refused(&[("Preferences.CheckpointDelay", "60")]);
+    assert!(m.contains("without CheckpointPercentages"), "{m}");
+    let m = refused(&[cp(0, "50"), ("Preferences.CheckpointDelay", "172801")]);
+    assert!(m.contains("between 0 and 172800"), "{m}");
+    let eleven: Vec<(String, String)> = (1..=11)
+        .map(|i| {
+            (
+                format!("Preferences.AlarmSpecification.Alarms.member.{i}"),
+                format!("a{i}"),
+            )
+        })
+        .collect();
+    let eleven: HashMap<String, String> = eleven.into_iter().collect();
+    assert!(prefs(&eleven)
+        .unwrap_err()
+        .contains("less than or equal to 10"));
+    let long = "x".repeat(256);
+    let m = refused(&[("Preferences.AlarmSpecification.Alarms.member.1", &long)]);
+    assert!(m.contains("between 1 and 255"), "{m}");
+}
+
+#[test]
+fn pauses_are_scaled_and_batches_stop_at_checkpoints() {
+    let phase = std::time::Duration::from_millis(300);
+    // One phase per 5 minutes, at least one, at most what fits in 120 s.
+    assert_eq!(run::pause_phases(0, phase), 1);
+    assert_eq!(run::pause_phases(3600, phase), 12);
+    assert_eq!(run::pause_phases(172_800, phase), 400);
+    assert_eq!(
+        run::pause_phases(172_800, std::time::Duration::from_secs(1)),
+        120
+    );
+    // (batch, done, total, next checkpoint) → next batch
+    for (batch, done, total, c, want) in [
+        (3, 0, 10, Some(20), 2),
+        (3, 2, 10, Some(50), 3),
+        (3, 5, 10, Some(50), 1),
+        (1, 0, 2, Some(50), 1),
+        (4, 0, 4, None, 4),
+        (4, 0, 4, Some(100), 4),
+    ] {
+        assert_eq!(
+            run::next_batch(batch, done, total, c),
+            want,
+            "{batch} {done} {total} {c:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn alarm_states_are_set_and_read_through_the_control_route() {
+    use http_body_util::BodyExt;
+    let b = bridge();
+    let body = |r: Response<Full<Bytes>>| async move {
+        let status = r.status().as_u16();
+        let b = r.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(b.to_vec()).unwrap())
+    };
+    assert_eq!(
+        body(b.alarm_control("web 5xx", &Bytes::new())).await,
+        (200, r#"{"state":"OK"}"#.into())
+    );
+    let set = Bytes::from_static(br#"{"state":"ALARM"}"#);
+    assert_eq!(body(b.alarm_control("web 5xx", &set)).await.0, 200);
+    assert_eq!(
+        body(b.alarm_control("web 5xx", &Bytes::new())).await.1,
+        r#"{"state":"ALARM"}"#
+    );
+    let bad = Bytes::from_static(br#"{"state":"RED"}"#);
+    assert_eq!(body(b.alarm_control("web 5xx", &bad)).await.0, 400);
+    // A refresh watching it sees it; one watching others does not.
+    let mut r = Refresh::new("r-1".into(), "g".into());
+    r.prefs.alarms = vec!["other".into(), "web 5xx".into()];
+    assert_eq!(b.alarm_firing(&r).as_deref(), Some("web 5xx"));
+    r.prefs.alarms = vec!["other".into()];
+    assert_eq!(b.alarm_firing(&r), None);
+}
+
+/// The alarm name in `/_sandbox/alarms/{name}` is a path segment: `%XX`
+/// escapes are decoded, a `+` is itself.
+#[test]
+fn alarm_names_in_the_control_path_are_decoded() {
+    use crate::bridge::percent_decode;
+    assert_eq!(percent_decode("web%205xx"), "web 5xx");
+    assert_eq!(percent_decode("a%2Fb"), "a/b");
+    assert_eq!(percent_decode("a+b"), "a+b");
+    assert_eq!(percent_decode("caf%C3%A9"), "café");
+}

@@ -221,3 +221,35 @@ fn the_spec_documents_the_tag_refusal_with_examples() {
         .as_str()
     ));
 }
+
+/// Checkpoints, pauses and alarms: saved and shown as the spec describes
+/// them; a bad list is a 400 naming the field, and the record is unchanged.
+#[tokio::test]
+async fn put_environment_saves_rollout_settings_and_refuses_bad_ones() {
+    let w = world_with(true, false);
+    let path = format!("/environments/{ENV}");
+    let body = |prefs: serde_json::Value| {
+        json!({"preparationServerId": SERVER_ID, "autoScalingGroups": [GROUP],
+               "launchTemplateId": API_LT, "defaults": {"refreshPreferences": prefs}})
+        .to_string()
+    };
+    let good = json!({"checkpointPercentages": [10, 50], "checkpointDelaySeconds": 900,
+                      "bakeTimeSeconds": 300, "alarms": ["web-5xx"]});
+    let r = call(&w.api, req("PUT", &path, &body(good))).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let shown = &r.json_body()["defaults"]["refreshPreferences"];
+    assert_eq!(shown["checkpointPercentages"], json!([10, 50]));
+    assert_eq!(shown["checkpointDelaySeconds"], 900);
+    assert_eq!(shown["bakeTimeSeconds"], 300);
+    assert_eq!(shown["alarms"], json!(["web-5xx"]));
+    let saved = w.store.environment(ENV).await.unwrap();
+
+    let bad = json!({"checkpointPercentages": [50, 10]});
+    let r = call(&w.api, req("PUT", &path, &body(bad))).await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json_body()["field"],
+        "defaults.refreshPreferences.checkpointPercentages"
+    );
+    assert_eq!(w.store.environment(ENV).await.unwrap(), saved);
+}

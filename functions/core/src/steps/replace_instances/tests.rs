@@ -528,3 +528,151 @@ async fn mixed_group_keeps_overrides_and_distribution() {
         .unwrap();
     assert_eq!(s.num_calls(), 1);
 }
+
+/// An environment with checkpoints [10, 50], a 900 s checkpoint delay, a
+/// 300 s bake time and one alarm.
+async fn rollout_fixture() -> Fixture {
+    let f = fixture().await;
+    let mut env = crate::steps::testkit::environment();
+    let p = &mut env.defaults.refresh_preferences;
+    p.checkpoint_percentages = vec![10, 50];
+    p.checkpoint_delay_seconds = Some(900);
+    p.bake_time_seconds = Some(300);
+    p.alarms = vec!["web-5xx".into()];
+    crate::store::Store::put_environment(f.store.as_ref(), &env, None)
+        .await
+        .unwrap();
+    f
+}
+
+#[tokio::test]
+async fn checkpoints_pauses_and_alarms_are_sent_as_aws_preferences() {
+    let f = rollout_fixture().await;
+    let s = mock!(Asg::start_instance_refresh)
+        .match_requests(|r| {
+            let p = r.preferences().unwrap();
+            p.checkpoint_percentages() == [10, 50, 100]
+                && p.checkpoint_delay() == Some(900)
+                && p.bake_time() == Some(300)
+                && p.alarm_specification().map(|a| a.alarms()) == Some(&["web-5xx".to_string()][..])
+                && p.auto_rollback() == Some(true)
+                && p.min_healthy_percentage() == Some(90)
+        })
+        .then_output(|| {
+            StartInstanceRefreshOutput::builder()
+                .instance_refresh_id("r-1")
+                .build()
+        });
+    let (g, r) = (groups(2), refreshes(&[("", 0), ("Pending", 0)], None));
+    run(&f.deps(&[], &[&g, &r, &s], &[]), input())
+        .await
+        .unwrap();
+    assert_eq!(s.num_calls(), 1);
+}
+
+/// Without rollout settings none of them is sent (AWS's defaults apply).
+#[tokio::test]
+async fn no_rollout_settings_sends_no_checkpoint_bake_or_alarm() {
+    let f = fixture().await;
+    let s = mock!(Asg::start_instance_refresh)
+        .match_requests(|r| {
+            let p = r.preferences().unwrap();
+            p.checkpoint_percentages().is_empty()
+                && p.checkpoint_delay().is_none()
+                && p.bake_time().is_none()
+                && p.alarm_specification().is_none()
+        })
+        .then_output(|| {
+            StartInstanceRefreshOutput::builder()
+                .instance_refresh_id("r-1")
+                .build()
+        });
+    let (g, r) = (groups(2), refreshes(&[("", 0), ("Pending", 0)], None));
+    run(&f.deps(&[], &[&g, &r, &s], &[]), input())
+        .await
+        .unwrap();
+    assert_eq!(s.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_checkpoint_and_the_bake_are_recorded_once_with_the_time_left() {
+    let f = rollout_fixture().await;
+    let (g, s) = (groups(10), start());
+    let r = refreshes(
+        &[
+            ("", 0),
+            ("InProgress", 10),
+            ("InProgress", 10),
+            ("InProgress", 60),
+            ("InProgress", 100),
+            ("Baking", 100),
+            ("Baking", 100),
+            ("Successful", 100),
+        ],
+        None,
+    );
+    // `start()` expects no checkpoint preferences of its own.
+    let deps = f.deps(&[], &[&g, &r, &s], &[]);
+    let mut i = input();
+    for _ in 0..8 {
+        let p = run(&deps, i.clone()).await.unwrap();
+        if p.done {
+            break;
+        }
+        i.replace = Some(p);
+        f.advance(60);
+    }
+    let log = log(&f).await;
+    let at = |needle: &str| log.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(
+        at("Group web-asg: checkpoint 10% reached (1 of 2); AWS waits 900 s (checkpoint delay) before replacing more instances: at most 900 s left, until about 09:"),
+        1,
+        "{log:#?}"
+    );
+    assert_eq!(at("CloudWatch alarms watched: web-5xx"), 3, "{log:#?}");
+    assert_eq!(at("checkpoint 50% reached (2 of 2)"), 1, "{log:#?}");
+    assert_eq!(
+        at("Group web-asg: every instance replaced; AWS bakes for 300 s (bake time): at most 300 s left"),
+        1,
+        "{log:#?}"
+    );
+    assert!(log.contains(&"All instances replaced".to_string()));
+}
+
+#[test]
+fn the_highest_checkpoint_reached_is_the_one_paused_at() {
+    assert_eq!(checkpoint_reached(&[10, 40, 100], 50), Some(40));
+    assert_eq!(checkpoint_reached(&[10, 40, 100], 9), None);
+    assert_eq!(checkpoint_reached(&[10, 40, 100], 100), Some(40));
+    assert_eq!(checkpoint_reached(&[], 50), None);
+}
+
+#[tokio::test]
+async fn an_alarm_rollback_names_the_reason_and_the_alarms_watched() {
+    let f = rollout_fixture().await;
+    let (g, s) = (groups(2), start());
+    let rolled_back = mock!(Asg::describe_instance_refreshes).then_output(|| {
+        let mut r = aws::refresh("r-1", "RollbackSuccessful", 0, "9", None);
+        r.rollback_details = Some(
+            aws_sdk_autoscaling::types::RollbackDetails::builder()
+                .rollback_reason("CloudWatch alarm web-5xx is in ALARM state")
+                .build(),
+        );
+        DescribeInstanceRefreshesOutput::builder()
+            .instance_refreshes(r)
+            .build()
+    });
+    f.update(|d| {
+        d.runtime.refreshes.insert(GROUP.into(), "r-1".into());
+    })
+    .await;
+    let err = run(&f.deps(&[], &[&g, &rolled_back, &s], &[]), input())
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "RefreshRolledBack");
+    assert_eq!(
+        err.message(),
+        "group web-asg rolled back: CloudWatch alarm web-5xx is in ALARM state \
+         (CloudWatch alarms watched: web-5xx)"
+    );
+}

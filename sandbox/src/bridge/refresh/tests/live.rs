@@ -668,3 +668,166 @@ async fn bridge_refresh_launches_with_the_templates_profile_and_tags() {
         );
     }
 }
+
+impl Live {
+    /// Sets a CloudWatch alarm's state through the bridge's control route.
+    async fn alarm(&self, name: &str, state: &str) {
+        let req = hyper::Request::put(format!("{}/_sandbox/alarms/{name}", self.bridge))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+                r#"{{"state":"{state}"}}"#
+            ))))
+            .unwrap();
+        assert_eq!(crate::http::send(req).await.unwrap().0, 200);
+    }
+}
+
+/// Checkpoints [50, 100] with AutoRollback and an alarm; `delay` seconds.
+fn rollout(delay: i32, alarm: &str, auto_rollback: bool) -> RefreshPreferences {
+    RefreshPreferences::builder()
+        .min_healthy_percentage(90)
+        .checkpoint_percentages(50)
+        .checkpoint_percentages(100)
+        .checkpoint_delay(delay)
+        .auto_rollback(auto_rollback)
+        .alarm_specification(
+            aws_sdk_autoscaling::types::AlarmSpecification::builder()
+                .alarms(alarm)
+                .build(),
+        )
+        .build()
+}
+
+/// Whether the refresh is paused at its 50 % checkpoint.
+fn at_checkpoint(r: &InstanceRefresh) -> bool {
+    r.status() == Some(&S::InProgress)
+        && r.percentage_complete() == Some(50)
+        && r.status_reason()
+            .is_some_and(|m| m.contains("checkpoint 50%"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_checkpoint_pauses_then_goes_on() {
+    let l = live().await;
+    let lt = l.template("cp", 2).await;
+    l.group("cp-g", &lt, "1", 4).await;
+    // 3600 s: 12 phases here. MinHealthy 0 would replace 2 at once; the
+    // checkpoint at 50 % caps the first batch.
+    let p = RefreshPreferences::builder()
+        .min_healthy_percentage(0)
+        .checkpoint_percentages(50)
+        .checkpoint_percentages(100)
+        .build();
+    let id = l.start("cp-g", to(&lt, "2"), p).await.unwrap();
+    l.wait("cp-g", &id, at_checkpoint).await;
+    let paused = Instant::now();
+    assert_eq!(
+        versions(&l.view("cp-g").await),
+        strings(&["1", "1", "2", "2"])
+    );
+    // Several phases later it is still there.
+    tokio::time::sleep(Duration::from_millis(PHASE_MS * 4)).await;
+    assert!(at_checkpoint(&l.refresh("cp-g", &id).await));
+    let r = l.until_end("cp-g", &id, |_, _| {}).await;
+    assert!(paused.elapsed() >= Duration::from_millis(PHASE_MS * 11));
+    assert_eq!(r.status(), Some(&S::Successful));
+    assert_eq!(r.status_reason(), None);
+    assert_eq!(
+        versions(&l.view("cp-g").await),
+        strings(&["2", "2", "2", "2"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_partial_refresh_ends_at_its_last_checkpoint() {
+    let l = live().await;
+    let lt = l.template("part", 2).await;
+    l.group("part-g", &lt, "1", 2).await;
+    let p = RefreshPreferences::builder()
+        .checkpoint_percentages(50)
+        .checkpoint_delay(0)
+        .build();
+    let id = l.start("part-g", to(&lt, "2"), p).await.unwrap();
+    let r = l.until_end("part-g", &id, |_, _| {}).await;
+    assert_eq!(r.status(), Some(&S::Successful));
+    assert_eq!(versions(&l.view("part-g").await), strings(&["1", "2"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_alarm_at_a_checkpoint_rolls_back_or_fails() {
+    let l = live().await;
+    let lt = l.template("al", 2).await;
+    for g in ["al-auto", "al-noauto"] {
+        l.group(g, &lt, "1", 2).await;
+    }
+    // An alarm in OK does nothing; in ALARM, with AutoRollback, it rolls the
+    // refresh back and RollbackDetails names it.
+    l.alarm("al-auto-5xx", "OK").await;
+    let id = l
+        .start("al-auto", to(&lt, "2"), rollout(3600, "al-auto-5xx", true))
+        .await
+        .unwrap();
+    l.wait("al-auto", &id, at_checkpoint).await;
+    l.alarm("al-auto-5xx", "ALARM").await;
+    let r = l.until_end("al-auto", &id, |_, _| {}).await;
+    assert_eq!(r.status(), Some(&S::RollbackSuccessful), "{r:?}");
+    let reason = r
+        .rollback_details()
+        .and_then(|d| d.rollback_reason())
+        .unwrap();
+    assert!(
+        reason.contains("al-auto-5xx") && reason.contains("ALARM"),
+        "{reason}"
+    );
+    let v = l.view("al-auto").await;
+    assert_eq!(
+        (v.version.as_deref(), versions(&v)),
+        (Some("1"), strings(&["1", "1"]))
+    );
+
+    // Without AutoRollback the alarm fails the refresh; what it replaced stays.
+    let id = l
+        .start(
+            "al-noauto",
+            to(&lt, "2"),
+            rollout(3600, "al-noauto-5xx", false),
+        )
+        .await
+        .unwrap();
+    l.wait("al-noauto", &id, at_checkpoint).await;
+    l.alarm("al-noauto-5xx", "ALARM").await;
+    let r = l.until_end("al-noauto", &id, |_, _| {}).await;
+    assert_eq!(r.status(), Some(&S::Failed), "{r:?}");
+    assert!(
+        r.status_reason().unwrap().contains("al-noauto-5xx"),
+        "{r:?}"
+    );
+    assert_eq!(versions(&l.view("al-noauto").await), strings(&["1", "2"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bridge_alarm_while_baking_rolls_back() {
+    let l = live().await;
+    let lt = l.template("ab", 2).await;
+    l.group("ab-g", &lt, "1", 2).await;
+    let p = RefreshPreferences::builder()
+        .bake_time(3600)
+        .auto_rollback(true)
+        .alarm_specification(
+            aws_sdk_autoscaling::types::AlarmSpecification::builder()
+                .alarms("ab-latency")
+                .build(),
+        )
+        .build();
+    let id = l.start("ab-g", to(&lt, "2"), p).await.unwrap();
+    l.wait("ab-g", &id, |r| r.status() == Some(&S::Baking))
+        .await;
+    l.alarm("ab-latency", "ALARM").await;
+    let r = l.until_end("ab-g", &id, |_, _| {}).await;
+    assert_eq!(r.status(), Some(&S::RollbackSuccessful), "{r:?}");
+    let v = l.view("ab-g").await;
+    assert_eq!(
+        (v.version.as_deref(), versions(&v)),
+        (Some("1"), strings(&["1", "1"]))
+    );
+}
