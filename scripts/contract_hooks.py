@@ -1,5 +1,8 @@
 """Schemathesis hooks of the contract test (scripts/contract-test.sh).
 
+Each check below lets a schema-valid request's 400 stand only when it breaks
+a rule infra/openapi.yaml states in words, never one the schema states.
+
 A schema-valid request to schedule a deployment is refused (400) when it
 breaks a rule infra/openapi.yaml can only state in words: the time is outside
 the scheduling window, the date does not exist (2026-02-30), the local time
@@ -78,6 +81,44 @@ def schedule_refusals_are_the_rules_stated_in_words(ctx, response, case):
     if not _by_design(case, problem):
         raise AssertionError(
             "A schema-valid schedule request was refused for a rule the schema states: "
+            f"{problem.get('field')}: {problem.get('detail')}"
+        )
+    return None
+
+
+ENVIRONMENT = "PUT /environments/{env}"
+_PREFS = "defaults.refreshPreferences"
+
+
+def _refresh_rule_in_words(case, problem) -> bool:
+    """Whether `problem` is one of the two refresh-preference rules stated in
+    words, and the request really breaks it."""
+    body = case.body if isinstance(case.body, dict) else {}
+    prefs = ((body.get("defaults") or {}).get("refreshPreferences")) or {}
+    checkpoints = prefs.get("checkpointPercentages") or []
+    field, detail = problem.get("field"), problem.get("detail", "")
+    if field == f"{_PREFS}.checkpointPercentages" and "must be unique and in ascending order" in detail:
+        return any(a >= b for a, b in zip(checkpoints, checkpoints[1:]))
+    if field == f"{_PREFS}.checkpointDelaySeconds" and "AWS takes a checkpoint delay only with checkpoints" in detail:
+        return prefs.get("checkpointDelaySeconds") is not None and not checkpoints
+    return False
+
+
+@schemathesis.check
+def environment_refusals_are_the_rules_stated_in_words(ctx, response, case):
+    """A schema-valid environment refused with 400 broke a rule stated in words only."""
+    meta = case.meta
+    if case.operation.label != ENVIRONMENT or meta is None or not meta.generation.mode.is_positive:
+        return None
+    if response.status_code != 400:
+        return None
+    try:
+        problem = json.loads(response.content)
+    except ValueError:
+        problem = {}
+    if not _refresh_rule_in_words(case, problem):
+        raise AssertionError(
+            "A schema-valid environment was refused for a rule the schema states: "
             f"{problem.get('field')}: {problem.get('detail')}"
         )
     return None
