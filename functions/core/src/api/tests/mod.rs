@@ -225,6 +225,7 @@ fn world_tagged(server_found: bool, fail_start: bool, fail_schedule: bool, tags:
                 region: "us-east-1".into(),
                 sender_email: Some("autosky@example.com".into()),
             },
+            metrics: Arc::new(crate::metrics::Recorder::default()),
             config: None,
         },
         scheduler: Scheduler::new(mock_client!(
