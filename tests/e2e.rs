@@ -17,6 +17,65 @@ fn clients() -> Clients {
     Clients::new(sandbox())
 }
 
+/// The deployment's metric lines as the sandbox's stdout carried them (the
+/// functions' own stdout sink), checked against its record: one deployment
+/// document (counted once, even with the safety net's run of the ended
+/// execution), its environment and status as dimensions, its duration the
+/// record's, and one document per step that ran with the step's duration.
+async fn check_metrics(d: &autosky_core::domain::Deployment) {
+    let process = harness::shared_process(env!("CARGO_BIN_EXE_autosky-sandbox"));
+    process
+        .metric_documents(&d.deployment_id, Duration::from_secs(10))
+        .unwrap();
+    // Time for a second emission, were there one (the safety net's event
+    // pump runs Finalization again for the ended execution).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let docs = process
+        .metric_documents(&d.deployment_id, Duration::from_secs(1))
+        .unwrap();
+    let (deployment, steps): (Vec<_>, Vec<_>) =
+        docs.iter().partition(|m| m.get("Status").is_some());
+    assert_eq!(deployment.len(), 1, "once per deployment: {docs:#?}");
+    let m = deployment[0];
+    let directive = &m["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "Autosky/Deployments");
+    assert_eq!(
+        directive["Dimensions"],
+        json!([["Environment", "Status"], ["Status"]])
+    );
+    assert_eq!(m["Environment"], d.environment_id.as_str());
+    assert_eq!(m["Status"], d.status.as_str());
+    assert_eq!(m["Deployments"], 1);
+    let total = m["DeploymentDuration"].as_i64().expect("a duration");
+    assert_eq!(Some(total), d.duration_ms);
+    assert!(total > 0 && total < 120_000, "{total} ms");
+    assert_eq!(
+        m["_aws"]["Timestamp"].as_i64(),
+        d.ended_at.map(|t| t.timestamp_millis())
+    );
+    let ran: Vec<_> = d
+        .steps
+        .iter()
+        .filter_map(|s| Some((s.name.to_string(), s.duration_ms?)))
+        .collect();
+    let emitted: Vec<_> = steps
+        .iter()
+        .map(|s| {
+            assert_eq!(s["Environment"], d.environment_id.as_str());
+            (
+                s["Step"].as_str().unwrap().to_string(),
+                s["StepDuration"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(emitted, ran);
+    // The steps run one after another within the deployment.
+    assert!(
+        emitted.iter().map(|(_, ms)| ms).sum::<i64>() <= total,
+        "{emitted:?} {total}"
+    );
+}
+
 fn defaults() -> EnvironmentDefaults {
     EnvironmentDefaults {
         notification_emails: vec!["ops@example.com".into()],
@@ -130,6 +189,7 @@ async fn full_deployment_produces_a_new_version_and_cleans_up() {
     }
     assert_eq!(d.owner, "tester@example.com");
     assert!(d.ended_at.is_some() && d.duration_ms.is_some());
+    check_metrics(&d).await;
     assert!(
         d.execution_arn.as_deref().is_some_and(|a| a.ends_with(&id)),
         "{:?}",
@@ -312,6 +372,7 @@ async fn a_failed_refresh_fails_cleans_up_and_notifies() {
         d.step(StepName::ReplaceInstances).status,
         StepStatus::Failed
     );
+    check_metrics(&d).await;
     // Cleanup: backup model is the default again, processes resumed, lock released.
     assert_eq!(
         harness::default_version(&c, &e.launch_template_id).await,
@@ -351,6 +412,7 @@ async fn a_rolled_back_refresh_ends_rolled_back() {
     let d = record.unwrap();
     assert_eq!(status, "FAILED");
     assert_eq!(d.status, DeploymentStatus::RolledBack);
+    check_metrics(&d).await;
     assert_eq!(d.error.unwrap().name, "RefreshRolledBack");
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
 }
