@@ -33,8 +33,11 @@ async fn check_metrics(d: &autosky_core::domain::Deployment) {
     let docs = process
         .metric_documents(&d.deployment_id, Duration::from_secs(1))
         .unwrap();
-    let (deployment, steps): (Vec<_>, Vec<_>) =
-        docs.iter().partition(|m| m.get("Status").is_some());
+    let of = |member: &str| -> Vec<&serde_json::Value> {
+        docs.iter().filter(|m| m.get(member).is_some()).collect()
+    };
+    let (deployment, steps, waits) = (of("Status"), of("Step"), of("Wait"));
+    assert_eq!(deployment.len() + steps.len() + waits.len(), docs.len());
     assert_eq!(deployment.len(), 1, "once per deployment: {docs:#?}");
     let m = deployment[0];
     let directive = &m["_aws"]["CloudWatchMetrics"][0];
@@ -74,6 +77,37 @@ async fn check_metrics(d: &autosky_core::domain::Deployment) {
         emitted.iter().map(|(_, ms)| ms).sum::<i64>() <= total,
         "{emitted:?} {total}"
     );
+    // Each wait whose end the bridge dated (the refresh's EndTime), as the
+    // record noticed it; a restore refresh Finalization followed is one.
+    let noticed: Vec<_> = d
+        .runtime
+        .waits_noticed
+        .iter()
+        .map(|w| (w.wait.clone(), w.group.clone(), w.delay_ms()))
+        .collect();
+    let emitted: Vec<_> = waits
+        .iter()
+        .map(|w| {
+            (
+                w["Wait"].as_str().unwrap().to_string(),
+                w["Group"].as_str().unwrap().to_string(),
+                w["WaitDetectionDelay"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(emitted, noticed);
+    for (_, _, ms) in &emitted {
+        // Within a few polls (1 s apart in these tests, growing) of the end.
+        assert!((0..30_000).contains(ms), "{emitted:?}");
+    }
+    for group in d.runtime.restore_refreshes.keys() {
+        assert!(
+            emitted
+                .iter()
+                .any(|(w, g, _)| w == "Fleet restore" && g == group),
+            "the restore refresh of {group} was waited for: {emitted:?}"
+        );
+    }
 }
 
 fn defaults() -> EnvironmentDefaults {

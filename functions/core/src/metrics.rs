@@ -19,11 +19,18 @@
 //! - `StepDuration` (Milliseconds), dimensions `{Environment, Step}` and
 //!   `{Step}` (`Step` as the record names it: "Create image").
 //!
-//! `DeploymentId` (and a step's `StepStatus`) ride along as plain members:
+//! and per wait whose end AWS dates and a step noticed
+//! (`runtime.waitsNoticed`: Finalization following a rollback or restore
+//! refresh — "Fleet restore" —, or "Replace instances" its refresh —
+//! "Instance refresh") one document:
+//! - `WaitDetectionDelay` (Milliseconds: from the refresh's EndTime to the
+//!   poll that saw it ended), dimensions `{Environment, Wait}` and `{Wait}`.
+//!
+//! `DeploymentId` (and a step's `StepStatus`, a wait's `Group`) ride along as plain members:
 //! searchable in the logs, not dimensions (one metric per deployment would
 //! be a custom metric each).
 
-use crate::domain::{Deployment, StepRecord};
+use crate::domain::{Deployment, StepRecord, WaitNoticed};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::sync::Mutex;
@@ -36,6 +43,10 @@ pub const DEPLOYMENTS: &str = "Deployments";
 pub const DEPLOYMENT_DURATION: &str = "DeploymentDuration";
 /// Milliseconds a step ran (from its first start to its end, waits included).
 pub const STEP_DURATION: &str = "StepDuration";
+/// Milliseconds from the end AWS reports for a wait to the poll that saw it.
+pub const WAIT_DETECTION_DELAY: &str = "WaitDetectionDelay";
+/// Dimension: which wait ("Instance refresh", "Fleet restore").
+pub const WAIT: &str = "Wait";
 /// Dimension: the environment id.
 pub const ENVIRONMENT: &str = "Environment";
 /// Dimension: the deployment's terminal status (Succeeded, Failed, RolledBack, Cancelled).
@@ -92,6 +103,12 @@ pub fn documents(dep: &Deployment) -> Vec<Value> {
         dep.steps
             .iter()
             .filter_map(|s| step_document(dep, s, ended)),
+    );
+    docs.extend(
+        dep.runtime
+            .waits_noticed
+            .iter()
+            .map(|w| wait_document(dep, w)),
     );
     docs
 }
@@ -154,6 +171,21 @@ fn step_document(dep: &Deployment, step: &StepRecord, ended: DateTime<Utc>) -> O
         "DeploymentId": dep.deployment_id,
         STEP_DURATION: ms,
     }))
+}
+
+fn wait_document(dep: &Deployment, wait: &WaitNoticed) -> Value {
+    json!({
+        "_aws": metadata(
+            wait.noticed_at,
+            json!([[ENVIRONMENT, WAIT], [WAIT]]),
+            json!([{"Name": WAIT_DETECTION_DELAY, "Unit": "Milliseconds"}]),
+        ),
+        ENVIRONMENT: dep.environment_id,
+        WAIT: wait.wait,
+        "Group": wait.group,
+        "DeploymentId": dep.deployment_id,
+        WAIT_DETECTION_DELAY: wait.delay_ms(),
+    })
 }
 
 #[cfg(test)]

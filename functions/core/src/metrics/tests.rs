@@ -219,3 +219,62 @@ fn a_deployment_that_never_started_counts_without_a_duration() {
         json!([{"Name": "Deployments", "Unit": "Count"}])
     );
 }
+
+#[test]
+fn each_noticed_wait_has_its_detection_delay() {
+    let mut d = ended(DeploymentStatus::Failed);
+    let rt = &mut d.runtime;
+    WaitNoticed::record(
+        rt,
+        WaitNoticed::FLEET_RESTORE,
+        "web-asg",
+        Some(at(8, 0)),
+        at(8, 7),
+    );
+    // A later poll of the same wait changes nothing; no end time, no record.
+    WaitNoticed::record(
+        rt,
+        WaitNoticed::FLEET_RESTORE,
+        "web-asg",
+        Some(at(8, 0)),
+        at(8, 9),
+    );
+    WaitNoticed::record(rt, WaitNoticed::FLEET_RESTORE, "api-asg", None, at(8, 9));
+    let docs = lines(&d);
+    let waits: Vec<_> = docs.iter().filter(|m| m.get("Wait").is_some()).collect();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    let w = waits[0];
+    assert_eq!(
+        w["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([["Environment", "Wait"], ["Wait"]])
+    );
+    assert_eq!(
+        (
+            &w["Wait"],
+            &w["Group"],
+            &w["WaitDetectionDelay"],
+            &w["_aws"]["Timestamp"]
+        ),
+        (
+            &json!("Fleet restore"),
+            &json!("web-asg"),
+            &json!(7_000),
+            &json!(at(8, 7).timestamp_millis())
+        )
+    );
+}
+
+#[test]
+fn a_wait_noticed_before_its_reported_end_counts_zero() {
+    let mut d = ended(DeploymentStatus::Succeeded);
+    // Clocks differ: the poll's clock is behind AWS's.
+    WaitNoticed::record(
+        &mut d.runtime,
+        WaitNoticed::REFRESH,
+        "web-asg",
+        Some(at(5, 1)),
+        at(5, 0),
+    );
+    let docs = lines(&d);
+    assert_eq!(docs.last().unwrap()["WaitDetectionDelay"], 0);
+}
