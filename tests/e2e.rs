@@ -59,6 +59,7 @@ async fn check_metrics(d: &autosky_core::domain::Deployment) {
     let ran: Vec<_> = d
         .steps
         .iter()
+        .filter(|s| s.status != StepStatus::NotApplicable)
         .filter_map(|s| Some((s.name.to_string(), s.duration_ms?)))
         .collect();
     let emitted: Vec<_> = steps

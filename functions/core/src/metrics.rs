@@ -10,12 +10,16 @@
 //! (text) or wrapping into its own object (JSON) would make the line no EMF
 //! document, whichever log format the function has.
 //!
+//! Written once per deployment, with the write that ends it: by
+//! Finalization, or by the API for a deployment that ends without running
+//! (its execution or schedule could not be started, a schedule cancelled).
+//!
 //! Namespace [`NAMESPACE`]; per deployment one document:
 //! - `Deployments` (Count, 1) and `DeploymentDuration` (Milliseconds, from
-//!   the start of its execution to its end), dimensions
+//!   the start of its execution to its end; only when a step ran), dimensions
 //!   `{Environment, Status}` and `{Status}`;
 //!
-//! and per step that ran (it has a duration) one document:
+//! and per step that ran (it has a duration and did apply) one document:
 //! - `StepDuration` (Milliseconds), dimensions `{Environment, Step}` and
 //!   `{Step}` (`Step` as the record names it: "Create image").
 //!
@@ -30,7 +34,7 @@
 //! searchable in the logs, not dimensions (one metric per deployment would
 //! be a custom metric each).
 
-use crate::domain::{Deployment, StepRecord, WaitNoticed};
+use crate::domain::{Deployment, StepRecord, StepStatus, WaitNoticed};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::sync::Mutex;
@@ -143,10 +147,11 @@ fn deployment_document(dep: &Deployment, ended: DateTime<Utc>) -> Value {
         "DeploymentId": dep.deployment_id,
         DEPLOYMENTS: 1,
     });
-    // Only a deployment that started has a duration: one that never ran
-    // (its execution or schedule could not be started) would pull the
-    // averages down with a zero.
-    if let (Some(ms), Some(_)) = (dep.duration_ms, dep.started_at) {
+    // Only a deployment that ran has a duration: one that never ran a step
+    // (its execution or schedule could not be started, a schedule
+    // cancelled) would pull the averages down with a zero.
+    let ran = dep.started_at.is_some() && dep.steps.iter().any(|s| s.started_at.is_some());
+    if let (Some(ms), true) = (dep.duration_ms, ran) {
         doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array_mut()
             .expect("Metrics is an array")
@@ -157,6 +162,12 @@ fn deployment_document(dep: &Deployment, ended: DateTime<Utc>) -> Value {
 }
 
 fn step_document(dep: &Deployment, step: &StepRecord, ended: DateTime<Utc>) -> Option<Value> {
+    // A step that did not apply (e.g. the server is not to be stopped)
+    // only checked that: its few milliseconds would pull the step's
+    // average down.
+    if step.status == StepStatus::NotApplicable {
+        return None;
+    }
     let ms = step.duration_ms?;
     let status: &'static str = step.status.into();
     Some(json!({
