@@ -602,6 +602,7 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
     }
     let d = d.expect("the safety net ended the deployment Cancelled");
     assert!(d.ended_at.is_some());
+    check_metrics(&d).await;
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
     assert!(harness::suspended_processes(&c, group).await.is_empty());
     // Restarted (the gateway shows it pending for a few polls; the emulator
@@ -1079,6 +1080,7 @@ async fn an_execution_stopped_mid_refresh_is_cleaned_up_by_a_cleanup_execution()
 
     // The deployment ends Cancelled, attributed to Replace instances.
     assert_eq!(d.status, DeploymentStatus::Cancelled);
+    check_metrics(&d).await;
     assert!(d.ended_at.is_some());
     let err = d.error.clone().unwrap();
     assert_eq!(
