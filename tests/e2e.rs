@@ -871,15 +871,16 @@ async fn every_step_twice_has_the_effect_of_once() {
         1,
         "one instance refresh"
     );
+    let metrics = std::sync::Arc::new(autosky_core::metrics::Recorder::default());
     for _ in 0..2 {
+        let deps = autosky_core::Deps {
+            metrics: metrics.clone(),
+            ..deps(StepName::Finalization)
+        };
         assert_eq!(
-            run(
-                StepName::Finalization,
-                &deps(StepName::Finalization),
-                state.clone()
-            )
-            .await
-            .unwrap()["status"],
+            run(StepName::Finalization, &deps, state.clone())
+                .await
+                .unwrap()["status"],
             "Succeeded"
         );
     }
@@ -888,6 +889,13 @@ async fn every_step_twice_has_the_effect_of_once() {
         1,
         "one e-mail"
     );
+    let counted: Vec<_> = metrics
+        .lines()
+        .iter()
+        .filter_map(|l| harness::emf_document(l))
+        .filter_map(|m| m["Status"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(counted, ["Succeeded"], "the deployment counted once");
     assert!(harness::suspended_processes(&c, group).await.is_empty());
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
 }

@@ -315,19 +315,24 @@ pub async fn iam_report(e: &Endpoints) -> Result<Option<crate::iam::Report>, Str
 /// A step's dependencies aimed at the sandbox, as its worker has them (every
 /// call through the gateway, signed as the step's function, so authorized
 /// against its policy), for tests that invoke a handler directly with an
-/// event the emulator cannot emit.
+/// event the emulator cannot emit. Its metric lines are kept in memory (set
+/// `metrics` to a recorder of the test's to read them): in a test process
+/// stdout is the test runner's.
 pub fn deps(c: &Clients, step: autosky_core::domain::StepName) -> autosky_core::Deps {
     let gateway = crate::sdk_config(&c.endpoints.autoscaling);
     let config =
         crate::iam::principals::config_as(&gateway, &crate::iam::principals::of_step(step));
-    autosky_core::Deps::from_config(
-        &config,
-        autosky_core::deps::Settings {
-            table_name: c.endpoints.table.clone(),
-            sender_email: Some(c.endpoints.sender.clone()),
-            region: "us-east-1".into(),
-        },
-    )
+    autosky_core::Deps {
+        metrics: std::sync::Arc::new(autosky_core::metrics::Recorder::default()),
+        ..autosky_core::Deps::from_config(
+            &config,
+            autosky_core::deps::Settings {
+                table_name: c.endpoints.table.clone(),
+                sender_email: Some(c.endpoints.sender.clone()),
+                region: "us-east-1".into(),
+            },
+        )
+    }
 }
 
 /// The group's suspended processes, sorted.
