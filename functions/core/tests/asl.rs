@@ -741,6 +741,7 @@ fn the_deployment_alarm_and_dashboard_watch_the_metrics_as_written() {
         ),
         (vec![metrics::STATUS], metrics::DEPLOYMENT_DURATION),
         (vec![metrics::STEP], metrics::STEP_DURATION),
+        (vec![metrics::WAIT], metrics::WAIT_DETECTION_DELAY),
     ] {
         let schema = format!(
             "{{{},{}}} MetricName=\"{name}\"",
