@@ -24,15 +24,14 @@
 //!   `{Step}` (`Step` as the record names it: "Create image").
 //!
 //! and per wait whose end AWS dates and a step noticed
-//! (`runtime.waitsNoticed`: Finalization following a rollback or restore
-//! refresh — "Fleet restore" —, or "Replace instances" its refresh —
-//! "Instance refresh") one document:
+//! (`runtime.waitsNoticed`, e.g. Finalization following a rollback or
+//! restore refresh: "Fleet restore") one document:
 //! - `WaitDetectionDelay` (Milliseconds: from the refresh's EndTime to the
 //!   poll that saw it ended), dimensions `{Environment, Wait}` and `{Wait}`.
 //!
-//! `DeploymentId` (and a step's `StepStatus`, a wait's `Group`) ride along as plain members:
-//! searchable in the logs, not dimensions (one metric per deployment would
-//! be a custom metric each).
+//! `DeploymentId` (and a step's `StepStatus`, a wait's `Group`) ride along
+//! as plain members: searchable in the logs, not dimensions (one metric per
+//! deployment would be a custom metric each).
 
 use crate::domain::{Deployment, StepRecord, StepStatus, WaitNoticed};
 use chrono::{DateTime, Utc};
