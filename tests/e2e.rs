@@ -17,6 +17,100 @@ fn clients() -> Clients {
     Clients::new(sandbox())
 }
 
+/// The deployment's metric lines as the sandbox's stdout carried them (the
+/// functions' own stdout sink), checked against its record: one deployment
+/// document (counted once, even with the safety net's run of the ended
+/// execution), its environment and status as dimensions, its duration the
+/// record's, and one document per step that ran with the step's duration.
+async fn check_metrics(d: &autosky_core::domain::Deployment) {
+    let process = harness::shared_process(env!("CARGO_BIN_EXE_autosky-sandbox"));
+    process
+        .metric_documents(&d.deployment_id, Duration::from_secs(10))
+        .unwrap();
+    // Time for a second emission, were there one (the safety net's event
+    // pump runs Finalization again for the ended execution).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let docs = process
+        .metric_documents(&d.deployment_id, Duration::from_secs(1))
+        .unwrap();
+    let of = |member: &str| -> Vec<&serde_json::Value> {
+        docs.iter().filter(|m| m.get(member).is_some()).collect()
+    };
+    let (deployment, steps, waits) = (of("Status"), of("Step"), of("Wait"));
+    assert_eq!(deployment.len() + steps.len() + waits.len(), docs.len());
+    assert_eq!(deployment.len(), 1, "once per deployment: {docs:#?}");
+    let m = deployment[0];
+    let directive = &m["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "Autosky/Deployments");
+    assert_eq!(
+        directive["Dimensions"],
+        json!([["Environment", "Status"], ["Status"]])
+    );
+    assert_eq!(m["Environment"], d.environment_id.as_str());
+    assert_eq!(m["Status"], d.status.as_str());
+    assert_eq!(m["Deployments"], 1);
+    let total = m["DeploymentDuration"].as_i64().expect("a duration");
+    assert_eq!(Some(total), d.duration_ms);
+    assert!(total > 0 && total < 120_000, "{total} ms");
+    assert_eq!(
+        m["_aws"]["Timestamp"].as_i64(),
+        d.ended_at.map(|t| t.timestamp_millis())
+    );
+    let ran: Vec<_> = d
+        .steps
+        .iter()
+        .filter(|s| s.status != StepStatus::NotApplicable)
+        .filter_map(|s| Some((s.name.to_string(), s.duration_ms?)))
+        .collect();
+    let emitted: Vec<_> = steps
+        .iter()
+        .map(|s| {
+            assert_eq!(s["Environment"], d.environment_id.as_str());
+            (
+                s["Step"].as_str().unwrap().to_string(),
+                s["StepDuration"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(emitted, ran);
+    // The steps run one after another within the deployment.
+    assert!(
+        emitted.iter().map(|(_, ms)| ms).sum::<i64>() <= total,
+        "{emitted:?} {total}"
+    );
+    // Each wait whose end the bridge dated (the refresh's EndTime), as the
+    // record noticed it; a restore refresh Finalization followed is one.
+    let noticed: Vec<_> = d
+        .runtime
+        .waits_noticed
+        .iter()
+        .map(|w| (w.wait.clone(), w.group.clone(), w.delay_ms()))
+        .collect();
+    let emitted: Vec<_> = waits
+        .iter()
+        .map(|w| {
+            (
+                w["Wait"].as_str().unwrap().to_string(),
+                w["Group"].as_str().unwrap().to_string(),
+                w["WaitDetectionDelay"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(emitted, noticed);
+    for (_, _, ms) in &emitted {
+        // Within a few polls (1 s apart in these tests, growing) of the end.
+        assert!((0..30_000).contains(ms), "{emitted:?}");
+    }
+    for group in d.runtime.restore_refreshes.keys() {
+        assert!(
+            emitted
+                .iter()
+                .any(|(w, g, _)| w == "Fleet restore" && g == group),
+            "the restore refresh of {group} was waited for: {emitted:?}"
+        );
+    }
+}
+
 fn defaults() -> EnvironmentDefaults {
     EnvironmentDefaults {
         notification_emails: vec!["ops@example.com".into()],
@@ -130,6 +224,7 @@ async fn full_deployment_produces_a_new_version_and_cleans_up() {
     }
     assert_eq!(d.owner, "tester@example.com");
     assert!(d.ended_at.is_some() && d.duration_ms.is_some());
+    check_metrics(&d).await;
     assert!(
         d.execution_arn.as_deref().is_some_and(|a| a.ends_with(&id)),
         "{:?}",
@@ -312,6 +407,7 @@ async fn a_failed_refresh_fails_cleans_up_and_notifies() {
         d.step(StepName::ReplaceInstances).status,
         StepStatus::Failed
     );
+    check_metrics(&d).await;
     // Cleanup: backup model is the default again, processes resumed, lock released.
     assert_eq!(
         harness::default_version(&c, &e.launch_template_id).await,
@@ -351,6 +447,7 @@ async fn a_rolled_back_refresh_ends_rolled_back() {
     let d = record.unwrap();
     assert_eq!(status, "FAILED");
     assert_eq!(d.status, DeploymentStatus::RolledBack);
+    check_metrics(&d).await;
     assert_eq!(d.error.unwrap().name, "RefreshRolledBack");
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
 }
@@ -505,6 +602,7 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
     }
     let d = d.expect("the safety net ended the deployment Cancelled");
     assert!(d.ended_at.is_some());
+    check_metrics(&d).await;
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
     assert!(harness::suspended_processes(&c, group).await.is_empty());
     // Restarted (the gateway shows it pending for a few polls; the emulator
@@ -773,15 +871,16 @@ async fn every_step_twice_has_the_effect_of_once() {
         1,
         "one instance refresh"
     );
+    let metrics = std::sync::Arc::new(autosky_core::metrics::Recorder::default());
     for _ in 0..2 {
+        let deps = autosky_core::Deps {
+            metrics: metrics.clone(),
+            ..deps(StepName::Finalization)
+        };
         assert_eq!(
-            run(
-                StepName::Finalization,
-                &deps(StepName::Finalization),
-                state.clone()
-            )
-            .await
-            .unwrap()["status"],
+            run(StepName::Finalization, &deps, state.clone())
+                .await
+                .unwrap()["status"],
             "Succeeded"
         );
     }
@@ -790,6 +889,13 @@ async fn every_step_twice_has_the_effect_of_once() {
         1,
         "one e-mail"
     );
+    let counted: Vec<_> = metrics
+        .lines()
+        .iter()
+        .filter_map(|l| harness::emf_document(l))
+        .filter_map(|m| m["Status"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(counted, ["Succeeded"], "the deployment counted once");
     assert!(harness::suspended_processes(&c, group).await.is_empty());
     assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
 }
@@ -982,6 +1088,7 @@ async fn an_execution_stopped_mid_refresh_is_cleaned_up_by_a_cleanup_execution()
 
     // The deployment ends Cancelled, attributed to Replace instances.
     assert_eq!(d.status, DeploymentStatus::Cancelled);
+    check_metrics(&d).await;
     assert!(d.ended_at.is_some());
     let err = d.error.clone().unwrap();
     assert_eq!(

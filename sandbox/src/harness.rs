@@ -18,6 +18,10 @@ pub const READY: &str = "SANDBOX_READY ";
 pub struct SandboxProcess {
     child: std::process::Child,
     pub endpoints: Endpoints,
+    /// Every line of its stdout that is an embedded-metric-format document
+    /// (one JSON object with `_aws`, nothing around it): what CloudWatch
+    /// Logs would turn into metrics, as the functions' own sink wrote it.
+    metrics: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
 }
 
 impl SandboxProcess {
@@ -46,7 +50,10 @@ impl SandboxProcess {
             .map_err(|e| format!("cannot start {bin}: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
-        // Reads the ready line, then keeps draining so the child never blocks.
+        let metrics = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = metrics.clone();
+        // Reads the ready line, keeps the metric lines, and keeps draining so
+        // the child never blocks.
         std::thread::spawn(move || {
             let mut sent = false;
             for line in std::io::BufReader::new(stdout)
@@ -55,6 +62,10 @@ impl SandboxProcess {
             {
                 if let (false, Some(json)) = (sent, line.strip_prefix(READY)) {
                     sent = tx.send(json.to_string()).is_ok();
+                } else if let Some(doc) = emf_document(&line) {
+                    if let Ok(mut m) = kept.lock() {
+                        m.push(doc);
+                    }
                 }
             }
         });
@@ -62,7 +73,36 @@ impl SandboxProcess {
             .recv_timeout(Duration::from_secs(180))
             .map_err(|_| "sandbox not ready after 180 s (or it exited)".to_string())?;
         let endpoints = serde_json::from_str(&json).map_err(|e| e.to_string())?;
-        Ok(Self { child, endpoints })
+        Ok(Self {
+            child,
+            endpoints,
+            metrics,
+        })
+    }
+
+    /// The metric documents of deployment `id`, once its deployment document
+    /// (the one with `Status`) has been written; an error after `limit`.
+    pub fn metric_documents(&self, id: &str, limit: Duration) -> Result<Vec<Value>, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let docs: Vec<Value> = self
+                .metrics
+                .lock()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .filter(|d| d["DeploymentId"] == id)
+                .cloned()
+                .collect();
+            if docs.iter().any(|d| d.get("Status").is_some()) {
+                return Ok(docs);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no metric line for deployment {id} after {limit:?} (have {docs:?})"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Closes the child's stdin, so it stops as it does when we end (and
@@ -84,10 +124,22 @@ impl SandboxProcess {
 /// The sandbox shared by the tests of one test binary (started on first use),
 /// without the demo environment.
 pub fn shared(bin: &str) -> &'static Endpoints {
+    &shared_process(bin).endpoints
+}
+
+/// The process behind [`shared`] (its metric lines).
+pub fn shared_process(bin: &str) -> &'static SandboxProcess {
     static SANDBOX: std::sync::OnceLock<SandboxProcess> = std::sync::OnceLock::new();
-    &SANDBOX
-        .get_or_init(|| SandboxProcess::spawn(bin, false).expect("sandbox starts"))
-        .endpoints
+    SANDBOX.get_or_init(|| SandboxProcess::spawn(bin, false).expect("sandbox starts"))
+}
+
+/// The line as CloudWatch Logs reads an embedded-metric-format log event:
+/// the whole line one JSON object with an `_aws` member (anything before or
+/// after it, like a log formatter's prefix, and it is no metric).
+pub fn emf_document(line: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(line)
+        .ok()
+        .filter(|v| v.get("_aws").is_some_and(Value::is_object))
 }
 
 /// Starts an execution named by a new deployment id; returns the id.
@@ -332,19 +384,24 @@ pub async fn iam_report(e: &Endpoints) -> Result<Option<crate::iam::Report>, Str
 /// A step's dependencies aimed at the sandbox, as its worker has them (every
 /// call through the gateway, signed as the step's function, so authorized
 /// against its policy), for tests that invoke a handler directly with an
-/// event the emulator cannot emit.
+/// event the emulator cannot emit. Its metric lines are kept in memory (set
+/// `metrics` to a recorder of the test's to read them): in a test process
+/// stdout is the test runner's.
 pub fn deps(c: &Clients, step: autosky_core::domain::StepName) -> autosky_core::Deps {
     let gateway = crate::sdk_config(&c.endpoints.autoscaling);
     let config =
         crate::iam::principals::config_as(&gateway, &crate::iam::principals::of_step(step));
-    autosky_core::Deps::from_config(
-        &config,
-        autosky_core::deps::Settings {
-            table_name: c.endpoints.table.clone(),
-            sender_email: Some(c.endpoints.sender.clone()),
-            region: "us-east-1".into(),
-        },
-    )
+    autosky_core::Deps {
+        metrics: std::sync::Arc::new(autosky_core::metrics::Recorder::default()),
+        ..autosky_core::Deps::from_config(
+            &config,
+            autosky_core::deps::Settings {
+                table_name: c.endpoints.table.clone(),
+                sender_email: Some(c.endpoints.sender.clone()),
+                region: "us-east-1".into(),
+            },
+        )
+    }
 }
 
 /// The group's suspended processes, sorted.

@@ -56,6 +56,8 @@ pub struct Deps {
     pub mailer: Mailer,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+    /// Where the deployments' metric lines go (stdout: the function's log group).
+    pub metrics: Arc<dyn crate::metrics::MetricSink>,
     /// The SDK config the clients were built from (None where tests give
     /// mocked clients): the safety net builds its Step Functions client from
     /// it, so every call of the function goes with the same credentials.
@@ -89,6 +91,7 @@ impl Deps {
             mailer: Mailer::lazy(shared.clone()),
             clock: Arc::new(SystemClock),
             settings,
+            metrics: Arc::new(crate::metrics::Stdout),
             config: Some(shared),
         }
     }

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod email;
 pub mod error;
 pub mod lambda;
+pub mod metrics;
 pub mod schedule;
 pub mod stage;
 pub mod steps;

@@ -665,3 +665,92 @@ fn create_image_reads_images_only() {
         BTreeSet::from(["ec2:CreateImage", "ec2:CreateTags", "ec2:DescribeImages"])
     );
 }
+
+/// The alarm on failed deployments and the dashboard watch the metrics
+/// Finalization writes (`autosky_core::metrics`), by the names and
+/// dimensions it writes them with; the alarm notifies the optional topic.
+#[test]
+fn the_deployment_alarm_and_dashboard_watch_the_metrics_as_written() {
+    use autosky_core::domain::DeploymentStatus;
+    use autosky_core::metrics;
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let t: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let alarm = &t["Resources"]["DeploymentFailedAlarm"];
+    assert_eq!(alarm["Type"], "AWS::CloudWatch::Alarm");
+    let p = &alarm["Properties"];
+    let watched: BTreeSet<String> = p["Metrics"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|m| !m["MetricStat"].is_null())
+        .map(|m| {
+            let metric = &m["MetricStat"]["Metric"];
+            assert_eq!(metric["Namespace"], metrics::NAMESPACE);
+            assert_eq!(metric["MetricName"], metrics::DEPLOYMENTS);
+            assert_eq!(m["MetricStat"]["Stat"], "Sum");
+            let dims = metric["Dimensions"].as_sequence().unwrap();
+            // {Status} alone: one of the dimension sets each document has.
+            assert_eq!(dims.len(), 1, "{dims:?}");
+            assert_eq!(dims[0]["Name"], metrics::STATUS);
+            dims[0]["Value"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let expected: BTreeSet<String> = [DeploymentStatus::Failed, DeploymentStatus::RolledBack]
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect();
+    assert_eq!(watched, expected);
+    assert_eq!(p["ComparisonOperator"], "GreaterThanThreshold");
+    assert_eq!(p["Threshold"].as_i64(), Some(0));
+    assert_eq!(p["TreatMissingData"], "notBreaching");
+    let actions = format!("{:?}", p["AlarmActions"]);
+    assert!(
+        actions.contains("HasAlarmTopic") && actions.contains("AlarmTopicArn"),
+        "{actions}"
+    );
+
+    let dashboard = &t["Resources"]["DeploymentsDashboard"];
+    assert_eq!(dashboard["Type"], "AWS::CloudWatch::Dashboard");
+    let body = match &dashboard["Properties"]["DashboardBody"] {
+        serde_yaml::Value::Tagged(tag) if tag.tag == "!Sub" => tag.value.as_str().unwrap(),
+        other => panic!("DashboardBody is a !Sub: {other:?}"),
+    };
+    let body: Value = serde_json::from_str(
+        &body
+            .replace("${AWS::Region}", "us-east-1")
+            .replace("${DeploymentFailedAlarm.Arn}", "arn:aws:cloudwatch:::alarm"),
+    )
+    .expect("the dashboard body is JSON");
+    let searches: Vec<String> = body["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| {
+            w["properties"]["metrics"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|m| m[0]["expression"].as_str().unwrap().to_string())
+        .collect();
+    for (dims, name) in [
+        (vec![metrics::STATUS], metrics::DEPLOYMENTS),
+        (
+            vec![metrics::ENVIRONMENT, metrics::STATUS],
+            metrics::DEPLOYMENTS,
+        ),
+        (vec![metrics::STATUS], metrics::DEPLOYMENT_DURATION),
+        (vec![metrics::STEP], metrics::STEP_DURATION),
+        (vec![metrics::WAIT], metrics::WAIT_DETECTION_DELAY),
+    ] {
+        let schema = format!(
+            "{{{},{}}} MetricName=\"{name}\"",
+            metrics::NAMESPACE,
+            dims.join(",")
+        );
+        assert!(
+            searches.iter().any(|s| s.contains(&schema)),
+            "{schema} in {searches:?}"
+        );
+    }
+}

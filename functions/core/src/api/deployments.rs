@@ -109,7 +109,14 @@ impl Api {
                         message: e.message().into(),
                     }),
                 };
-                let _ = store.finish(env_id, &id, &outcome).await;
+                if let Ok(true) = store.finish(env_id, &id, &outcome).await {
+                    // Failed without running: counted like any other end.
+                    dep.status = outcome.status;
+                    dep.ended_at = Some(outcome.ended_at);
+                    dep.duration_ms = Some(outcome.duration_ms);
+                    dep.error = outcome.error.clone();
+                    crate::metrics::emit(self.deps.metrics.as_ref(), &dep);
+                }
                 let _ = store.release_lock(env_id, &id).await;
                 return Err(step_err(e));
             }

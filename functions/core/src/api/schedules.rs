@@ -228,7 +228,15 @@ impl Api {
                 }),
             };
             // Part of this request, whose entry stands: the record says why it failed.
-            let _ = self.deps.store.end_scheduled(env_id, &id, &end, None).await;
+            if let Ok(true) = self.deps.store.end_scheduled(env_id, &id, &end, None).await {
+                // Failed without running: counted like any other end.
+                let mut ended = dep.clone();
+                ended.status = end.status;
+                ended.ended_at = Some(end.at);
+                ended.duration_ms = Some(0);
+                ended.error = end.error.clone();
+                crate::metrics::emit(self.deps.metrics.as_ref(), &ended);
+            }
             return Err(step_err(e));
         }
         self.mail(&mut dep, "Schedule confirmation").await;
@@ -377,6 +385,8 @@ impl Api {
             return Err(not_scheduled(&self.deployment(env_id, id).await?));
         }
         let mut dep = self.deployment(env_id, id).await?;
+        // Cancelled before it ran: counted like any other end.
+        crate::metrics::emit(self.deps.metrics.as_ref(), &dep);
         let (group, name) = dep
             .schedule
             .as_ref()

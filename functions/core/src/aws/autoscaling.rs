@@ -85,6 +85,8 @@ pub struct RefreshInfo {
     /// The desired configuration's version as sent: a number, `$Default` or `$Latest`.
     pub desired_version: Option<String>,
     pub start_time: Option<DateTime<Utc>>,
+    /// EndTime: when the refresh ended (none while it runs).
+    pub end_time: Option<DateTime<Utc>>,
 }
 
 impl RefreshInfo {
@@ -197,6 +199,9 @@ fn refresh_info(r: &aws_sdk_autoscaling::types::InstanceRefresh) -> RefreshInfo 
         desired_version: lt.and_then(|l| l.version()).map(str::to_string),
         start_time: r
             .start_time()
+            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        end_time: r
+            .end_time()
             .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
     }
 }

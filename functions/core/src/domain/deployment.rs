@@ -207,6 +207,61 @@ pub struct Runtime {
     /// snapshots were its, so a retry finishes them from here.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub removing_images: BTreeMap<String, ImageRemoval>,
+    /// Waits whose end AWS dates, as a step noticed them: for the metrics'
+    /// detection delay (how long after the end the step saw it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waits_noticed: Vec<WaitNoticed>,
+}
+
+/// A wait that ended at a moment AWS reports, and when the step noticed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitNoticed {
+    /// Which wait: [`WaitNoticed::REFRESH`] or [`WaitNoticed::FLEET_RESTORE`].
+    pub wait: String,
+    pub group: String,
+    /// The moment AWS reports (an instance refresh's EndTime).
+    pub ended_at: DateTime<Utc>,
+    /// The poll that first saw it ended.
+    pub noticed_at: DateTime<Utc>,
+}
+
+impl WaitNoticed {
+    /// "Replace instances" waiting for the deployment's instance refresh.
+    pub const REFRESH: &'static str = "Instance refresh";
+    /// Finalization waiting for a rollback or restore refresh to bring the fleet back.
+    pub const FLEET_RESTORE: &'static str = "Fleet restore";
+
+    /// Records the first sighting of a wait's end (a later poll of the same
+    /// wait and group changes nothing); nothing when AWS gives no end time.
+    pub fn record(
+        runtime: &mut Runtime,
+        wait: &str,
+        group: &str,
+        ended_at: Option<DateTime<Utc>>,
+        noticed_at: DateTime<Utc>,
+    ) {
+        let Some(ended_at) = ended_at else { return };
+        if runtime
+            .waits_noticed
+            .iter()
+            .any(|w| w.wait == wait && w.group == group)
+        {
+            return;
+        }
+        runtime.waits_noticed.push(Self {
+            wait: wait.into(),
+            group: group.into(),
+            ended_at,
+            noticed_at,
+        });
+    }
+
+    /// Milliseconds from the end to its sighting (0 when clocks disagree
+    /// and the end looks later than the sighting).
+    pub fn delay_ms(&self) -> i64 {
+        super::millis_between(self.ended_at, self.noticed_at)
+    }
 }
 
 /// An image being removed: the deployment that made it and its snapshots.

@@ -312,7 +312,9 @@ pub async fn run(
         generated_version: generated_version.clone(),
         error: error.clone(),
     };
-    if j.dep.status == DeploymentStatus::Scheduled {
+    // Whether this call wrote the terminal status (a retry, or another
+    // Finalization that got there first, finds it written).
+    let wrote = if j.dep.status == DeploymentStatus::Scheduled {
         // Its execution failed before starting it: end it and drop its
         // pending-schedule entry in one write, so it blocks no later schedule.
         let end = crate::store::ScheduledEnd {
@@ -321,25 +323,28 @@ pub async fn run(
             cancelled_by: None,
             error: error.clone(),
         };
-        if !deps
-            .store
+        deps.store
             .end_scheduled(&j.dep.environment_id, &j.dep.deployment_id, &end, None)
             .await?
-        {
-            deps.store
+            || deps
+                .store
                 .finish(&j.dep.environment_id, &j.dep.deployment_id, &outcome)
-                .await?;
-        }
+                .await?
     } else {
         deps.store
             .finish(&j.dep.environment_id, &j.dep.deployment_id, &outcome)
-            .await?;
-    }
+            .await?
+    };
     j.dep.status = status;
     j.dep.ended_at = Some(now);
     j.dep.duration_ms = Some(outcome.duration_ms);
     j.dep.generated_version = generated_version.clone();
     j.dep.error = error;
+    if wrote {
+        // Once per deployment, with the write that ended it: a crash right
+        // after it loses the metrics rather than counting the deployment twice.
+        crate::metrics::emit(deps.metrics.as_ref(), &j.dep);
+    }
 
     super::notify(deps, &mut j, env.as_ref(), super::Notice::Ended).await?;
     Ok(FinalOutput::done(status, generated_version))

@@ -27,6 +27,8 @@ impl Clock for TestClock {
 pub struct Fixture {
     pub store: Arc<MemoryStore>,
     pub clock: Arc<TestClock>,
+    /// The metric lines the steps wrote.
+    pub metrics: Arc<crate::metrics::Recorder>,
 }
 
 impl Fixture {
@@ -57,6 +59,7 @@ impl Fixture {
             clock: Arc::new(TestClock(Mutex::new(
                 Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap(),
             ))),
+            metrics: Arc::default(),
         }
     }
 
@@ -80,6 +83,7 @@ impl Fixture {
                 sender_email: Some("deployments@example.com".into()),
                 region: "us-east-1".into(),
             },
+            metrics: self.metrics.clone(),
             config: None,
         }
     }

@@ -78,6 +78,8 @@ async fn a_failed_start_frees_the_environment_and_says_why() {
     let page = w.store.history(ENV, 10, None, None).await.unwrap();
     assert_eq!(page.items[0].status, DeploymentStatus::Failed);
     assert_eq!(page.items[0].error.as_ref().unwrap().name, "StartFailed");
+    // Counted as Failed, without a duration: it never ran.
+    assert_eq!(metric_lines(&w), [("Failed".to_string(), false)]);
 }
 
 #[tokio::test]

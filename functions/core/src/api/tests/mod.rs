@@ -79,6 +79,8 @@ impl Executions for Recorder {
 struct World {
     store: Arc<MemoryStore>,
     recorder: Arc<Recorder>,
+    /// The metric lines the API wrote.
+    metrics: Arc<crate::metrics::Recorder>,
     api: Api,
     sched: SchedulerRules,
     mail: Rule,
@@ -195,6 +197,7 @@ fn world_tagged(server_found: bool, fail_start: bool, fail_schedule: bool, tags:
         ..Default::default()
     });
     let ec2 = ec2_rules(server_found, &tags);
+    let metrics = Arc::new(crate::metrics::Recorder::default());
     let group_tag = tags.group;
     let groups =
         mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups).then_output(move || {
@@ -225,6 +228,7 @@ fn world_tagged(server_found: bool, fail_start: bool, fail_schedule: bool, tags:
                 region: "us-east-1".into(),
                 sender_email: Some("autosky@example.com".into()),
             },
+            metrics: metrics.clone(),
             config: None,
         },
         scheduler: Scheduler::new(mock_client!(
@@ -251,10 +255,27 @@ fn world_tagged(server_found: bool, fail_start: bool, fail_schedule: bool, tags:
     World {
         store,
         recorder,
+        metrics,
         api,
         sched,
         mail,
     }
+}
+
+/// Each metric document the API wrote: (Status or Step, whether it has a
+/// DeploymentDuration).
+fn metric_lines(w: &World) -> Vec<(String, bool)> {
+    w.metrics
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|m| {
+            (
+                m["Status"].as_str().unwrap_or("?").to_string(),
+                m.get("DeploymentDuration").is_some(),
+            )
+        })
+        .collect()
 }
 
 /// The API's clock in these tests.

@@ -196,6 +196,8 @@ async fn cancel_and_move_a_schedule_only_while_it_is_scheduled() {
         let again = call(&w.api, req(method, &path, body)).await;
         assert_eq!(again.status, 409, "{method}");
     }
+    // Counted once as Cancelled (the refused second cancel counts nothing).
+    assert_eq!(metric_lines(&w), [("Cancelled".to_string(), false)]);
     assert_eq!(w.sched.delete.num_calls(), 1);
     assert_eq!(w.sched.update.num_calls(), 1);
 
@@ -243,4 +245,6 @@ async fn a_schedule_that_cannot_be_created_leaves_a_failed_record_not_a_schedule
     assert_eq!(items[0].error.as_ref().unwrap().name, "ScheduleFailed");
     assert!(w.store.schedules(ENV).await.unwrap().entries.is_empty());
     assert_eq!(w.mail.num_calls(), 0);
+    // Counted as Failed, without a duration: it never ran.
+    assert_eq!(metric_lines(&w), [("Failed".to_string(), false)]);
 }

@@ -79,6 +79,14 @@ pub(super) async fn pass(
                     waiting = true;
                 }
                 Ok(r) => {
+                    // Saved with the group's fleet below.
+                    crate::domain::WaitNoticed::record(
+                        &mut j.dep.runtime,
+                        crate::domain::WaitNoticed::FLEET_RESTORE,
+                        group,
+                        r.as_ref().and_then(|r| r.end_time),
+                        deps.clock.now(),
+                    );
                     let status = r.as_ref().map_or("unknown", |r| r.status.as_str());
                     if status != success {
                         let reason = r

@@ -165,7 +165,27 @@ async fn default_group_failure_starts_restore_refresh() {
     w.refreshes = refreshes("r-1", &["Failed"]);
     w.groups = groups(&["9", "8"]);
     let start = restore_refresh("$Default");
-    let restore_status = refreshes("r-2", &["InProgress", "Successful"]);
+    // r-2 runs, then has ended 20 s before the poll that sees it.
+    let ended = f.now() - chrono::Duration::seconds(20);
+    let restore_status = mock!(Asg::describe_instance_refreshes)
+        .match_requests(|r| r.instance_refresh_ids() == ["r-2".to_string()])
+        .sequence()
+        .output(|| {
+            DescribeInstanceRefreshesOutput::builder()
+                .instance_refreshes(aws::refresh("r-2", "InProgress", 50, "$Default", None))
+                .build()
+        })
+        .output(move || {
+            let mut r = aws::refresh("r-2", "Successful", 100, "$Default", None);
+            r.end_time = Some(aws_sdk_autoscaling::primitives::DateTime::from_secs(
+                ended.timestamp(),
+            ));
+            DescribeInstanceRefreshesOutput::builder()
+                .instance_refreshes(r)
+                .build()
+        })
+        .repeatedly()
+        .build();
     let rollback = rollback();
     let deps = f.deps(
         &[&w.instances, &w.start, &w.template, &w.restore],
@@ -202,12 +222,27 @@ async fn default_group_failure_starts_restore_refresh() {
     let (out, _) = until_done(&deps, i).await;
     assert_eq!(out.status, DeploymentStatus::Failed);
     assert_eq!(start.num_calls(), 1);
-    assert!(f
-        .deployment()
-        .await
-        .runtime
-        .fleet_versions
-        .contains_key(GROUP));
+    let d = f.deployment().await;
+    assert!(d.runtime.fleet_versions.contains_key(GROUP));
+    // When AWS says the restore refresh ended, and when Finalization saw it.
+    assert_eq!(
+        d.runtime.waits_noticed,
+        [crate::domain::WaitNoticed {
+            wait: crate::domain::WaitNoticed::FLEET_RESTORE.into(),
+            group: GROUP.into(),
+            ended_at: ended,
+            noticed_at: f.now(),
+        }]
+    );
+    let delays: Vec<_> = f
+        .metrics
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|m| m["Wait"] == "Fleet restore")
+        .map(|m| m["WaitDetectionDelay"].as_i64())
+        .collect();
+    assert_eq!(delays, [Some(20_000)]);
 }
 
 #[tokio::test]

@@ -283,6 +283,35 @@ async fn success_cleans_up_records_and_notifies_once() {
     // A second delivery of the same Finalization changes and sends nothing.
     run(&w.deps(&f), input(), None).await.unwrap();
     assert_eq!((w.resume.num_calls(), w.send.num_calls()), (1, 1));
+    // The metrics went out once, with the write that ended the deployment.
+    assert_eq!(metric_statuses(&f), ["Succeeded"]);
+}
+
+/// The `Status` of each deployment document written (step documents have none).
+fn metric_statuses(f: &Fixture) -> Vec<String> {
+    f.metrics
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|d| d["Status"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deployment_another_run_ended_emits_no_metrics() {
+    let f = fixture().await;
+    let w = world(true, RECIPIENTS);
+    // Ended meanwhile (e.g. by the safety net's Finalization of the same execution).
+    let outcome = Outcome {
+        status: DeploymentStatus::Failed,
+        ended_at: f.now(),
+        duration_ms: 1,
+        generated_version: None,
+        error: None,
+    };
+    assert!(f.store.finish(ENV, DEP, &outcome).await.unwrap());
+    run(&w.deps(&f), input(), None).await.unwrap();
+    assert!(f.metrics.lines().is_empty(), "{:?}", f.metrics.lines());
 }
 
 #[tokio::test]
@@ -323,6 +352,15 @@ async fn failure_marks_the_step_restores_the_backup_and_records_the_error() {
         .iter()
         .any(|a| a.message == "Failed: RefreshFailed: instance refresh r-1 Failed: unhealthy"));
     assert_eq!(f.store.lock_holder(ENV).await.unwrap(), None);
+    // Not while it waited for the fleet: once, when it ended.
+    assert_eq!(metric_statuses(&f), ["Failed"]);
+    let steps = f.metrics.lines().len() - 1;
+    assert_eq!(
+        steps,
+        2,
+        "Replace instances and Finalization ran: {:?}",
+        f.metrics.lines()
+    );
 }
 
 #[tokio::test]
