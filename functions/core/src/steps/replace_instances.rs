@@ -211,6 +211,22 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
         let r = deps.asg.refresh(group, id).await?.ok_or_else(|| {
             StepError::RefreshFailed(format!("instance refresh {id} on group {group} not found"))
         })?;
+        if !r.is_active() {
+            // When the wait first saw the refresh's end (its EndTime): the
+            // detection delay Finalization's metrics report. Saved before a
+            // failed or rolled back refresh ends the step.
+            let before = j.dep.runtime.waits_noticed.len();
+            crate::domain::WaitNoticed::record(
+                &mut j.dep.runtime,
+                crate::domain::WaitNoticed::REFRESH,
+                group,
+                r.end_time,
+                deps.clock.now(),
+            );
+            if j.dep.runtime.waits_noticed.len() != before {
+                j.save_runtime().await?;
+            }
+        }
         if j.dep.runtime.refresh_progress.get(group) != Some(&r.percentage_complete) {
             j.dep
                 .runtime
