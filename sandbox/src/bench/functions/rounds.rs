@@ -129,20 +129,47 @@ pub async fn stages(
     opts: &Options,
 ) -> Result<BTreeMap<&'static str, Vec<Vec<Stage>>>, String> {
     let mut stages: BTreeMap<&'static str, Vec<Vec<Stage>>> = BTreeMap::new();
+    let runs = FUNCTIONS
+        .iter()
+        .map(|f| (*f, *f, &[][..]))
+        .chain(ROOT_VARIANTS)
+        .chain([(FLOOR, FLOOR, &[][..])]);
     for _ in 0..opts.runs {
-        for f in FUNCTIONS.iter().copied().chain([FLOOR]) {
-            let cs = cold_start(command(c, opts, f), f, None, true).await?;
+        for (row, f, vars) in runs.clone() {
+            let mut cmd = command(c, opts, f);
+            cmd.envs(vars.iter().copied());
+            let cs = cold_start(cmd, f, None, true).await?;
             let mut marks = cs.stages;
             marks.push(Stage {
                 name: READY.into(),
                 at_ms: cs.ready_ms,
                 peak_rss: cs.peak_rss,
             });
-            stages.entry(f).or_default().push(marks);
+            stages.entry(row).or_default().push(marks);
         }
     }
     Ok(stages)
 }
+
+/// `validate` again with fewer native root certificates to load (rustls'
+/// native roots are read while the clients are built: the file named by
+/// `SSL_CERT_FILE` and every file of `SSL_CERT_DIR`, each found by
+/// openssl-probe when unset): what the root certificates cost.
+pub const ROOT_VARIANTS: [(&str, &str, &[(&str, &str)]); 2] = [
+    (
+        "validate, CA bundle file only",
+        "validate",
+        &[("SSL_CERT_DIR", "/nonexistent")],
+    ),
+    (
+        "validate, no root certificate",
+        "validate",
+        &[
+            ("SSL_CERT_DIR", "/nonexistent"),
+            ("SSL_CERT_FILE", "/nonexistent"),
+        ],
+    ),
+];
 
 /// The last stage of a start: its first `GET …/next`.
 pub const READY: &str = "ready";
