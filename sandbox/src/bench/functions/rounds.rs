@@ -151,11 +151,18 @@ pub async fn stages(
     Ok(stages)
 }
 
+/// A marked round's row: its name, the function, the variables it adds.
+pub type Variant = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 /// `validate` again with fewer native root certificates to load (rustls'
 /// native roots are read while the clients are built: the file named by
 /// `SSL_CERT_FILE` and every file of `SSL_CERT_DIR`, each found by
 /// openssl-probe when unset): what the root certificates cost.
-pub const ROOT_VARIANTS: [(&str, &str, &[(&str, &str)]); 2] = [
+pub const ROOT_VARIANTS: [Variant; 2] = [
     (
         "validate, CA bundle file only",
         "validate",
