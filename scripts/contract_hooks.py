@@ -66,11 +66,11 @@ def _by_design(case, problem) -> bool:
     )
 
 
-@schemathesis.check
-def schedule_refusals_are_the_rules_stated_in_words(ctx, response, case):
-    """A schema-valid schedule request refused with 400 broke a rule stated in words only."""
+def _refusal_by_design(case, response, operation, by_design, what):
+    """Fails a schema-valid `operation` request refused with 400 unless
+    `by_design(case, problem)` says the refusal is a rule stated in words."""
     meta = case.meta
-    if case.operation.label != SCHEDULE or meta is None or not meta.generation.mode.is_positive:
+    if case.operation.label != operation or meta is None or not meta.generation.mode.is_positive:
         return None
     if response.status_code != 400:
         return None
@@ -78,13 +78,18 @@ def schedule_refusals_are_the_rules_stated_in_words(ctx, response, case):
         problem = json.loads(response.content)
     except ValueError:
         problem = {}
-    if not _by_design(case, problem):
+    if not by_design(case, problem):
         raise AssertionError(
-            "A schema-valid schedule request was refused for a rule the schema states: "
+            f"A schema-valid {what} was refused for a rule the schema states: "
             f"{problem.get('field')}: {problem.get('detail')}"
         )
     return None
 
+
+@schemathesis.check
+def schedule_refusals_are_the_rules_stated_in_words(ctx, response, case):
+    """A schema-valid schedule request refused with 400 broke a rule stated in words only."""
+    return _refusal_by_design(case, response, SCHEDULE, _by_design, "schedule request")
 
 ENVIRONMENT = "PUT /environments/{env}"
 _PREFS = "defaults.refreshPreferences"
@@ -107,18 +112,4 @@ def _refresh_rule_in_words(case, problem) -> bool:
 @schemathesis.check
 def environment_refusals_are_the_rules_stated_in_words(ctx, response, case):
     """A schema-valid environment refused with 400 broke a rule stated in words only."""
-    meta = case.meta
-    if case.operation.label != ENVIRONMENT or meta is None or not meta.generation.mode.is_positive:
-        return None
-    if response.status_code != 400:
-        return None
-    try:
-        problem = json.loads(response.content)
-    except ValueError:
-        problem = {}
-    if not _refresh_rule_in_words(case, problem):
-        raise AssertionError(
-            "A schema-valid environment was refused for a rule the schema states: "
-            f"{problem.get('field')}: {problem.get('detail')}"
-        )
-    return None
+    return _refusal_by_design(case, response, ENVIRONMENT, _refresh_rule_in_words, "environment")

@@ -42,25 +42,13 @@ async fn dynamodb_calls() -> BTreeMap<String, u64> {
 /// Seeds the resources (tagged with `env`), then registers the environment
 /// through the API.
 async fn register(c: &Clients, env: &str) -> seed::Seeded {
-    let environment = seed::resources(c, env, 1, EnvironmentDefaults::default())
-        .await
-        .unwrap();
-    let seeded = seed::Seeded { environment };
-    let e = &seeded.environment;
-    let body = json!({
-        "preparationServerId": e.preparation_server_id,
-        "autoScalingGroups": e.auto_scaling_groups,
-        "launchTemplateId": e.launch_template_id,
-        "defaults": {"notificationEmails": ["ops@example.com"], "retention": 3},
-    });
-    let (status, _, b) = call(
-        "PUT",
-        &format!("/environments/{env}"),
-        Some(&body.to_string()),
+    register_with(
+        c,
+        env,
+        1,
+        json!({"notificationEmails": ["ops@example.com"], "retention": 3}),
     )
-    .await;
-    assert_eq!(status, 201, "{b}");
-    seeded
+    .await
 }
 
 async fn wait_terminal(env: &str, id: &str) -> Value {
@@ -903,6 +891,18 @@ async fn start(env: &str, rollback_of: Option<&str>) -> String {
     started["deploymentId"].as_str().unwrap().to_string()
 }
 
+/// A rollback to `id` is refused with 409 saying `says`.
+async fn refused_rollback(env: &str, id: &str, says: &str) {
+    let (status, _, p) = call(
+        "POST",
+        &format!("/environments/{env}/deployments/{id}/rollback"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains(says), "{p}");
+}
+
 /// Each image the group's instances run.
 async fn fleet_images(c: &Clients, group: &str) -> Vec<String> {
     let mut images: Vec<String> = seed::group_instance_images(c, group)
@@ -1035,20 +1035,7 @@ async fn a_rollback_restores_an_earlier_version_and_a_cancelled_one_leaves_the_c
         "v2 is in service again: {page}"
     );
     // Rolling back to what is in service is refused and starts nothing.
-    let (status, _, p) = call(
-        "POST",
-        &format!("/environments/{env}/deployments/{id2}/rollback"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 409, "{p}");
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap()
-            .contains("is already in service"),
-        "{p}"
-    );
+    refused_rollback(env, id2, "is already in service").await;
     let (_, _, after) = call("GET", &format!("/environments/{env}/deployments"), None).await;
     assert_eq!(after["items"].as_array().unwrap().len(), 4);
     let (_, _, audit) = call("GET", &format!("/environments/{env}/audit"), None).await;
@@ -1104,20 +1091,12 @@ async fn a_rollback_to_a_removed_version_is_refused_and_starts_nothing() {
     let before = call("GET", &format!("/environments/{env}/deployments"), None)
         .await
         .2;
-    let (status, _, p) = call(
-        "POST",
-        &format!("/environments/{env}/deployments/{id}/rollback"),
-        None,
+    refused_rollback(
+        env,
+        id,
+        "older than the environment's 1 newest Succeeded deployments",
     )
     .await;
-    assert_eq!(status, 409, "{p}");
-    assert!(
-        p["detail"]
-            .as_str()
-            .unwrap()
-            .contains("older than the environment's 1 newest Succeeded deployments"),
-        "{p}"
-    );
     let after = call("GET", &format!("/environments/{env}/deployments"), None)
         .await
         .2;

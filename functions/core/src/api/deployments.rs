@@ -2,7 +2,7 @@
 //! the execution; a rollback starts the same way, `rollback.rs`), page
 //! through the history, read one, cancel one.
 
-use super::input::{self, StartInput};
+use super::input::StartInput;
 use super::problem::{step_err, store_err};
 use super::query::Query;
 use super::rollback::Kept;
@@ -22,12 +22,7 @@ impl Api {
         owner: &str,
         body: &[u8],
     ) -> ApiResult<ApiResponse> {
-        let input: StartInput = if body.iter().all(u8::is_ascii_whitespace) {
-            StartInput::default()
-        } else {
-            input::parse(body)?
-        };
-        input.check()?;
+        let input = StartInput::from_body(body)?;
         let env = self.environment(env_id).await?;
         let options = input.options().resolve(&env.defaults);
         self.launch(env_id, owner, options, None).await

@@ -70,6 +70,18 @@ pub struct StartInput {
 }
 
 impl StartInput {
+    /// A start's (or rollback's) body, checked: empty (or only white space)
+    /// is `{}`.
+    pub fn from_body(body: &[u8]) -> Result<Self, Problem> {
+        let input: Self = if body.iter().all(u8::is_ascii_whitespace) {
+            Self::default()
+        } else {
+            parse(body)?
+        };
+        input.check()?;
+        Ok(input)
+    }
+
     pub fn check(&self) -> Result<(), Problem> {
         check_emails(
             "notificationEmails",

@@ -4,7 +4,7 @@
 //! environment's newest Succeeded deployments ([`Kept`]): their models are the
 //! ones Create models never removes, and the newest is the one in service.
 
-use super::input::{self, StartInput};
+use super::input::StartInput;
 use super::problem::store_err;
 use super::{Api, ApiResponse, ApiResult, DeploymentView, Problem};
 use crate::domain::{Deployment, DeploymentStatus, Environment, RollbackOf};
@@ -111,12 +111,7 @@ impl Api {
         owner: &str,
         body: &[u8],
     ) -> ApiResult<ApiResponse> {
-        let input: StartInput = if body.iter().all(u8::is_ascii_whitespace) {
-            StartInput::default()
-        } else {
-            input::parse(body)?
-        };
-        input.check()?;
+        let input = StartInput::from_body(body)?;
         let env = self.environment(env_id).await?;
         let target = self.deployment(env_id, id).await?;
         let kept = self.kept(&env).await?;
