@@ -24,8 +24,9 @@
 //!   `{Step}` (`Step` as the record names it: "Create image").
 //!
 //! and per wait whose end AWS dates and a step noticed
-//! (`runtime.waitsNoticed`, e.g. Finalization following a rollback or
-//! restore refresh: "Fleet restore") one document:
+//! (`runtime.waitsNoticed`: Replace instances following its refresh,
+//! "Instance refresh"; Finalization following a rollback or restore refresh,
+//! "Fleet restore") one document:
 //! - `WaitDetectionDelay` (Milliseconds: from the refresh's EndTime to the
 //!   poll that saw it ended), dimensions `{Environment, Wait}` and `{Wait}`.
 //!
