@@ -545,53 +545,53 @@ async fn rollout_fixture() -> Fixture {
     f
 }
 
-#[tokio::test]
-async fn checkpoints_pauses_and_alarms_are_sent_as_aws_preferences() {
-    let f = rollout_fixture().await;
-    let s = mock!(Asg::start_instance_refresh)
-        .match_requests(|r| {
-            let p = r.preferences().unwrap();
-            p.checkpoint_percentages() == [10, 50, 100]
-                && p.checkpoint_delay() == Some(900)
-                && p.bake_time() == Some(300)
-                && p.alarm_specification().map(|a| a.alarms()) == Some(&["web-5xx".to_string()][..])
-                && p.auto_rollback() == Some(true)
-                && p.min_healthy_percentage() == Some(90)
-        })
+/// StartInstanceRefresh answered only when its preferences satisfy `sent`.
+fn start_with_preferences(
+    sent: impl Fn(&aws_sdk_autoscaling::types::RefreshPreferences) -> bool + Send + Sync + 'static,
+) -> Rule {
+    mock!(Asg::start_instance_refresh)
+        .match_requests(move |r| r.preferences().is_some_and(&sent))
         .then_output(|| {
             StartInstanceRefreshOutput::builder()
                 .instance_refresh_id("r-1")
                 .build()
-        });
+        })
+}
+
+/// Runs the step on a group of 2 and checks `start` was the one refresh sent.
+async fn starts_once_with(f: &Fixture, start: &Rule) {
     let (g, r) = (groups(2), refreshes(&[("", 0), ("Pending", 0)], None));
-    run(&f.deps(&[], &[&g, &r, &s], &[]), input())
+    run(&f.deps(&[], &[&g, &r, start], &[]), input())
         .await
         .unwrap();
-    assert_eq!(s.num_calls(), 1);
+    assert_eq!(start.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn checkpoints_pauses_and_alarms_are_sent_as_aws_preferences() {
+    let f = rollout_fixture().await;
+    let s = start_with_preferences(|p| {
+        p.checkpoint_percentages() == [10, 50, 100]
+            && p.checkpoint_delay() == Some(900)
+            && p.bake_time() == Some(300)
+            && p.alarm_specification().map(|a| a.alarms()) == Some(&["web-5xx".to_string()][..])
+            && p.auto_rollback() == Some(true)
+            && p.min_healthy_percentage() == Some(90)
+    });
+    starts_once_with(&f, &s).await;
 }
 
 /// Without rollout settings none of them is sent (AWS's defaults apply).
 #[tokio::test]
 async fn no_rollout_settings_sends_no_checkpoint_bake_or_alarm() {
     let f = fixture().await;
-    let s = mock!(Asg::start_instance_refresh)
-        .match_requests(|r| {
-            let p = r.preferences().unwrap();
-            p.checkpoint_percentages().is_empty()
-                && p.checkpoint_delay().is_none()
-                && p.bake_time().is_none()
-                && p.alarm_specification().is_none()
-        })
-        .then_output(|| {
-            StartInstanceRefreshOutput::builder()
-                .instance_refresh_id("r-1")
-                .build()
-        });
-    let (g, r) = (groups(2), refreshes(&[("", 0), ("Pending", 0)], None));
-    run(&f.deps(&[], &[&g, &r, &s], &[]), input())
-        .await
-        .unwrap();
-    assert_eq!(s.num_calls(), 1);
+    let s = start_with_preferences(|p| {
+        p.checkpoint_percentages().is_empty()
+            && p.checkpoint_delay().is_none()
+            && p.bake_time().is_none()
+            && p.alarm_specification().is_none()
+    });
+    starts_once_with(&f, &s).await;
 }
 
 #[tokio::test]
