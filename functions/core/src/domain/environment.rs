@@ -71,6 +71,13 @@ impl RefreshPreferences {
     pub fn effective_checkpoint_delay(&self) -> i32 {
         self.checkpoint_delay_seconds.unwrap_or(3600)
     }
+
+    /// "CloudWatch alarms watched: a, b", for the records and errors that
+    /// name them; None without alarms.
+    pub fn alarms_watched(&self) -> Option<String> {
+        (!self.alarms.is_empty())
+            .then(|| format!("CloudWatch alarms watched: {}", self.alarms.join(", ")))
+    }
 }
 
 /// Per-environment defaults and limits ("configuration of deployment methods").

@@ -247,11 +247,8 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
             .clone()
             .or_else(|| r.rollback_reason.clone())
             .unwrap_or_else(|| "no reason given".into());
-        if !prefs.alarms.is_empty() {
-            reason.push_str(&format!(
-                " (CloudWatch alarms watched: {})",
-                prefs.alarms.join(", ")
-            ));
+        if let Some(watched) = prefs.alarms_watched() {
+            reason.push_str(&format!(" ({watched})"));
         }
         match r.status.as_str() {
             "Successful" => {}
@@ -317,11 +314,10 @@ async fn record_pauses(
     r: &crate::aws::autoscaling::RefreshInfo,
     prefs: &crate::domain::RefreshPreferences,
 ) -> Result<(), StepError> {
-    let watched = if prefs.alarms.is_empty() {
-        String::new()
-    } else {
-        format!("; CloudWatch alarms watched: {}", prefs.alarms.join(", "))
-    };
+    let watched = prefs
+        .alarms_watched()
+        .map(|w| format!("; {w}"))
+        .unwrap_or_default();
     if r.status == "InProgress" {
         let reached = checkpoint_reached(&prefs.checkpoint_percentages, r.percentage_complete);
         let recorded = j.dep.runtime.refresh_checkpoints.get(group).copied();
