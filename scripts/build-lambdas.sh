@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-functions=(validate stop-preparation-server create-image create-models replace-instances finalize api schedules)
+functions=(validate stop-preparation-server create-image create-models replace-instances finalize resume api schedules)
 
 if [[ "${1:-}" != "--sizes-only" ]]; then
     if ! command -v cargo-lambda >/dev/null 2>&1; then

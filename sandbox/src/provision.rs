@@ -1,7 +1,9 @@
 //! Provisions the stack in the emulator from the project's own definitions:
 //! the table, the SES sender identity, one activity per step, and the state
 //! machine from `infra/statemachine/deployment.asl.json` — the same file SAM
-//! deploys, with the Task resources substituted by the activity ARNs.
+//! deploys, with the Task resources substituted by the activity ARNs and the
+//! waiting states' callback tasks run as their step's activity
+//! ([`callback_tasks_as_activities`]).
 
 use autosky_core::domain::StepName;
 use std::collections::BTreeMap;
@@ -43,6 +45,64 @@ pub fn substitute(definition: &str, values: &BTreeMap<String, String>) -> Result
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The callback integration the waiting states use.
+const CALLBACK: &str = "arn:aws:states:::lambda:invoke.waitForTaskToken";
+/// The parameter that tells the activity worker to put its task token where
+/// the payload had `$$.Task.Token`.
+pub const ACTIVITY_TOKEN_MARK: &str = "sandboxTaskToken";
+
+/// The waiting states' TimeoutSeconds in the sandbox (300 s on AWS), scaled
+/// down like the emulated EC2 and refresh timings:
+/// `AUTOSKY_SANDBOX_WAIT_FALLBACK_SECONDS`, default 10.
+pub fn wait_fallback_seconds() -> u64 {
+    std::env::var("AUTOSKY_SANDBOX_WAIT_FALLBACK_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(10)
+}
+
+/// fakecloud cannot invoke our functions, so each callback task
+/// (`lambda:invoke.waitForTaskToken` of a step's function, already
+/// substituted by that step's activity ARN) runs as that activity: an
+/// activity task is itself a task token that only SendTaskSuccess,
+/// SendTaskFailure or TimeoutSeconds ends, which is the callback's contract.
+/// The Payload becomes the Parameters, `$$.Task.Token` the mark the worker
+/// replaces with the activity's token, TimeoutSeconds the sandbox's
+/// fallback. Anything else in the definition is left as it is.
+pub fn callback_tasks_as_activities(definition: &str, fallback: u64) -> Result<String, String> {
+    let mut asl: serde_json::Value =
+        serde_json::from_str(definition).map_err(|e| format!("definition: {e}"))?;
+    let states = asl["States"]
+        .as_object_mut()
+        .ok_or("definition without States")?;
+    for (name, state) in states.iter_mut() {
+        if state["Resource"] != CALLBACK {
+            continue;
+        }
+        let params = &state["Parameters"];
+        let function = params["FunctionName"]
+            .as_str()
+            .filter(|f| f.contains(":activity:"))
+            .ok_or_else(|| format!("{name}: FunctionName is not a step's activity"))?
+            .to_string();
+        let mut payload = params["Payload"]
+            .as_object()
+            .cloned()
+            .ok_or_else(|| format!("{name}: no Payload"))?;
+        if payload.remove("taskToken.$") != Some("$$.Task.Token".into()) {
+            return Err(format!(
+                "{name}: the Payload does not pass $$.Task.Token as taskToken"
+            ));
+        }
+        payload.insert(ACTIVITY_TOKEN_MARK.into(), true.into());
+        state["Resource"] = function.into();
+        state["Parameters"] = payload.into();
+        state["TimeoutSeconds"] = fallback.into();
+    }
+    serde_json::to_string_pretty(&asl).map_err(|e| e.to_string())
 }
 
 pub async fn provision(config: &aws_config::SdkConfig) -> Result<Stack, String> {
@@ -104,7 +164,8 @@ pub async fn provision(config: &aws_config::SdkConfig) -> Result<Stack, String> 
         values.insert(step.substitution_key(), arn.clone());
         activities.push((step, arn));
     }
-    let definition = substitute(DEFINITION, &values)?;
+    let definition =
+        callback_tasks_as_activities(&substitute(DEFINITION, &values)?, wait_fallback_seconds())?;
     let state_machine_arn = sfn
         .create_state_machine()
         .name(STATE_MACHINE)
@@ -139,6 +200,22 @@ mod tests {
             .collect();
         let out = substitute(DEFINITION, &values).unwrap();
         assert!(!out.contains("${"));
+        let run = callback_tasks_as_activities(&out, 7).unwrap();
+        let asl: serde_json::Value = serde_json::from_str(&run).unwrap();
+        let wait = &asl["States"]["Wait for image"];
+        assert_eq!(wait["Resource"], "arn:activity:create-image");
+        assert_eq!(wait["TimeoutSeconds"], 7);
+        assert_eq!(
+            wait["Parameters"],
+            serde_json::json!({"state.$": "$", "wakeOn.$": "$.image.wakeOn", ACTIVITY_TOKEN_MARK: true})
+        );
+        // The other Tasks and every waiting state's Retry/Catch are unchanged.
+        let asl_in: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(wait["Catch"], asl_in["States"]["Wait for image"]["Catch"]);
+        assert_eq!(
+            asl["States"]["Create image"],
+            asl_in["States"]["Create image"]
+        );
         assert!(out.contains("\"Resource\": \"arn:activity:create-image\""));
         let mut missing = values.clone();
         missing.remove("FinalizeFunctionArn");

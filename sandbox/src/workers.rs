@@ -2,6 +2,8 @@
 //! the Lambda binary runs (`steps::run`) and reports a failure with the same
 //! stable error name (`SendTaskFailure`), with the cause shaped like a Lambda
 //! error (`{"errorType", "errorMessage"}`), so Retry/Catch behave as on AWS.
+//! A waiting state's callback task gets the activity's token as its
+//! `taskToken` (see `provision::callback_tasks_as_activities`).
 //!
 //! fakecloud only marks a stopped execution ABORTED and goes on interpreting
 //! it; on AWS no further state runs and its task tokens are closed. So a task
@@ -114,12 +116,26 @@ async fn work(
     token: String,
     input: String,
 ) {
-    let payload = serde_json::from_str(&input).unwrap_or(Value::Null);
+    let mut payload: Value = serde_json::from_str(&input).unwrap_or(Value::Null);
     if !still_running(control, &payload).await {
         tracing::info!(step = step.function(), "task of an ended execution dropped");
         return;
     }
+    // A waiting state's callback task: the activity's token is the one the
+    // step registers and completes itself (or a wake-up or the timeout
+    // does); only a failed invocation is reported here, as Step Functions
+    // fails a callback task whose Lambda invocation fails.
+    let callback = payload
+        .as_object_mut()
+        .and_then(|p| p.remove(crate::provision::ACTIVITY_TOKEN_MARK))
+        .is_some();
+    if callback {
+        payload["taskToken"] = Value::String(token.clone());
+    }
     let result = steps::run(step, deps, payload.clone()).await;
+    if callback && result.is_ok() {
+        return;
+    }
     if !still_running(control, &payload).await {
         // On AWS the token was closed when the execution ended: a report
         // would be refused (TaskTimedOut) and change nothing.

@@ -58,6 +58,8 @@ pub struct Deps {
     pub settings: Settings,
     /// Where the deployments' metric lines go (stdout: the function's log group).
     pub metrics: Arc<dyn crate::metrics::MetricSink>,
+    /// Completes the waiting states' task tokens (Step Functions, built on first use).
+    pub tokens: Arc<dyn crate::aws::TaskTokens>,
     /// The SDK config the clients were built from (None where tests give
     /// mocked clients): the safety net builds its Step Functions client from
     /// it, so every call of the function goes with the same credentials.
@@ -92,6 +94,7 @@ impl Deps {
             clock: Arc::new(SystemClock),
             settings,
             metrics: Arc::new(crate::metrics::Stdout),
+            tokens: Arc::new(crate::aws::StepFunctions::lazy(shared.clone())),
             config: Some(shared),
         }
     }

@@ -1,8 +1,10 @@
 //! The state machine definition agrees with the code and with template.yaml:
-//! every Task is one of our steps under its console name, every error name the
-//! code can return is retried (Retryable) or caught into Finalization, wait
-//! loops wait on their own step's result, and every substitution is a function
-//! of template.yaml built from the matching crate.
+//! every Task is one of our steps under its console name (or a waiting state
+//! running its step with a task token), every error name the code can return
+//! is retried (Retryable) or caught into Finalization, waiting states pass
+//! their own step's result and fall back to checking on their timeout, and
+//! every substitution is a function of template.yaml built from the matching
+//! crate.
 
 use autosky_core::domain::StepName;
 use autosky_core::StepError;
@@ -13,6 +15,9 @@ use std::path::PathBuf;
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// The waiting states' integration: the step's function, with a task token.
+const CALLBACK: &str = "arn:aws:states:::lambda:invoke.waitForTaskToken";
 
 fn asl() -> Value {
     let text =
@@ -48,7 +53,7 @@ fn every_task_is_a_step_under_its_console_name() {
     let asl = asl();
     let tasks: Vec<(&String, &Value)> = states(&asl)
         .iter()
-        .filter(|(_, s)| s["Type"] == "Task")
+        .filter(|(_, s)| s["Type"] == "Task" && s["Resource"] != CALLBACK)
         .collect();
     assert_eq!(tasks.len(), 6, "exactly the six steps are Tasks");
     for step in StepName::ALL {
@@ -70,16 +75,18 @@ fn every_task_is_a_step_under_its_console_name() {
     assert_eq!(choices[0]["Next"], "Finalization");
 }
 
-/// Finalization polls while the fleet is rolled back or restored: its
-/// result's `done: false` leads to a Wait of `waitSeconds` and back to it;
-/// any other result goes on to the end states. The field names are the ones
-/// Finalization's output serializes.
+/// Finalization waits while the fleet is rolled back or restored: its
+/// result's `done: false` leads to "Wait for fleet restore" (Finalization
+/// again, with a task token) and back to the check; any other result goes
+/// on to the end states. The field names are the ones Finalization's output
+/// serializes.
 #[test]
 fn finalization_waits_for_the_fleet_in_a_loop() {
     let asl = asl();
     let all = states(&asl);
     let fin = &all["Finalization"];
-    let check = &all[fin["Next"].as_str().unwrap()];
+    let check_name = fin["Next"].as_str().unwrap();
+    let check = &all[check_name];
     assert_eq!(check["Type"], "Choice");
     let choices = check["Choices"].as_array().unwrap();
     assert_eq!(choices.len(), 1);
@@ -88,27 +95,32 @@ fn finalization_waits_for_the_fleet_in_a_loop() {
         format!("{}.done", fin["ResultPath"].as_str().unwrap())
     );
     assert_eq!(choices[0]["BooleanEquals"], false);
-    let wait = &all[choices[0]["Next"].as_str().unwrap()];
-    assert_eq!(wait["Type"], "Wait");
-    assert_eq!(wait["Next"], "Finalization");
+    assert_eq!(choices[0]["Next"], "Wait for fleet restore");
+    let wait = &all["Wait for fleet restore"];
+    assert_eq!(wait["Resource"], CALLBACK);
+    assert_eq!(wait["Parameters"]["FunctionName"], "${FinalizeFunctionArn}");
+    assert_eq!(wait["Next"], check_name);
     assert_eq!(check["Default"], "Deployment succeeded?");
     let out = autosky_core::steps::finalize::FinalOutput {
         status: autosky_core::domain::DeploymentStatus::Failed,
         generated_version: None,
         ignored: false,
-        poll: autosky_core::steps::Poll::again(None, 15),
+        poll: autosky_core::steps::Poll::waiting_on(["group:web".to_string()]),
     };
     let v = serde_json::to_value(&out).unwrap();
     assert_eq!(
-        (v["done"].clone(), v["waitSeconds"].clone()),
-        (false.into(), 15.into())
+        (v["done"].clone(), v["wakeOn"].clone()),
+        (false.into(), serde_json::json!(["group:web"]))
     );
     // What the next call reads back from `$.result`.
     let input: autosky_core::steps::StepInput = serde_json::from_value(serde_json::json!({
         "deploymentId": "01JABCDEFGHJKMNPQRSTVWXYZ0", "environmentId": "e", "result": v
     }))
     .unwrap();
-    assert_eq!(input.result.map(|p| p.attempt), Some(0));
+    assert_eq!(
+        input.result.map(|p| p.wake_on),
+        Some(vec!["group:web".into()])
+    );
 }
 
 #[test]
@@ -128,13 +140,17 @@ fn every_error_name_is_retried_or_caught_into_finalization() {
             state["TimeoutSeconds"].as_u64().is_some(),
             "{name} has no TimeoutSeconds"
         );
-        let catches = error_lists(state, "Catch");
+        // A waiting state's first Catch is its fallback (checked by
+        // `transitions_exist_and_waiting_states_run_their_step_with_a_token`).
+        let fallback = usize::from(state["Resource"] == CALLBACK);
+        let catches = error_lists(state, "Catch").split_off(fallback);
         assert_eq!(
             catches.last().map(|(n, _)| n.clone()),
             Some(vec!["States.ALL".to_string()]),
             "{name}: last Catch must be States.ALL"
         );
-        if name == "Finalization" {
+        if name == "Finalization" || state["Parameters"]["FunctionName"] == "${FinalizeFunctionArn}"
+        {
             continue;
         }
         // AlreadyHandled (only Initial validation returns it) means "not this
@@ -184,6 +200,7 @@ fn every_error_name_is_retried_or_caught_into_finalization() {
                     .as_array()
                     .unwrap()
                     .iter()
+                    .skip(fallback)
                     .all(|c| c["ResultPath"] == "$.error"),
             "{name}: Catch must keep the input and put the error at $.error"
         );
@@ -191,9 +208,10 @@ fn every_error_name_is_retried_or_caught_into_finalization() {
 }
 
 #[test]
-fn transitions_exist_and_wait_loops_use_their_steps_result() {
+fn transitions_exist_and_waiting_states_run_their_step_with_a_token() {
     let asl = asl();
     let all = states(&asl);
+    let mut waiting = vec![];
     for (name, state) in all {
         let mut targets: Vec<&str> = vec![];
         targets.extend(state["Next"].as_str());
@@ -206,17 +224,57 @@ fn transitions_exist_and_wait_loops_use_their_steps_result() {
         for t in targets {
             assert!(all.contains_key(t), "{name} goes to missing state {t}");
         }
-        if state["Type"] == "Wait" {
-            let path = state["SecondsPath"].as_str().unwrap();
-            let task = &all[state["Next"].as_str().unwrap()];
-            assert_eq!(task["Type"], "Task", "{name} must loop back to a Task");
-            assert_eq!(
-                format!("{}.waitSeconds", task["ResultPath"].as_str().unwrap()),
-                path,
-                "{name}"
-            );
+        assert_ne!(
+            state["Type"], "Wait",
+            "{name}: waits are callback tasks now"
+        );
+        if state["Resource"] != CALLBACK {
+            continue;
         }
+        waiting.push(name.as_str());
+        // The Choice it returns to reads the result of the step it runs.
+        let check = &all[state["Next"].as_str().unwrap()];
+        let variable = check["Choices"][0]["Variable"].as_str().unwrap();
+        let result = state["ResultPath"].as_str().unwrap();
+        assert_eq!(variable, format!("{result}.done"), "{name}");
+        let step = all
+            .values()
+            .find(|s| s["Resource"] == state["Parameters"]["FunctionName"])
+            .unwrap_or_else(|| panic!("{name} runs no step's function"));
+        assert_eq!(step["ResultPath"], result, "{name}");
+        let payload = &state["Parameters"]["Payload"];
+        assert_eq!(payload["state.$"], "$", "{name}");
+        assert_eq!(payload["taskToken.$"], "$$.Task.Token", "{name}");
+        assert_eq!(payload["wakeOn.$"], format!("{result}.wakeOn"), "{name}");
+        // The timeout is the fallback: never retried, caught back into
+        // the same state (it registers and checks again).
+        assert!(state["TimeoutSeconds"].as_u64().is_some_and(|s| s >= 60));
+        assert_eq!(
+            state["Retry"][0]["ErrorEquals"],
+            serde_json::json!(["States.Timeout"])
+        );
+        assert_eq!(state["Retry"][0]["MaxAttempts"], 0);
+        assert_eq!(
+            state["Catch"][0]["ErrorEquals"],
+            serde_json::json!(["States.Timeout"])
+        );
+        assert_eq!(state["Catch"][0]["Next"], name.as_str());
+        assert_ne!(
+            state["Catch"][0]["ResultPath"], "$.error",
+            "Finalization reads $.error"
+        );
     }
+    waiting.sort();
+    assert_eq!(
+        waiting,
+        [
+            "Wait for fleet restore",
+            "Wait for image",
+            "Wait for instances",
+            "Wait for preparation server"
+        ],
+        "the seed's console names"
+    );
 }
 
 #[test]

@@ -26,10 +26,15 @@ pub fn of_route(function: Function) -> String {
     name + "Function"
 }
 
+/// The function EventBridge invokes with the EC2 and Auto Scaling events
+/// that wake a waiting deployment.
+pub const RESUME: &str = "ResumeFunction";
+
 /// Every function whose calls pass the gateway.
 pub fn functions() -> Vec<String> {
     let mut all: Vec<String> = StepName::ALL.into_iter().map(of_step).collect();
     all.extend([Function::Api, Function::Schedules].map(of_route));
+    all.push(RESUME.into());
     all
 }
 

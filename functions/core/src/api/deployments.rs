@@ -247,9 +247,23 @@ impl Api {
             ));
         }
         let dep = self.deployment(env, id).await?;
+        self.wake_for_cancel(&dep).await;
         Ok(ApiResponse::json(
             202,
             &DeploymentView::new(&dep, &self.deps.settings.region, true),
         ))
+    }
+
+    /// A deployment in a waiting state sees the cancel only when woken:
+    /// complete its token as a wake-up does, so the step checks now (and
+    /// stops with `Cancelled`). A token already closed (the step is running,
+    /// or moved on) needs nothing; a failed call leaves the cancel to the
+    /// waiting state's timeout, so it does not fail the request.
+    async fn wake_for_cancel(&self, dep: &crate::domain::Deployment) {
+        let Some(w) = &dep.runtime.wait else { return };
+        let output = json!({"done": false, "wakeOn": w.on, "wokenBy": "cancel"});
+        if let Err(e) = self.deps.tokens.succeed(&w.token, &output).await {
+            tracing::warn!(deployment = dep.deployment_id, error = %e.message(), "cancel could not wake the waiting step");
+        }
     }
 }

@@ -12,7 +12,7 @@ pub use autoscaling::AutoScaling;
 pub use ec2::Ec2;
 pub use scheduler::{OneTimeSchedule, Scheduler};
 pub use ses::{Email, Mailer};
-pub use stepfunctions::StepFunctions;
+pub use stepfunctions::{StepFunctions, TaskTokens};
 
 use aws_config::SdkConfig;
 use std::sync::{Arc, OnceLock};

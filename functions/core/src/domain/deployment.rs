@@ -211,6 +211,22 @@ pub struct Runtime {
     /// detection delay (how long after the end the step saw it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waits_noticed: Vec<WaitNoticed>,
+    /// The waiting state registered last (its task token): the cancel route
+    /// completes it so the step sees the cancel at once. Never shown by the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Wait>,
+}
+
+/// A waiting state's registration: the task token Step Functions gave it and
+/// the keys a wake-up finds it by (`steps::wake`: "instance:<id>",
+/// "image:<id>", "group:<name>").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Wait {
+    pub step: StepName,
+    pub token: String,
+    pub on: Vec<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// A wait that ended at a moment AWS reports, and when the step noticed it.

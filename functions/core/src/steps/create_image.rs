@@ -9,7 +9,7 @@
 //! A rollback takes no image: the step is not applicable and records the
 //! restored deployment's image, checked to be still `available`.
 
-use super::{Journal, Poll, StepInput};
+use super::{wake, Journal, Poll, StepInput};
 use crate::aws::ec2::{CreatedImage, ImageInfo, ImageState};
 use crate::deps::Deps;
 use crate::domain::{ImageTaken, RollbackOf, StepName, StepStatus};
@@ -37,16 +37,17 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
     }
     j.start().await?;
     let env = j.environment().await?;
-    let again = || -> Result<Poll, StepError> {
-        Ok(Poll::again(input.image.as_ref(), input.base_poll_seconds()))
-    };
+    // Woken by the image's state change ("EC2 AMI State Change"); an image
+    // found by name but not visible yet has no id to be woken by.
+    let again =
+        |id: Option<&str>| -> Result<Poll, StepError> { Ok(Poll::waiting_on(id.map(wake::image))) };
 
     let image = match j.dep.runtime.image_id.clone() {
         Some(id) => match deps.ec2.image(&id).await? {
             Some(image) => image,
             None => {
                 not_visible_yet(deps, &j, &format!("image {id}"))?;
-                return again();
+                return again(Some(&id));
             }
         },
         None => match deps.ec2.image_of_deployment(&j.dep.deployment_id).await? {
@@ -93,12 +94,12 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
                         .await?;
                         match deps.ec2.image(&id).await? {
                             Some(i) => i,
-                            None => return again(),
+                            None => return again(Some(&id)),
                         }
                     }
                     CreatedImage::NameInUse => match found_by_name(deps, &mut j, &name).await? {
                         Some(image) => image,
-                        None => return again(),
+                        None => return again(None),
                     },
                 }
             }
@@ -124,7 +125,7 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
             image.id, image.state, env.defaults.image_timeout_seconds
         )));
     }
-    again()
+    again(Some(&image.id))
 }
 
 /// Records an image this deployment made earlier as its image.

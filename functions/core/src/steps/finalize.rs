@@ -8,7 +8,7 @@
 
 mod fleet;
 
-use super::{Journal, Poll, StepInput};
+use super::{wake, Journal, Poll, StepInput};
 use crate::aws::ec2::InstanceState;
 use crate::deps::Deps;
 use crate::domain::{
@@ -29,7 +29,7 @@ pub struct FinalOutput {
     #[serde(default)]
     pub ignored: bool,
     /// `done: false` while the fleet is being rolled back or restored: the
-    /// ASL waits `waitSeconds` and calls Finalization again.
+    /// ASL's "Wait for fleet restore" runs Finalization again when woken.
     #[serde(flatten)]
     pub poll: Poll,
 }
@@ -117,6 +117,16 @@ async fn cleanup(
         }
     }
     Ok(problems)
+}
+
+/// The groups whose fleet Finalization may be waiting for: those the
+/// deployment refreshed and those it started a restore refresh on.
+fn fleet_groups(runtime: &crate::domain::Runtime) -> impl Iterator<Item = &str> {
+    let restored = runtime
+        .restore_refreshes
+        .keys()
+        .filter(|g| !runtime.refreshes.contains_key(*g));
+    runtime.refreshes.keys().chain(restored).map(String::as_str)
 }
 
 /// The status a caught error name leads to.
@@ -242,7 +252,8 @@ pub async fn run(
             let limit = env.defaults.refresh_timeout_seconds;
             if j.elapsed_seconds() <= limit as i64 {
                 return Ok(FinalOutput {
-                    poll: Poll::again(input.result.as_ref(), input.base_poll_seconds()),
+                    // Woken when a rollback or restore refresh of a group ends.
+                    poll: Poll::waiting_on(fleet_groups(&j.dep.runtime).map(wake::group)),
                     ..FinalOutput::done(status, None)
                 });
             }

@@ -1,10 +1,12 @@
 //! The steps' JSON entry points: one generic body (parse the input, run the
 //! step, serialize its output, log a failure with its stable name) and one
 //! function per step that instantiates it, which is what each step binary
-//! serves; [`run`] dispatches to them for the sandbox's activity workers.
+//! serves (a waiting step also for its waiting state, `wake::wait`); [`run`]
+//! dispatches to them for the sandbox's activity workers; [`resume`] is the
+//! resume function's.
 
 use super::{
-    cleanup, create_image, create_models, finalize, replace_instances, stop_server, validate,
+    cleanup, create_image, create_models, finalize, replace_instances, stop_server, validate, wake,
     StateWithExecution,
 };
 use crate::deps::Deps;
@@ -36,17 +38,19 @@ pub async fn validate(deps: &Deps, payload: Value) -> Result<Value, StepError> {
 }
 
 pub async fn stop_preparation_server(deps: &Deps, payload: Value) -> Result<Value, StepError> {
-    handle(
-        StepName::StopPreparationServer,
-        deps,
-        payload,
-        stop_server::run,
-    )
+    let step = StepName::StopPreparationServer;
+    check_or_wait(step, deps, payload, true, |p| {
+        handle(step, deps, p, stop_server::run)
+    })
     .await
 }
 
 pub async fn create_image(deps: &Deps, payload: Value) -> Result<Value, StepError> {
-    handle(StepName::CreateImage, deps, payload, create_image::run).await
+    let step = StepName::CreateImage;
+    check_or_wait(step, deps, payload, true, |p| {
+        handle(step, deps, p, create_image::run)
+    })
+    .await
 }
 
 pub async fn create_models(deps: &Deps, payload: Value) -> Result<Value, StepError> {
@@ -54,17 +58,50 @@ pub async fn create_models(deps: &Deps, payload: Value) -> Result<Value, StepErr
 }
 
 pub async fn replace_instances(deps: &Deps, payload: Value) -> Result<Value, StepError> {
-    handle(
-        StepName::ReplaceInstances,
-        deps,
-        payload,
-        replace_instances::run,
-    )
+    let step = StepName::ReplaceInstances;
+    check_or_wait(step, deps, payload, true, |p| {
+        handle(step, deps, p, replace_instances::run)
+    })
     .await
 }
 
 pub async fn finalize(deps: &Deps, payload: Value) -> Result<Value, StepError> {
-    handle(StepName::Finalization, deps, payload, finalize_any).await
+    let step = StepName::Finalization;
+    check_or_wait(step, deps, payload, false, |p| {
+        handle(step, deps, p, finalize_any)
+    })
+    .await
+}
+
+/// The resume function's handler: an EC2 or Auto Scaling event wakes the
+/// wait registered under its resource.
+pub async fn resume(deps: &Deps, payload: Value) -> Result<Value, StepError> {
+    let result = wake::resume(deps, payload).await;
+    if let Err(e) = &result {
+        tracing::warn!(error = e.name(), message = %e.message(), "wake-up failed");
+    }
+    result
+}
+
+/// A waiting step's entry: its Task's check, or its waiting state's
+/// registration and check (the payload carries a task token). `bare`: the
+/// step takes the state alone (Finalization takes it with the execution ARN).
+async fn check_or_wait<F, Fut>(
+    step: StepName,
+    deps: &Deps,
+    payload: Value,
+    bare: bool,
+    check: F,
+) -> Result<Value, StepError>
+where
+    F: FnOnce(Value) -> Fut,
+    Fut: Future<Output = Result<Value, StepError>>,
+{
+    if wake::is_wait(&payload) {
+        wake::wait(step, deps, payload, bare, check).await
+    } else {
+        check(payload).await
+    }
 }
 
 /// Finalization's three inputs: the safety net's EventBridge event, the

@@ -1,7 +1,8 @@
 //! The six pipeline steps (one module each) and what they share: the wire
 //! shapes Step Functions passes (`wire`), the journal that records a step's
 //! progress in the store, the notification e-mails, and the handlers the
-//! Lambda binaries serve and the sandbox's activity workers dispatch to.
+//! Lambda binaries serve and the sandbox's activity workers dispatch to, and
+//! the event-driven waits (`wake`).
 
 pub mod cleanup;
 pub mod create_image;
@@ -13,6 +14,7 @@ mod notify;
 pub mod replace_instances;
 pub mod stop_server;
 pub mod validate;
+pub mod wake;
 mod wire;
 
 pub use handler::run;

@@ -6,7 +6,7 @@
 //! AWS cannot roll back), adopted again (never started twice) on later calls; the ASL's wait loop calls it until every refresh is
 //! terminal. RollbackSuccessful ends the deployment RolledBack.
 
-use super::{Journal, Poll, StepInput};
+use super::{wake, Journal, Poll, StepInput};
 use crate::aws::autoscaling::VersionKind;
 use crate::deps::Deps;
 use crate::domain::{Deployment, StepName, StepStatus};
@@ -279,9 +279,9 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
             env.defaults.refresh_timeout_seconds
         )));
     }
-    Ok(Poll::again(
-        input.replace.as_ref(),
-        input.base_poll_seconds(),
+    // Woken by any of the groups' refresh events (a checkpoint, baking, the end).
+    Ok(Poll::waiting_on(
+        j.dep.runtime.refreshes.keys().map(|g| wake::group(g)),
     ))
 }
 

@@ -4,7 +4,7 @@
 //! sends StopInstances on every poll that finds it `running`, and is called
 //! again by the ASL's wait loop until `stopped`.
 
-use super::{Journal, Poll, StepInput};
+use super::{wake, Journal, Poll, StepInput};
 use crate::aws::ec2::InstanceState;
 use crate::deps::Deps;
 use crate::domain::{StepName, StepStatus};
@@ -97,7 +97,8 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
             server.id, env.defaults.stop_timeout_seconds, server.state
         )));
     }
-    Ok(Poll::again(input.stop.as_ref(), input.base_poll_seconds()))
+    // Woken by the server's state change to `stopped`.
+    Ok(Poll::waiting_on([wake::instance(&server.id)]))
 }
 
 #[cfg(test)]
@@ -246,7 +247,10 @@ mod tests {
         let s = stop();
         let deps = f.deps(&[&d, &s], &[], &[]);
         let first = run(&deps, input()).await.unwrap();
-        assert_eq!((first.done, first.wait_seconds), (false, 1));
+        assert_eq!(
+            (first.done, first.wake_on.clone()),
+            (false, vec![format!("instance:{SERVER}")])
+        );
         let mut again = input();
         again.stop = Some(first);
         let second = run(&deps, again.clone()).await.unwrap();

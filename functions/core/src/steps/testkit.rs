@@ -29,6 +29,8 @@ pub struct Fixture {
     pub clock: Arc<TestClock>,
     /// The metric lines the steps wrote.
     pub metrics: Arc<crate::metrics::Recorder>,
+    /// The task tokens the steps completed.
+    pub tokens: Arc<crate::aws::stepfunctions::RecordedTokens>,
 }
 
 impl Fixture {
@@ -60,6 +62,7 @@ impl Fixture {
                 Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap(),
             ))),
             metrics: Arc::default(),
+            tokens: Arc::default(),
         }
     }
 
@@ -84,6 +87,7 @@ impl Fixture {
                 region: "us-east-1".into(),
             },
             metrics: self.metrics.clone(),
+            tokens: self.tokens.clone(),
             config: None,
         }
     }
@@ -135,7 +139,6 @@ pub fn input() -> StepInput {
     StepInput {
         deployment_id: DEP.into(),
         environment_id: ENV.into(),
-        poll_seconds: Some(1),
         ..Default::default()
     }
 }

@@ -1,6 +1,6 @@
 //! What Step Functions passes to a step and gets back: the execution state,
 //! the state with its execution's ARN, the error a Catch recorded, and the
-//! poll result of the waiting steps.
+//! result of the waiting steps.
 
 use crate::domain::{valid_deployment_id, valid_environment_id, RequestedOptions};
 use crate::error::StepError;
@@ -17,9 +17,6 @@ pub struct StepInput {
     pub owner: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<RequestedOptions>,
-    /// Base poll interval of the wait loops (production 15 s; local runs 1 s).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub poll_seconds: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop: Option<Poll>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,10 +52,6 @@ impl StepInput {
             )));
         }
         Ok(())
-    }
-
-    pub fn base_poll_seconds(&self) -> u64 {
-        self.poll_seconds.unwrap_or(15).clamp(1, 300)
     }
 }
 
@@ -99,40 +92,33 @@ impl CaughtError {
     }
 }
 
-/// A step's result. Waiting steps return `done: false` and the ASL waits
-/// `waitSeconds` before calling the same step again.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A step's result. A waiting step returns `done: false` with what it waits
+/// on; the ASL's waiting state then runs it again with a task token
+/// (`steps::wake`), and any wake-up, or the state's timeout, leads back to
+/// the check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Poll {
     pub done: bool,
+    /// The wake-up keys (`steps::wake`): the waiting state passes them back
+    /// when it registers its token.
     #[serde(default)]
-    pub wait_seconds: u64,
-    #[serde(default)]
-    pub attempt: u32,
+    pub wake_on: Vec<String>,
 }
 
 impl Poll {
     pub fn done() -> Self {
         Self {
             done: true,
-            wait_seconds: 0,
-            attempt: 0,
+            wake_on: vec![],
         }
     }
 
-    /// The next wait after `previous`: the base interval for the first three
-    /// polls, then twice, then four times the base (short first, capped).
-    pub fn again(previous: Option<&Poll>, base: u64) -> Self {
-        let attempt = previous.map(|p| p.attempt + 1).unwrap_or(0);
-        let factor = match attempt {
-            0..=2 => 1,
-            3..=5 => 2,
-            _ => 4,
-        };
+    /// Not done: woken by any of `keys`.
+    pub fn waiting_on(keys: impl IntoIterator<Item = String>) -> Self {
         Self {
             done: false,
-            wait_seconds: base * factor,
-            attempt,
+            wake_on: keys.into_iter().collect(),
         }
     }
 }
@@ -140,17 +126,6 @@ impl Poll {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn poll_interval_grows_and_caps() {
-        let mut p = Poll::again(None, 15);
-        let mut seen = vec![p.wait_seconds];
-        for _ in 0..8 {
-            p = Poll::again(Some(&p), 15);
-            seen.push(p.wait_seconds);
-        }
-        assert_eq!(seen, vec![15, 15, 15, 30, 30, 30, 60, 60, 60]);
-    }
 
     #[test]
     fn caught_error_reads_lambda_and_plain_causes() {

@@ -4,10 +4,11 @@
 
 use super::{
     decode_token, encode_token, LockOutcome, Outcome, Page, ScheduledEnd, Store, StoreError,
+    Waiting,
 };
 use crate::domain::{
     AuditAction, AuditEntry, Deployment, DeploymentStatus, Environment, IgnoredRun, Runtime,
-    ScheduleInfo, StepRecord,
+    ScheduleInfo, StepRecord, Wait,
 };
 use crate::schedule::{ScheduleEntry, Schedules};
 use async_trait::async_trait;
@@ -29,6 +30,7 @@ struct Inner {
     schedule_versions: BTreeMap<String, u64>,
     // (env, audit id) -> entry; ids are ULIDs, so in order.
     audit: BTreeMap<(String, String), AuditEntry>,
+    waits: BTreeMap<String, Waiting>,
 }
 
 impl Inner {
@@ -360,6 +362,41 @@ impl Store for MemoryStore {
         self.update(environment_id, deployment_id, |d| {
             d.runtime = runtime.clone()
         })
+    }
+
+    async fn save_wait(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        wait: &Wait,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        for key in &wait.on {
+            inner.waits.insert(
+                key.clone(),
+                Waiting {
+                    environment_id: environment_id.into(),
+                    deployment_id: deployment_id.into(),
+                    wait: wait.clone(),
+                },
+            );
+        }
+        drop(inner);
+        self.update(environment_id, deployment_id, |d| {
+            d.runtime.wait = Some(wait.clone())
+        })
+    }
+
+    async fn waiting_on(&self, key: &str) -> Result<Option<Waiting>, StoreError> {
+        Ok(self.inner.lock().unwrap().waits.get(key).cloned())
+    }
+
+    async fn clear_wait(&self, key: &str, token: &str) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.waits.get(key).is_some_and(|w| w.wait.token == token) {
+            inner.waits.remove(key);
+        }
+        Ok(())
     }
 
     async fn finish(

@@ -13,7 +13,7 @@ pub use memory::MemoryStore;
 
 use crate::domain::{
     AuditEntry, Deployment, DeploymentError, DeploymentStatus, Environment, GeneratedVersion,
-    IgnoredRun, Runtime, ScheduleInfo, StepRecord,
+    IgnoredRun, Runtime, ScheduleInfo, StepRecord, Wait,
 };
 use crate::schedule::Schedules;
 use async_trait::async_trait;
@@ -41,6 +41,15 @@ impl From<StoreError> for crate::error::StepError {
             other => Self::AwsError(other.to_string()),
         }
     }
+}
+
+/// A wait as registered under one key: whose it is and its token.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Waiting {
+    pub environment_id: String,
+    pub deployment_id: String,
+    pub wait: Wait,
 }
 
 /// Result of asking for the environment lock.
@@ -212,6 +221,21 @@ pub trait Store: Send + Sync {
         deployment_id: &str,
         runtime: &Runtime,
     ) -> Result<(), StoreError>;
+    /// Registers a waiting state: on the deployment record (`runtime.wait`,
+    /// which the cancel route completes) and under each of its keys (which a
+    /// wake-up finds by the event's resource). A later registration under
+    /// the same key replaces the earlier one.
+    async fn save_wait(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        wait: &Wait,
+    ) -> Result<(), StoreError>;
+    /// The wait registered under `key`, if any.
+    async fn waiting_on(&self, key: &str) -> Result<Option<Waiting>, StoreError>;
+    /// Removes `key`'s registration if it still holds `token` (a newer wait
+    /// under the same key stays).
+    async fn clear_wait(&self, key: &str, token: &str) -> Result<(), StoreError>;
     /// Writes the terminal status once; returns false when the record was already terminal.
     async fn finish(
         &self,

@@ -6,7 +6,7 @@
 use crate::{harness, Clients};
 use autosky_core::domain::StepName;
 use autosky_core::store::Store;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -107,22 +107,11 @@ pub async fn measure(c: &Clients, env: &str, group: &str) -> Result<DeploymentRu
             ) {
                 run.tasks += 1;
             }
-            if t == "WaitStateEntered" {
+            // A poll is now a waiting state's fallback: its TimeoutSeconds
+            // ran out before a wake-up (on AWS TaskTimedOut; fakecloud runs
+            // the callback tasks as activities).
+            if matches!(t, "TaskTimedOut" | "ActivityTimedOut") {
                 run.polls += 1;
-                // The wait the step asked for: its result's waitSeconds (the
-                // Wait state's SecondsPath) in the state entering the Wait.
-                if let Some(d) = e.state_entered_event_details() {
-                    let key = match d.name() {
-                        "Wait for preparation server" => "stop",
-                        "Wait for image" => "image",
-                        _ => "replace",
-                    };
-                    let input: Value = d
-                        .input()
-                        .and_then(|i| serde_json::from_str(i).ok())
-                        .unwrap_or(Value::Null);
-                    run.waits_s += input[key]["waitSeconds"].as_f64().unwrap_or(0.0);
-                }
             }
         }
         token = out.next_token().map(str::to_string);

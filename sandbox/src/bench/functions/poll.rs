@@ -1,23 +1,31 @@
-//! The adaptive poll's schedule, modelled: how many polls and how much
-//! delay it takes to see a job end, at production's base interval.
+//! The waits before they were event-driven, modelled: the adaptive poll
+//! loop (a Wait state, then the step again) and how many polls and how much
+//! delay it took to see a job end, at production's base interval — the
+//! "before" of the event-driven waits' table.
 
-use autosky_core::steps::Poll;
-
-/// Production's base poll interval (`StepInput::base_poll_seconds` default).
+/// Production's base poll interval of the poll loop.
 pub const PRODUCTION_POLL_SECONDS: u64 = 15;
 
-/// Poll schedule of the adaptive wait (`Poll::again`) with base `base`: for
-/// a job that ends at a uniformly random moment within `horizon` seconds,
-/// the mean and worst delay until the next poll sees it, and the polls it
-/// takes to see a job of `horizon` seconds.
+/// The poll loop's n-th wait (from 0): the base interval for the first
+/// three polls, then twice, then four times the base.
+fn poll_wait(base: u64, n: usize) -> u64 {
+    base * match n {
+        0..=2 => 1,
+        3..=5 => 2,
+        _ => 4,
+    }
+}
+
+/// Poll schedule of the poll loop with base `base`: for a job that ends at
+/// a uniformly random moment within `horizon` seconds, the mean and worst
+/// delay until the next poll sees it, and the polls it takes to see a job
+/// of `horizon` seconds.
 pub fn poll_schedule(base: u64, horizon: u64) -> (f64, u64, usize) {
     let mut checks = vec![];
     let mut t = 0;
-    let mut p = Poll::again(None, base);
     while t < horizon {
-        t += p.wait_seconds;
+        t += poll_wait(base, checks.len());
         checks.push(t);
-        p = Poll::again(Some(&p), base);
     }
     let (mut sum, mut worst) = (0u64, 0u64);
     for end in 1..=horizon {
@@ -33,7 +41,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn poll_schedule_follows_poll_again() {
+    fn poll_schedule_grows_and_caps() {
         // Base 15: checks at 15, 30, 45, 75, 105, 135, 195 …
         let (_, worst, n) = poll_schedule(15, 45);
         assert_eq!((worst, n), (14, 3));

@@ -1,6 +1,8 @@
 //! Step Functions' map entries (JSON protocol, `X-Amz-Target:
-//! AWSStepFunctions.<Action>`). The product calls only StartExecution,
-//! authorized on the state machine the body's `stateMachineArn` names.
+//! AWSStepFunctions.<Action>`). StartExecution is authorized on the state
+//! machine the body's `stateMachineArn` names; SendTaskSuccess and
+//! SendTaskFailure (the waiting states' tokens) on "*": the Service
+//! Authorization Reference lists no resource type for them.
 
 use super::{Call, MapError};
 use crate::iam::Check;
@@ -17,6 +19,19 @@ pub fn checks(call: &Call<'_>) -> Result<Vec<Check>, MapError> {
                 .and_then(Value::as_str)
                 .ok_or_else(|| MapError::Invalid("no stateMachineArn".into()))?;
             Ok(vec![start_execution(arn)?])
+        }
+        "SendTaskSuccess" | "SendTaskFailure" => {
+            let body: Value = serde_json::from_slice(call.body)
+                .map_err(|e| MapError::Invalid(format!("states:{} body: {e}", call.action)))?;
+            if !body.get("taskToken").is_some_and(Value::is_string) {
+                return Err(MapError::Invalid("no taskToken".into()));
+            }
+            Ok(vec![Check {
+                action: format!("states:{}", call.action),
+                resource: "*".into(),
+                context: vec![],
+                on_behalf_of: None,
+            }])
         }
         other => Err(MapError::NoEntry(format!("states:{other}"))),
     }

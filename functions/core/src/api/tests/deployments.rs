@@ -168,6 +168,45 @@ async fn details_show_actions_owner_and_console_link() {
 }
 
 #[tokio::test]
+async fn cancel_wakes_a_deployment_in_a_waiting_state() {
+    let w = world().await;
+    let d = Deployment::new_running(
+        crate::domain::new_deployment_id(),
+        ENV.into(),
+        ME.into(),
+        Default::default(),
+        chrono::Utc::now(),
+    );
+    w.store.create_deployment(&d, None).await.unwrap();
+    let wait = crate::domain::Wait {
+        step: crate::domain::StepName::CreateImage,
+        token: "token-1".into(),
+        on: vec!["image:ami-1".into()],
+        at: chrono::Utc::now(),
+    };
+    w.store
+        .save_wait(ENV, &d.deployment_id, &wait)
+        .await
+        .unwrap();
+    let path = format!(
+        "/environments/prod-web/deployments/{}/cancel",
+        d.deployment_id
+    );
+    let r = call(&w.api, req("POST", &path, "")).await;
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    // Completed as a wake-up: the step runs now and stops with Cancelled.
+    assert_eq!(
+        w.tokens.sent(),
+        vec![(
+            "token-1".to_string(),
+            Ok(serde_json::json!({"done": false, "wakeOn": ["image:ami-1"], "wokenBy": "cancel"}))
+        )]
+    );
+    // The token is the deployment's secret: never in the API's view.
+    assert!(!String::from_utf8_lossy(&r.body).contains("token-1"));
+}
+
+#[tokio::test]
 async fn cancel_flags_a_running_deployment_and_refuses_an_ended_one() {
     let w = world().await;
     let d = Deployment::new_running(

@@ -81,6 +81,8 @@ struct World {
     recorder: Arc<Recorder>,
     /// The metric lines the API wrote.
     metrics: Arc<crate::metrics::Recorder>,
+    /// The task tokens the API completed (cancel during a wait).
+    tokens: Arc<crate::aws::stepfunctions::RecordedTokens>,
     api: Api,
     sched: SchedulerRules,
     mail: Rule,
@@ -198,6 +200,7 @@ fn world_tagged(server_found: bool, fail_start: bool, fail_schedule: bool, tags:
     });
     let ec2 = ec2_rules(server_found, &tags);
     let metrics = Arc::new(crate::metrics::Recorder::default());
+    let tokens = Arc::new(crate::aws::stepfunctions::RecordedTokens::default());
     let group_tag = tags.group;
     let groups =
         mock!(aws_sdk_autoscaling::Client::describe_auto_scaling_groups).then_output(move || {
@@ -229,6 +232,7 @@ fn world_tagged(server_found: bool, fail_start: bool, fail_schedule: bool, tags:
                 sender_email: Some("autosky@example.com".into()),
             },
             metrics: metrics.clone(),
+            tokens: tokens.clone(),
             config: None,
         },
         scheduler: Scheduler::new(mock_client!(
@@ -256,6 +260,7 @@ fn world_tagged(server_found: bool, fail_start: bool, fail_schedule: bool, tags:
         store,
         recorder,
         metrics,
+        tokens,
         api,
         sched,
         mail,

@@ -130,7 +130,11 @@ async fn waits_while_rollback_in_progress_then_records_fleet_version() {
     i.result = Some(first.poll);
     let second = run(&deps, i.clone(), None).await.unwrap();
     assert!(second.waiting(), "RollbackInProgress: still waiting");
-    assert_eq!(second.poll.attempt, 1, "the poll interval grows");
+    assert_eq!(
+        second.poll.wake_on,
+        vec![format!("group:{GROUP}")],
+        "woken by the group's refresh events"
+    );
     assert_eq!(w.resume.num_calls(), 0);
     i.result = Some(second.poll);
     let last = run(&deps, i, None).await.unwrap();

@@ -22,11 +22,12 @@ mod pages;
 mod schedules;
 #[cfg(test)]
 mod tests;
+mod waits;
 
-use super::{LockOutcome, Outcome, Page, ScheduledEnd, Store, StoreError};
+use super::{LockOutcome, Outcome, Page, ScheduledEnd, Store, StoreError, Waiting};
 use crate::domain::{
     AuditAction, AuditEntry, Deployment, DeploymentStatus, Environment, IgnoredRun, Runtime,
-    ScheduleInfo, StepRecord,
+    ScheduleInfo, StepRecord, Wait,
 };
 use crate::schedule::Schedules;
 use async_trait::async_trait;
@@ -461,6 +462,23 @@ impl Store for DynamoStore {
             (":rt", to_av(runtime)?),
         )
         .await
+    }
+
+    async fn save_wait(
+        &self,
+        environment_id: &str,
+        deployment_id: &str,
+        wait: &Wait,
+    ) -> Result<(), StoreError> {
+        self.put_wait(environment_id, deployment_id, wait).await
+    }
+
+    async fn waiting_on(&self, key: &str) -> Result<Option<Waiting>, StoreError> {
+        self.get_wait(key).await
+    }
+
+    async fn clear_wait(&self, key: &str, token: &str) -> Result<(), StoreError> {
+        self.delete_wait(key, token).await
     }
 
     async fn finish(

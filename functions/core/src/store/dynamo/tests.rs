@@ -396,3 +396,83 @@ async fn the_audit_is_one_query_of_its_prefix_newest_first() {
     assert_eq!(page.next_token, None);
     assert_eq!(q.num_calls(), 1);
 }
+
+#[tokio::test]
+async fn a_wait_is_one_item_per_key_and_its_removal_is_conditional_on_the_token() {
+    use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    let wait = crate::domain::Wait {
+        step: crate::domain::StepName::ReplaceInstances,
+        token: "T1".into(),
+        on: vec!["group:a".into(), "group:b".into()],
+        at: Utc::now(),
+    };
+    let put = mock!(Client::put_item)
+        .match_requests(|r| {
+            let item = r.item().unwrap();
+            matches!(item.get("PK"), Some(aws_sdk_dynamodb::types::AttributeValue::S(k)) if k.starts_with("WAIT#group:"))
+                && item.get("SK") == Some(&s("WAIT"))
+                && item.get("deploymentId") == Some(&s("01JDEP"))
+                && r.condition_expression().is_none()
+        })
+        .then_output(|| PutItemOutput::builder().build());
+    let update = mock!(Client::update_item)
+        .match_requests(|r| {
+            r.update_expression() == Some("SET #rt.#w = :w")
+                && r.condition_expression() == Some("attribute_exists(PK)")
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    let get = mock!(Client::get_item)
+        .match_requests(|r| r.key().and_then(|k| k.get("PK")) == Some(&s("WAIT#group:a")))
+        .then_output(move || {
+            GetItemOutput::builder()
+                .item("PK", s("WAIT#group:a"))
+                .item("SK", s("WAIT"))
+                .item("environmentId", s("prod"))
+                .item("deploymentId", s("01JDEP"))
+                .item(
+                    "wait",
+                    serde_dynamo::to_attribute_value(crate::domain::Wait {
+                        step: crate::domain::StepName::ReplaceInstances,
+                        token: "T1".into(),
+                        on: vec!["group:a".into()],
+                        at: Utc::now(),
+                    })
+                    .unwrap(),
+                )
+                .build()
+        });
+    let delete = mock!(Client::delete_item)
+        .match_requests(|r| {
+            r.condition_expression() == Some("#w.#t = :t")
+                && r.expression_attribute_values().and_then(|v| v.get(":t")) == Some(&s("T0"))
+        })
+        .then_error(|| {
+            DeleteItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("ConditionalCheckFailedException")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+    let deleted = mock!(Client::delete_item).then_output(|| DeleteItemOutput::builder().build());
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::MatchAny,
+        [&put, &update, &get, &delete, &deleted]
+    );
+    let store = DynamoStore::new(client, "t");
+    store.save_wait("prod", "01JDEP", &wait).await.unwrap();
+    assert_eq!((put.num_calls(), update.num_calls()), (2, 1));
+    let w = store.waiting_on("group:a").await.unwrap().unwrap();
+    assert_eq!(
+        (w.deployment_id.as_str(), w.wait.token.as_str()),
+        ("01JDEP", "T1")
+    );
+    // Another token holds the key: its removal is refused and not an error.
+    store.clear_wait("group:a", "T0").await.unwrap();
+    assert_eq!((delete.num_calls(), deleted.num_calls()), (1, 0));
+}

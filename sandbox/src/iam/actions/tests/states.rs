@@ -56,6 +56,22 @@ fn start_execution_of_something_else_than_a_state_machine_is_invalid() {
 }
 
 #[test]
+fn task_token_completions_are_authorized_on_all_resources() {
+    for action in ["SendTaskSuccess", "SendTaskFailure"] {
+        assert_eq!(
+            map(action, r#"{"taskToken":"AQB-token","output":"{}"}"#).unwrap(),
+            vec![Check {
+                action: format!("states:{action}"),
+                resource: "*".into(),
+                context: vec![],
+                on_behalf_of: None,
+            }]
+        );
+        assert!(matches!(map(action, "{}"), Err(MapError::Invalid(_))));
+    }
+}
+
+#[test]
 fn actions_without_an_entry_are_refused() {
     assert_eq!(
         map("DescribeExecution", "{}"),
