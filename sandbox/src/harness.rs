@@ -350,26 +350,46 @@ pub fn config_as(e: &Endpoints, function: &str) -> aws_config::SdkConfig {
     crate::iam::principals::config_as(&crate::sdk_config(&e.autoscaling), function)
 }
 
-/// Whether the execution's newest event is entering the Wait state `state`
-/// (no task is in flight: a stop there interrupts nothing half done).
+/// Whether the execution is waiting in the waiting state `state` with
+/// nothing in flight: the state's callback task was started (its step
+/// registered the wait and checked) and no event followed for a second (the
+/// check, a few milliseconds, left the token open). A stop there interrupts
+/// nothing half done.
 pub async fn in_wait_state(c: &Clients, arn: &str, state: &str) -> bool {
-    let Ok(history) = c
-        .sfn
-        .get_execution_history()
-        .execution_arn(arn)
-        .reverse_order(true)
-        .max_results(1)
-        .send()
-        .await
-    else {
+    let newest = |c: &Clients| {
+        let sfn = c.sfn.clone();
+        let arn = arn.to_string();
+        async move {
+            sfn.get_execution_history()
+                .execution_arn(arn)
+                .reverse_order(true)
+                .max_results(6)
+                .send()
+                .await
+                .ok()
+                .map(|h| h.events().to_vec())
+        }
+    };
+    let Some(events) = newest(c).await else {
         return false;
     };
-    history.events().first().is_some_and(|ev| {
-        ev.r#type().as_str() == "WaitStateEntered"
-            && ev
-                .state_entered_event_details()
-                .is_some_and(|s| s.name() == state)
-    })
+    let started = events.first().is_some_and(|ev| {
+        matches!(ev.r#type().as_str(), "ActivityStarted" | "TaskStarted")
+    });
+    let entered = events
+        .iter()
+        .find(|ev| ev.r#type().as_str() == "TaskStateEntered")
+        .and_then(|ev| ev.state_entered_event_details())
+        .is_some_and(|s| s.name() == state);
+    if !(started && entered) {
+        return false;
+    }
+    let id = events[0].id();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    newest(c)
+        .await
+        .and_then(|e| e.first().map(|ev| ev.id()))
+        .is_some_and(|now| now == id)
 }
 
 /// What the sandbox's IAM enforcement saw so far (None: enforcement off).

@@ -199,9 +199,13 @@ impl Sandbox {
         };
         let api = api_server::start(ports.api, &lambda, stack.state_machine_arn.clone()).await?;
         let direct_sfn = aws_sdk_sfn::Client::new(&direct);
+        // The workers' own GetActivityTask/SendTask* go straight to the
+        // emulator (on AWS the Lambda service does them), so the gateway
+        // counts and authorizes only the functions' calls — among them the
+        // waiting steps' own SendTaskSuccess/SendTaskFailure.
         workers::spawn(
             |step| deps_of(&iam::principals::of_step(step)),
-            aws_sdk_sfn::Client::new(&config),
+            direct_sfn.clone(),
             workers::Control {
                 sfn: direct_sfn.clone(),
                 store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), provision::TABLE),

@@ -812,3 +812,58 @@ fn the_deployment_alarm_and_dashboard_watch_the_metrics_as_written() {
         );
     }
 }
+
+/// The waits' grants: each step a waiting state runs may register its wait
+/// (dynamodb:PutItem) and complete its own token; the resume function only
+/// reads and removes a registration and completes its token; the API
+/// completes a token to wake a cancelled deployment. Nothing else.
+#[test]
+fn waiting_steps_and_the_resume_function_hold_only_what_the_waits_need() {
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let t: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let asl = asl();
+    let waiting: BTreeSet<String> = states(&asl)
+        .values()
+        .filter(|s| s["Resource"] == CALLBACK)
+        .map(|s| s["Parameters"]["FunctionName"].as_str().unwrap().to_string())
+        .collect();
+    for step in StepName::ALL {
+        let actions = policy_actions(&function_of(&t, step.function()));
+        let waits = waiting.contains(&format!("${{{}}}", step.substitution_key()));
+        for action in [
+            "states:SendTaskSuccess",
+            "states:SendTaskFailure",
+            "dynamodb:PutItem",
+        ] {
+            if action == "dynamodb:PutItem" && !waits {
+                continue; // other steps may put items of their own
+            }
+            assert_eq!(
+                actions.contains(action),
+                waits,
+                "{}: {action}",
+                step.function()
+            );
+        }
+    }
+    let resume = function_of(&t, "resume");
+    assert_eq!(
+        policy_actions(&resume),
+        BTreeSet::from(
+            ["dynamodb:GetItem", "dynamodb:DeleteItem", "states:SendTaskSuccess"]
+                .map(String::from)
+        )
+    );
+    let api = policy_actions(&function_of(&t, "api"));
+    assert!(api.contains("states:SendTaskSuccess") && !api.contains("states:SendTaskFailure"));
+    // The rules deliver only the moments a wait ends or reports progress.
+    let events = resume["Properties"]["Events"].as_mapping().unwrap();
+    assert_eq!(events.len(), 3);
+    for (_, e) in events {
+        assert_eq!(e["Type"], "EventBridgeRule");
+        assert!(e["Properties"]["Pattern"]["detail-type"].is_sequence());
+        assert!(matches!(e["Properties"]["DeadLetterConfig"]["Arn"], serde_yaml::Value::Tagged(_)));
+    }
+    let crate_dir = root().join("functions/resume");
+    assert!(crate_dir.join("src/main.rs").exists());
+}

@@ -82,3 +82,25 @@ fn every_api_function_has_a_sample_request_for_one_of_its_routes() {
         assert!(seen > 0, "no sample request for {}", function.binary());
     }
 }
+
+/// The resume function's samples are the events AWS sends: each names the
+/// key of the resource a wait is registered under.
+#[test]
+fn the_resume_functions_samples_name_a_wake_up_key() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events");
+    let mut keys = vec![];
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if !name.starts_with("resume-") || !name.ends_with(".json") {
+            continue;
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let key = autosky_core::steps::wake::key_of_event(&value)
+            .unwrap_or_else(|| panic!("{name}: names no wake-up key"));
+        keys.push(key.split(':').next().unwrap().to_string());
+    }
+    keys.sort();
+    assert_eq!(keys, ["group", "image", "instance"], "one sample per kind of wait");
+}

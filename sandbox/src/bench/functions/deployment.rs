@@ -30,14 +30,6 @@ async fn gateway_calls(c: &Clients) -> Result<BTreeMap<String, u64>, String> {
     serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 
-/// The activity workers' own plumbing, which on AWS is Lambda's invoke.
-fn is_worker_plumbing(key: &str) -> bool {
-    matches!(
-        key,
-        "states:GetActivityTask" | "states:SendTaskSuccess" | "states:SendTaskFailure"
-    )
-}
-
 /// One deployment through the state machine, measured.
 pub async fn measure(c: &Clients, env: &str, group: &str) -> Result<DeploymentRun, String> {
     let before = gateway_calls(c).await?;
@@ -76,7 +68,7 @@ pub async fn measure(c: &Clients, env: &str, group: &str) -> Result<DeploymentRu
         .iter()
         // `service:Action` keys only (the gateway also counts Auto Scaling
         // actions per group, without a service prefix).
-        .filter(|(k, _)| k.contains(':') && !is_worker_plumbing(k))
+        .filter(|(k, _)| k.contains(':'))
         .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
         .filter(|(_, d)| *d > 0)
         .collect();
