@@ -19,6 +19,8 @@ struct World {
     direct: aws_sdk_ec2::Client,
     t: Timings,
     events: crate::aws_events::EventBus,
+    /// The gateway's URL (its control routes).
+    url: String,
 }
 
 async fn world() -> World {
@@ -50,6 +52,7 @@ async fn world() -> World {
         _emulator: emulator,
         t: Timings::from_env(),
         events: handle.events().clone(),
+        url: gateway.clone(),
     }
 }
 
@@ -520,6 +523,89 @@ async fn gateway_terminate_sends_shutting_down_then_terminated() {
     // Terminating it again changes no state: no event.
     terminate().await;
     assert_eq!(w.instance_events(&server).len(), 2);
+}
+
+/// The event bus's control routes, through the harness: the drop switch,
+/// an event published as if AWS sent it (a duplicate, a foreign one), the
+/// listing; and their refusals.
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_event_routes_switch_delivery_publish_and_list() {
+    let w = world().await;
+    let e = crate::Endpoints {
+        api: String::new(),
+        emulator: String::new(),
+        autoscaling: w.url.clone(),
+        state_machine_arn: String::new(),
+        table: String::new(),
+        sender: String::new(),
+    };
+    assert_eq!(e.events().await.unwrap(), vec![]);
+    let server = w.instance().await;
+
+    // Delivery off: the stop's events are recorded, the matching one dropped.
+    e.drop_events(true).await.unwrap();
+    assert!(w.events.dropping());
+    w.gw.stop_instances()
+        .instance_ids(&server)
+        .send()
+        .await
+        .unwrap();
+    eventually("the stopped event", || {
+        w.instance_events(&server).len() == 2
+    })
+    .await;
+    let listed = e.events().await.unwrap();
+    let flags: Vec<(String, bool, bool, bool)> = listed
+        .iter()
+        .map(|p| {
+            let state = p.event["detail"]["state"].as_str().unwrap().to_string();
+            (state, p.matched, p.delivered, p.dropped)
+        })
+        .collect();
+    assert_eq!(
+        flags,
+        vec![
+            ("stopping".to_string(), false, false, false),
+            ("stopped".to_string(), true, false, true)
+        ]
+    );
+
+    // Delivery on: the same event again (a duplicate) is delivered; a
+    // foreign one is recorded, not matched.
+    e.drop_events(false).await.unwrap();
+    let again = e.publish_event(listed[1].event.clone()).await.unwrap();
+    assert!(
+        again.matched && again.delivered && !again.dropped,
+        "{again:?}"
+    );
+    let mut foreign = listed[1].event.clone();
+    foreign["source"] = serde_json::json!("com.example.test");
+    let foreign = e.publish_event(foreign).await.unwrap();
+    assert!(!foreign.matched && !foreign.delivered, "{foreign:?}");
+    assert_eq!(e.events().await.unwrap().len(), 4);
+
+    // Refusals: not an event, not a switch, not a route.
+    let err = e
+        .publish_event(serde_json::json!({"detail": {}}))
+        .await
+        .unwrap_err();
+    assert!(err.contains("HTTP 400"), "{err}");
+    let req = |method: &str, route: &str, body: &str| {
+        hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}/_sandbox/{route}", w.url))
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_string(),
+            )))
+            .unwrap()
+    };
+    let status = |r| async move { crate::http::send(r).await.unwrap().0 };
+    assert_eq!(
+        status(req("PUT", "events/delivery", "{\"drop\": 1}")).await,
+        400
+    );
+    assert_eq!(status(req("DELETE", "events", "")).await, 405);
+    assert_eq!(e.events().await.unwrap().len(), 4, "nothing published");
 }
 
 #[test]
