@@ -267,10 +267,13 @@ impl EventBus {
     }
 }
 
-/// A new event id in the form EventBridge gives them (a UUID's 8-4-4-4-12
-/// hex digits), from a ULID's 128 bits.
+/// A new event id as EventBridge gives them ("A Version 4 UUID that's
+/// generated for every event."): a ULID's 128 bits with the version 4 and
+/// RFC 4122 variant bits set.
 pub fn event_id() -> String {
     let n = u128::from(ulid::Ulid::new());
+    let n = (n & !(0xf << 76)) | (0x4 << 76);
+    let n = (n & !(0x3 << 62)) | (0x2 << 62);
     format!(
         "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
         n >> 96,

@@ -130,6 +130,9 @@ fn envelopes_have_the_documented_shape() {
         id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()),
         "{id}"
     );
+    // Version 4, RFC 4122 variant.
+    assert_eq!(&id[14..15], "4", "{id}");
+    assert!("89ab".contains(&id[19..20]), "{id}");
     assert_ne!(
         id,
         instance_state_change("us-east-1", "i-1", "stopped")["id"]
