@@ -1,7 +1,7 @@
 //! Test support: runs `autosky-sandbox up` as a child process (its own
 //! emulator, bridge and workers), reads its endpoints, and offers the calls
 //! end-to-end tests and the demo share: start a deployment, wait for its end,
-//! read the captured e-mails, choose a refresh outcome, set a CloudWatch
+//! read the captured e-mails, choose a refresh outcome (or a failed AMI), set a CloudWatch
 //! alarm's state, wait for a step's action; and the event bus's control
 //! routes ([`Endpoints::drop_events`], [`Endpoints::publish_event`],
 //! [`Endpoints::events`]).
@@ -272,6 +272,35 @@ pub async fn set_refresh_outcome(c: &Clients, group: &str, outcome: &str) -> Res
         (200, _, _) => Ok(()),
         (s, _, b) => Err(format!(
             "refresh-outcome: HTTP {s}: {}",
+            String::from_utf8_lossy(&b)
+        )),
+    }
+}
+
+/// Makes the next AMI made of `instance` end `failed` (with `message` as
+/// its error; None: the sandbox's) instead of `available`.
+pub async fn set_image_failed(
+    c: &Clients,
+    instance: &str,
+    message: Option<&str>,
+) -> Result<(), String> {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("instance", instance)
+        .append_pair("outcome", "failed");
+    if let Some(m) = message {
+        form.append_pair("message", m);
+    }
+    let req = hyper::Request::post(format!(
+        "{}/_sandbox/image-outcome",
+        c.endpoints.autoscaling
+    ))
+    .header("content-type", "application/x-www-form-urlencoded")
+    .body(http_body_util::Full::new(bytes::Bytes::from(form.finish())))
+    .map_err(|e| e.to_string())?;
+    match crate::http::send(req).await? {
+        (200, _, _) => Ok(()),
+        (s, _, b) => Err(format!(
+            "image-outcome: HTTP {s}: {}",
             String::from_utf8_lossy(&b)
         )),
     }

@@ -12,6 +12,10 @@
 //!   [`Timings::stopping`] (DescribeInstances by id), after StartInstances a
 //!   stopped one `pending` for [`Timings::starting`];
 //! - StopInstances of a `pending` instance: `IncorrectInstanceState`;
+//! - `POST /_sandbox/image-outcome` (form `instance`, `outcome` = failed |
+//!   available, optional `message`) makes the next AMI of that instance end
+//!   `failed` instead of `available` (DescribeImages shows `failed` from then
+//!   on; the event's `ErrorMessage` is the message);
 //! - an image has snapshots of the instance's EBS volumes (`snapshots.rs`).
 //!
 //! The states move with time, as on AWS (nobody has to ask), and each change
@@ -95,6 +99,8 @@ struct NewImage {
     settled: Instant,
     /// The CreateImage request's id (the event's `RequestId`).
     request_id: String,
+    /// It ends `failed`, for this reason (a test asked for it).
+    failure: Option<String>,
 }
 
 /// What the gateway remembers of EC2 (in the bridge's state).
@@ -106,6 +112,10 @@ pub struct Ec2State {
     pub client: Option<aws_sdk_ec2::Client>,
     /// New AMIs until they are available.
     images: HashMap<String, NewImage>,
+    /// The failure asked for the next AMI of each instance.
+    image_outcomes: HashMap<String, String>,
+    /// AMIs that ended `failed`, and why.
+    failed_images: HashMap<String, String>,
     /// Instances `stopping` / `pending` until these instants.
     stopping: HashMap<String, Instant>,
     starting: HashMap<String, Instant>,
@@ -183,7 +193,10 @@ impl Bridge {
             if let Some(id) = between(&text, "<imageId>", "</imageId>") {
                 let request_id = between(&text, "<requestId>", "</requestId>")
                     .unwrap_or_else(crate::aws_events::event_id);
-                self.image_timeline(&id, request_id);
+                let failure = form
+                    .get("InstanceId")
+                    .and_then(|i| self.lock().ec2.image_outcomes.remove(i));
+                self.image_timeline(&id, request_id, failure);
                 if let Err(e) = self.snapshot_volumes(form, &id).await {
                     eprintln!("sandbox: the snapshots of image {id} were not made: {e}");
                 }
@@ -232,6 +245,15 @@ impl Bridge {
                 } else {
                     Edit::Keep
                 }
+            })
+            .and_then(|text| {
+                edit_items(&text, "imagesSet", |item| {
+                    if st.ec2.failed_images.contains_key(&item.text(&["imageId"])) {
+                        Edit::Set(vec![(&["imageState"], "failed".into())])
+                    } else {
+                        Edit::Keep
+                    }
+                })
             })
         };
         self.with_block_devices(res, edited.unwrap_or(text))
@@ -360,10 +382,43 @@ impl Bridge {
     }
 }
 
+/// The failure reason when a test asked for none: AWS's texts for a failed
+/// AMI are not documented.
+const IMAGE_FAILURE: &str = "Sandbox: the image failed (requested outcome)";
+
 impl Bridge {
-    /// A new AMI: invisible, then `pending`, then available; at that moment
-    /// EC2's `available` event, unless it was deregistered meanwhile.
-    fn image_timeline(&self, id: &str, request_id: String) {
+    /// `POST /_sandbox/image-outcome` (form `instance`, `outcome` = failed |
+    /// available, `message`): how the next AMI of the instance ends.
+    pub(super) fn set_image_outcome(
+        &self,
+        form: &HashMap<String, String>,
+    ) -> Response<Full<Bytes>> {
+        let Some(instance) = form.get("instance") else {
+            return xml::error(400, "ValidationError", "instance is required");
+        };
+        let mut st = self.lock();
+        match form.get("outcome").map(String::as_str) {
+            Some("failed") => {
+                let why = form.get("message").cloned().unwrap_or(IMAGE_FAILURE.into());
+                st.ec2.image_outcomes.insert(instance.clone(), why);
+            }
+            Some("available") => {
+                st.ec2.image_outcomes.remove(instance);
+            }
+            _ => {
+                return xml::error(
+                    400,
+                    "ValidationError",
+                    "outcome must be failed or available",
+                )
+            }
+        }
+        xml::acknowledged()
+    }
+
+    /// A new AMI: invisible, then `pending`, then available (or failed);
+    /// at that moment EC2's event, unless it was deregistered meanwhile.
+    fn image_timeline(&self, id: &str, request_id: String, failure: Option<String>) {
         let now = Instant::now();
         let image = {
             let mut st = self.lock();
@@ -373,6 +428,7 @@ impl Bridge {
                 visible,
                 settled: visible + t.image_pending,
                 request_id,
+                failure,
             };
             st.ec2.images.insert(id.to_string(), image.clone());
             image
@@ -383,10 +439,17 @@ impl Bridge {
             let settled = {
                 let mut st = bridge.lock();
                 let same = st.ec2.images.get(&id).map(|i| i.settled) == Some(image.settled);
-                same.then(|| st.ec2.images.remove(&id)).flatten()
+                let settled = same.then(|| st.ec2.images.remove(&id)).flatten();
+                if let Some(why) = settled.as_ref().and_then(|i| i.failure.clone()) {
+                    st.ec2.failed_images.insert(id.clone(), why);
+                }
+                settled
             };
             if let Some(i) = settled {
-                bridge.events.ami_state(&id, "available", &i.request_id, "");
+                match &i.failure {
+                    Some(why) => bridge.events.ami_state(&id, "failed", &i.request_id, why),
+                    None => bridge.events.ami_state(&id, "available", &i.request_id, ""),
+                };
             }
         });
     }
@@ -495,7 +558,11 @@ impl Bridge {
     /// After a successful DeregisterImage: EC2's `deregistered` event (the
     /// AMI's `available` one is no longer due).
     pub(super) fn image_deregistered(&self, id: &str, request_id: &str) {
-        self.lock().ec2.images.remove(id);
+        {
+            let mut st = self.lock();
+            st.ec2.images.remove(id);
+            st.ec2.failed_images.remove(id);
+        }
         self.events.ami_state(id, "deregistered", request_id, "");
     }
 }

@@ -10,6 +10,9 @@
 //! - `POST /_sandbox/refresh-outcome` (form `group`, `outcome` = Successful |
 //!   Failed | RollbackSuccessful | RollbackFailed) makes a group's next
 //!   refresh end that way (see `refresh::Bridge::set_outcome`);
+//! - `POST /_sandbox/image-outcome` (form `instance`, `outcome` = failed |
+//!   available, optional `message`) makes the next AMI of that instance end
+//!   `failed` (see `ec2`);
 //! - `POST /_sandbox/faults` with `{"service": "ec2", "action": "CreateImage",
 //!   "nth": 1, "error": "Throttling" | "ServerError" | "AccessDenied"}` makes
 //!   the nth call of that action from now answer that error, in the service's
@@ -266,6 +269,11 @@ impl Bridge {
     fn control(&self, method: &str, what: &str, body: &Bytes) -> Response<Full<Bytes>> {
         match what {
             "events" | "events/delivery" => self.events_control(method, what, body),
+            "image-outcome" => {
+                let form: HashMap<String, String> =
+                    form_urlencoded::parse(body).into_owned().collect();
+                self.set_image_outcome(&form)
+            }
             "refresh-outcome" => {
                 let form: HashMap<String, String> =
                     form_urlencoded::parse(body).into_owned().collect();

@@ -525,6 +525,44 @@ async fn gateway_terminate_sends_shutting_down_then_terminated() {
     assert_eq!(w.instance_events(&server).len(), 2);
 }
 
+/// A failed AMI, asked for through the control route: `failed` from when it
+/// would have been available, its event with the reason; the next image of
+/// the same instance is available again.
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_image_ends_failed_when_asked() {
+    let w = world().await;
+    let server = w.instance().await;
+    let ask = |outcome: &str| {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("instance", &server)
+            .append_pair("outcome", outcome)
+            .append_pair("message", "disk read error")
+            .finish();
+        hyper::Request::post(format!("{}/_sandbox/image-outcome", w.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap()
+    };
+    assert_eq!(crate::http::send(ask("sunk")).await.unwrap().0, 400);
+    assert_eq!(crate::http::send(ask("failed")).await.unwrap().0, 200);
+    let id = w.image(&server, "bad").await.unwrap();
+    let made = Instant::now();
+    tokio::time::sleep_until(made + w.t.image_invisible + w.t.image_pending / 2).await;
+    assert_eq!(w.image_state(&id).await, "pending");
+    eventually("the failed event", || !w.image_events(&id).is_empty()).await;
+    assert_eq!(w.image_state(&id).await, "failed");
+    let events = w.image_events(&id);
+    let (state, e) = &events[0];
+    assert_eq!(state, "failed");
+    assert_eq!(e.event["detail"]["ErrorMessage"], "disk read error");
+    assert!(e.matched && e.delivered, "{e:?}");
+
+    let id = w.image(&server, "good").await.unwrap();
+    eventually("the available event", || !w.image_events(&id).is_empty()).await;
+    assert_eq!(w.image_events(&id)[0].0, "available");
+    assert_eq!(w.image_state(&id).await, "available");
+}
+
 /// The event bus's control routes, through the harness: the drop switch,
 /// an event published as if AWS sent it (a duplicate, a foreign one), the
 /// listing; and their refusals.
