@@ -6,6 +6,9 @@
 //! rule, only if the rule's pattern (read from template.yaml) matches it.
 //! A failed delivery is tried again as Lambda does for an asynchronous
 //! invocation (the template's `EventInvokeConfig.MaximumRetryAttempts`).
+//! [`Rules`] (a function's rule patterns and retries, and EventBridge's
+//! matching) also serves the EC2 and Auto Scaling events of
+//! [`crate::aws_events`].
 
 use crate::template::Intrinsics;
 use autosky_core::domain::StepName;
@@ -20,9 +23,9 @@ const TEMPLATE: &str = include_str!("../../template.yaml");
 const FUNCTION: &str = "FinalizeFunction";
 const DETAIL_TYPE: &str = "Step Functions Execution Status Change";
 
-/// The safety net as the template declares it.
+/// A function's EventBridge rules as the template declares them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SafetyNet {
+pub struct Rules {
     /// The event patterns of the function's EventBridge rules, with their
     /// `!Ref`s resolved.
     pub patterns: Vec<Value>,
@@ -30,37 +33,56 @@ pub struct SafetyNet {
     pub retries: u32,
 }
 
-impl SafetyNet {
-    /// From template.yaml; `refs` gives the value of each `!Ref` a pattern
-    /// uses (the sandbox's state machine ARN for `DeploymentStateMachine`).
+/// The safety net: FinalizeFunction's rules (`from_template`, `from_yaml`).
+pub type SafetyNet = Rules;
+
+impl Rules {
+    /// The safety net's rules from template.yaml; `refs` gives the value of
+    /// each `!Ref` a pattern uses (the sandbox's state machine ARN for
+    /// `DeploymentStateMachine`).
     pub fn from_template(refs: &BTreeMap<&str, String>) -> Result<Self, String> {
         Self::from_yaml(TEMPLATE, refs)
     }
 
+    /// The safety net's rules from a template's text.
     pub fn from_yaml(yaml: &str, refs: &BTreeMap<&str, String>) -> Result<Self, String> {
+        Self::of_yaml(yaml, FUNCTION, refs)
+    }
+
+    /// The rules of `function` (a logical id) in template.yaml.
+    pub fn of(function: &str, refs: &BTreeMap<&str, String>) -> Result<Self, String> {
+        Self::of_yaml(TEMPLATE, function, refs)
+    }
+
+    /// The rules of `function` in a template's text.
+    pub fn of_yaml(
+        yaml: &str,
+        function: &str,
+        refs: &BTreeMap<&str, String>,
+    ) -> Result<Self, String> {
         let t: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
-        let function = &t["Resources"][FUNCTION]["Properties"];
+        let properties = &t["Resources"][function]["Properties"];
         // Only the given `!Ref`s: the pump knows no other value.
         let values = refs.iter().fold(Intrinsics::new(), |v, (name, value)| {
             v.with_ref(name, value.as_str())
         });
         let mut patterns = vec![];
-        if let Some(events) = function["Events"].as_mapping() {
+        if let Some(events) = properties["Events"].as_mapping() {
             for (name, event) in events {
                 if event["Type"].as_str() != Some("EventBridgeRule") {
                     continue;
                 }
                 let pattern = values
                     .resolve(&event["Properties"]["Pattern"])
-                    .map_err(|e| format!("{FUNCTION} event {name:?}: {e}"))?;
+                    .map_err(|e| format!("{function} event {name:?}: {e}"))?;
                 supported(&pattern)?;
                 patterns.push(pattern);
             }
         }
         if patterns.is_empty() {
-            return Err(format!("{FUNCTION} has no EventBridgeRule in the template"));
+            return Err(format!("{function} has no EventBridgeRule in the template"));
         }
-        let retries = function["EventInvokeConfig"]["MaximumRetryAttempts"]
+        let retries = properties["EventInvokeConfig"]["MaximumRetryAttempts"]
             .as_u64()
             // Lambda's default for asynchronous invocations.
             .unwrap_or(2) as u32;

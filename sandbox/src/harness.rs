@@ -1,8 +1,10 @@
 //! Test support: runs `autosky-sandbox up` as a child process (its own
 //! emulator, bridge and workers), reads its endpoints, and offers the calls
 //! end-to-end tests and the demo share: start a deployment, wait for its end,
-//! read the captured e-mails, choose a refresh outcome, set a CloudWatch
-//! alarm's state, wait for a step's action.
+//! read the captured e-mails, choose a refresh outcome (or a failed AMI), set a CloudWatch
+//! alarm's state, wait for a step's action; and the event bus's control
+//! routes ([`Endpoints::drop_events`], [`Endpoints::publish_event`],
+//! [`Endpoints::events`]).
 
 use crate::{Clients, Endpoints};
 use autosky_core::domain::Deployment;
@@ -270,6 +272,35 @@ pub async fn set_refresh_outcome(c: &Clients, group: &str, outcome: &str) -> Res
         (200, _, _) => Ok(()),
         (s, _, b) => Err(format!(
             "refresh-outcome: HTTP {s}: {}",
+            String::from_utf8_lossy(&b)
+        )),
+    }
+}
+
+/// Makes the next AMI made of `instance` end `failed` (with `message` as
+/// its error; None: the sandbox's) instead of `available`.
+pub async fn set_image_failed(
+    c: &Clients,
+    instance: &str,
+    message: Option<&str>,
+) -> Result<(), String> {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("instance", instance)
+        .append_pair("outcome", "failed");
+    if let Some(m) = message {
+        form.append_pair("message", m);
+    }
+    let req = hyper::Request::post(format!(
+        "{}/_sandbox/image-outcome",
+        c.endpoints.autoscaling
+    ))
+    .header("content-type", "application/x-www-form-urlencoded")
+    .body(http_body_util::Full::new(bytes::Bytes::from(form.finish())))
+    .map_err(|e| e.to_string())?;
+    match crate::http::send(req).await? {
+        (200, _, _) => Ok(()),
+        (s, _, b) => Err(format!(
+            "image-outcome: HTTP {s}: {}",
             String::from_utf8_lossy(&b)
         )),
     }
@@ -543,5 +574,51 @@ pub async fn wait_refresh_part_way(
             return Err(format!("no refresh of {group} got part-way in {limit:?}"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The gateway's event bus (see [`crate::aws_events`]), through its control
+/// routes.
+impl Endpoints {
+    /// Switches the delivery of matching events off (`true`) or on.
+    pub async fn drop_events(&self, drop: bool) -> Result<(), String> {
+        let body = json!({ "drop": drop }).to_string();
+        self.events_call("PUT", "events/delivery", body)
+            .await
+            .map(|_| ())
+    }
+
+    /// Publishes `event` as if AWS sent it (matched, delivered unless
+    /// dropped); returns its record.
+    pub async fn publish_event(
+        &self,
+        event: Value,
+    ) -> Result<crate::aws_events::PublishedEvent, String> {
+        let body = self
+            .events_call("POST", "events", event.to_string())
+            .await?;
+        serde_json::from_value(body).map_err(|e| e.to_string())
+    }
+
+    /// Every event published so far, oldest first.
+    pub async fn events(&self) -> Result<Vec<crate::aws_events::PublishedEvent>, String> {
+        let body = self.events_call("GET", "events", String::new()).await?;
+        serde_json::from_value(body).map_err(|e| e.to_string())
+    }
+
+    async fn events_call(&self, method: &str, route: &str, body: String) -> Result<Value, String> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}/_sandbox/{route}", self.autoscaling))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        match crate::http::send(req).await? {
+            (200, _, b) => serde_json::from_slice(&b).map_err(|e| e.to_string()),
+            (s, _, b) => Err(format!(
+                "{method} /_sandbox/{route}: HTTP {s}: {}",
+                String::from_utf8_lossy(&b)
+            )),
+        }
     }
 }

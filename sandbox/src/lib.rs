@@ -5,6 +5,7 @@
 //! through [`harness`].
 
 pub mod api_server;
+pub mod aws_events;
 pub mod bench;
 pub mod bridge;
 pub mod caller_proxy;
@@ -149,6 +150,9 @@ pub struct Sandbox {
     /// The number of policies enforced; None when enforcement is off.
     pub iam: Option<usize>,
     pub gateway: bridge::Bridge,
+    /// The EC2 and Auto Scaling events the gateway publishes, delivered to
+    /// ResumeFunction's handler ([`aws_events::EventBus::set_delivery`]).
+    pub events: aws_events::EventBus,
 }
 
 /// The sandbox's names for what the template's policies refer to.
@@ -169,8 +173,20 @@ impl Sandbox {
     pub async fn start(ports: &Ports, refresh_phase: Duration) -> Result<Self, String> {
         let emulator = emulator::Emulator::start(ports.emulator).await?;
         let config = aws_config::load_from_env().await;
-        let (autoscaling, gateway) =
-            bridge::start(ports.bridge, emulator.url(), &config, refresh_phase).await?;
+        let region = config
+            .region()
+            .map_or("us-east-1".to_string(), |r| r.to_string());
+        // ResumeFunction's rules from template.yaml; delivery off with
+        // AUTOSKY_SANDBOX_DROP_EVENTS=1.
+        let events = aws_events::EventBus::resume(&region)?;
+        let (autoscaling, gateway) = bridge::start(
+            ports.bridge,
+            emulator.url(),
+            &config,
+            refresh_phase,
+            events.clone(),
+        )
+        .await?;
         let stack = provision::provision(&config).await?;
         let direct = sdk_config(&emulator.url());
         let iam = if iam::enabled() {
@@ -224,6 +240,8 @@ impl Sandbox {
             stack.state_machine_arn.clone(),
             events::SafetyNet::from_template(&refs)?,
         );
+        // TODO(resume handler): deliver to autosky_core::steps::handler::resume(&deps_of("ResumeFunction"), event) instead of logging.
+        events.set_delivery(aws_events::log_only());
         let endpoints = Endpoints {
             api,
             emulator: emulator.url(),
@@ -237,6 +255,7 @@ impl Sandbox {
             endpoints,
             iam,
             gateway,
+            events,
         })
     }
 

@@ -1,11 +1,14 @@
 //! `autosky-sandbox`: the Autosky pipeline on a local AWS emulator.
-//!   up [--no-seed] [--ready-line] [--refresh-phase-ms N] [--ec2-polls N] [--iam off]
+//!   up [--no-seed] [--ready-line] [--refresh-phase-ms N] [--ec2-ms N] [--iam off]
 //!                                              start with the demo environment (unless
 //!                                              --no-seed) and keep running (Ctrl-C stops);
 //!                                              --iam off: no IAM enforcement (also AUTOSKY_IAM=off)
-//!                                              --ec2-polls: how many polls a new AMI stays
-//!                                              pending, an instance stopping or pending
-//!                                              (default 1, also SANDBOX_EC2_POLLS; 0: at once)
+//!                                              --ec2-ms: how long a new AMI stays pending (and
+//!                                              invisible half that), an instance stopping or
+//!                                              pending (default 1000, also SANDBOX_EC2_MS; 0: at
+//!                                              once; --ec2-polls N / SANDBOX_EC2_POLLS: N × 1000)
+//!                                              AUTOSKY_SANDBOX_DROP_EVENTS=1: EC2 and Auto Scaling
+//!                                              events recorded, not delivered
 //!   demo                                       one deployment end to end, then stop
 //!   iam-summary FILE                           the IAM figures of a `make test` run (fails on a denial)
 //!   bench-api                                  API latency and DynamoDB calls per request
@@ -18,7 +21,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const USAGE: &str =
-    "usage: autosky-sandbox up [--no-seed] [--ready-line] [--refresh-phase-ms N] [--ec2-polls N] [--iam off] | demo | iam-summary FILE | bench-api \
+    "usage: autosky-sandbox up [--no-seed] [--ready-line] [--refresh-phase-ms N] [--ec2-ms N] [--iam off] | demo | iam-summary FILE | bench-api \
                      | bench [--runs N] [--bootstraps DIR] [--out FILE] [--functions-only]";
 
 fn main() -> ExitCode {
@@ -63,14 +66,19 @@ fn main() -> ExitCode {
     // Before the runtime starts any thread: the workers read this environment
     // exactly as a Lambda function reads its configuration.
     ports.export_env();
-    if let Some(n) = args
-        .iter()
-        .position(|a| a == "--ec2-polls")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse::<u32>().ok())
-    {
-        // SAFETY (edition 2024 wording): no thread exists yet.
-        std::env::set_var(autosky_sandbox::bridge::EC2_POLLS_VAR, n.to_string());
+    for (flag, var) in [
+        ("--ec2-ms", autosky_sandbox::bridge::EC2_MS_VAR),
+        ("--ec2-polls", autosky_sandbox::bridge::EC2_POLLS_VAR),
+    ] {
+        if let Some(n) = args
+            .iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            // SAFETY (edition 2024 wording): no thread exists yet.
+            std::env::set_var(var, n.to_string());
+        }
     }
     if args.windows(2).any(|w| w[0] == "--iam" && w[1] == "off") {
         // SAFETY (edition 2024 wording): no thread exists yet.

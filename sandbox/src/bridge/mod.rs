@@ -10,6 +10,9 @@
 //! - `POST /_sandbox/refresh-outcome` (form `group`, `outcome` = Successful |
 //!   Failed | RollbackSuccessful | RollbackFailed) makes a group's next
 //!   refresh end that way (see `refresh::Bridge::set_outcome`);
+//! - `POST /_sandbox/image-outcome` (form `instance`, `outcome` = failed |
+//!   available, optional `message`) makes the next AMI of that instance end
+//!   `failed` (see `ec2`);
 //! - `POST /_sandbox/faults` with `{"service": "ec2", "action": "CreateImage",
 //!   "nth": 1, "error": "Throttling" | "ServerError" | "AccessDenied"}` makes
 //!   the nth call of that action from now answer that error, in the service's
@@ -21,7 +24,19 @@
 //!   `INSUFFICIENT_DATA`) sets a CloudWatch alarm's state as the refreshes
 //!   watching it see it; `GET` (no body) answers it;
 //! - `GET /_sandbox/iam` returns what the IAM enforcement saw
-//!   ([`crate::iam::Report`]).
+//!   ([`crate::iam::Report`]);
+//! - `PUT /_sandbox/events/delivery` with `{"drop": true}` (or `false`)
+//!   switches the event bus's delivery off (on): events are still recorded,
+//!   matching ones marked dropped ([`crate::aws_events`]);
+//! - `POST /_sandbox/events` with one event (JSON) publishes it as if AWS
+//!   sent it: recorded, matched, delivered unless dropped; the answer is its
+//!   record;
+//! - `GET /_sandbox/events` lists every event published so far
+//!   (`[{"event", "publishedAt", "matched", "delivered", "dropped"}]`).
+//!
+//! The emulations publish the events AWS sends at each change they make
+//! (EC2 instance and AMI states in [`ec2`], instance refreshes in
+//! [`refresh`]) on that bus.
 //!
 //! A function's call (its access key says which: [`crate::iam::principals`])
 //! is authorized against its policy first ([`crate::iam::Enforcer`]) and,
@@ -37,7 +52,7 @@ mod forward;
 mod refresh;
 pub mod xml;
 
-pub use ec2::POLLS_VAR as EC2_POLLS_VAR;
+pub use ec2::{MS_VAR as EC2_MS_VAR, POLLS_VAR as EC2_POLLS_VAR};
 pub use faults::Fault;
 
 use bytes::Bytes;
@@ -73,14 +88,18 @@ pub struct Bridge {
     /// Set once the stack is provisioned (the policies name its resources);
     /// unset, or enforcement off: nothing is authorized.
     iam: Arc<OnceLock<crate::iam::Enforcer>>,
+    /// Where the EC2 and Auto Scaling events go.
+    events: crate::aws_events::EventBus,
 }
 
-/// Starts the bridge on `port` (loopback); returns its URL and a handle.
+/// Starts the bridge on `port` (loopback), publishing its events on
+/// `events`; returns its URL and a handle.
 pub async fn start(
     port: u16,
     emulator_url: String,
     config: &aws_config::SdkConfig,
     phase: Duration,
+    events: crate::aws_events::EventBus,
 ) -> Result<(String, Bridge), String> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
@@ -99,6 +118,7 @@ pub async fn start(
         asg: aws_sdk_autoscaling::Client::from_conf(asg_conf),
         phase,
         iam: Arc::default(),
+        events,
     };
     {
         let mut st = bridge.lock();
@@ -179,7 +199,7 @@ impl Bridge {
         };
         let path = parts.uri.path().to_string();
         if let Some(control) = path.strip_prefix("/_sandbox/") {
-            return self.control(control, &body);
+            return self.control(parts.method.as_str(), control, &body);
         }
         let service = service_of(&parts.headers);
         // JSON protocols (DynamoDB, Step Functions) name the action in X-Amz-Target,
@@ -241,8 +261,19 @@ impl Bridge {
         self.state.lock().expect("bridge state poisoned")
     }
 
-    fn control(&self, what: &str, body: &Bytes) -> Response<Full<Bytes>> {
+    /// The bus the bridge publishes its events on.
+    pub fn events(&self) -> &crate::aws_events::EventBus {
+        &self.events
+    }
+
+    fn control(&self, method: &str, what: &str, body: &Bytes) -> Response<Full<Bytes>> {
         match what {
+            "events" | "events/delivery" => self.events_control(method, what, body),
+            "image-outcome" => {
+                let form: HashMap<String, String> =
+                    form_urlencoded::parse(body).into_owned().collect();
+                self.set_image_outcome(&form)
+            }
             "refresh-outcome" => {
                 let form: HashMap<String, String> =
                     form_urlencoded::parse(body).into_owned().collect();
@@ -261,6 +292,51 @@ impl Bridge {
                     .unwrap_or_default(),
             ),
             _ => xml::error(404, "NotFound", "unknown sandbox control"),
+        }
+    }
+
+    /// The event bus's routes (see the module's comment).
+    fn events_control(&self, method: &str, what: &str, body: &Bytes) -> Response<Full<Bytes>> {
+        let bad = |message: &str| {
+            let mut res = json(serde_json::json!({ "message": message }).to_string());
+            *res.status_mut() = hyper::StatusCode::BAD_REQUEST;
+            res
+        };
+        let parsed = || serde_json::from_slice::<serde_json::Value>(body).ok();
+        match (method, what) {
+            ("PUT", "events/delivery") => {
+                match parsed().and_then(|v| v.get("drop").and_then(serde_json::Value::as_bool)) {
+                    Some(drop) => {
+                        self.events.set_drop(drop);
+                        json(serde_json::json!({ "drop": drop }).to_string())
+                    }
+                    None => bad("the body must be {\"drop\": true | false}"),
+                }
+            }
+            ("GET", "events/delivery") => {
+                json(serde_json::json!({ "drop": self.events.dropping() }).to_string())
+            }
+            ("POST", "events") => match parsed() {
+                Some(event)
+                    if event.get("source").is_some_and(|s| s.is_string())
+                        && event.get("detail-type").is_some_and(|s| s.is_string()) =>
+                {
+                    let record = self.events.publish(event);
+                    json(serde_json::to_string(&record).unwrap_or_default())
+                }
+                _ => bad("the body must be one event: a JSON object with source and detail-type"),
+            },
+            ("GET", "events") => {
+                json(serde_json::to_string(&self.events.events()).unwrap_or_default())
+            }
+            _ => {
+                let mut res = json(
+                    serde_json::json!({ "message": format!("{method} /_sandbox/{what} is not a route") })
+                        .to_string(),
+                );
+                *res.status_mut() = hyper::StatusCode::METHOD_NOT_ALLOWED;
+                res
+            }
         }
     }
 }

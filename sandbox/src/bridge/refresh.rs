@@ -8,7 +8,9 @@
 //! CheckpointPercentages and CheckpointDelay (pauses), AlarmSpecification (a
 //! watched alarm in ALARM rolls back or fails the refresh).
 //! `POST /_sandbox/refresh-outcome` chooses how a group's next refresh ends;
-//! `PUT /_sandbox/alarms/{name}` sets a CloudWatch alarm's state.
+//! `PUT /_sandbox/alarms/{name}` sets a CloudWatch alarm's state. Each
+//! status change publishes the event Auto Scaling sends for it
+//! ([`crate::aws_events::RefreshChange`]) at that moment.
 
 mod run;
 pub mod setting;
@@ -16,6 +18,7 @@ pub mod setting;
 use super::autoscaling::members;
 use super::xml::{self, leaf};
 use super::{request_id, Bridge};
+use crate::aws_events::{RefreshChange, RefreshRef};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
@@ -83,6 +86,8 @@ pub struct Rollback {
 pub struct Refresh {
     id: String,
     group: String,
+    /// The group's ARN (the resource of the refresh's events).
+    arn: String,
     status: String,
     reason: Option<String>,
     percentage: i32,
@@ -102,10 +107,20 @@ pub struct Refresh {
 }
 
 impl Refresh {
+    /// What the refresh's events name.
+    fn event_ref(&self) -> RefreshRef<'_> {
+        RefreshRef {
+            id: &self.id,
+            group: &self.group,
+            group_arn: &self.arn,
+        }
+    }
+
     fn new(id: String, group: String) -> Self {
         Self {
             id,
             group,
+            arn: String::new(),
             status: "Pending".into(),
             reason: None,
             percentage: 0,
@@ -373,6 +388,10 @@ impl Bridge {
             Err(message) => return xml::error(400, "ValidationError", &message),
         };
         let mut r = Refresh::new(request_id(), group_name.clone());
+        r.arn = group
+            .auto_scaling_group_arn()
+            .unwrap_or_default()
+            .to_string();
         r.desired = desired;
         r.prefs = prefs;
         r.before = before.clone();
@@ -534,6 +553,8 @@ impl Bridge {
             percentage: r.percentage,
             to_update: r.to_update,
         });
+        self.events
+            .refresh(RefreshChange::RollbackStarted, &r.event_ref());
         xml::ok("RollbackInstanceRefresh", |w| {
             leaf(w, "InstanceRefreshId", &r.id)
         })

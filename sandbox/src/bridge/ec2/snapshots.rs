@@ -7,7 +7,7 @@
 //! snapshots, as on EC2.
 
 use super::super::{xml, Bridge};
-use super::rebuilt;
+use super::{between, rebuilt, text_of};
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -129,13 +129,16 @@ impl Bridge {
         parts: hyper::http::request::Parts,
         body: Bytes,
     ) -> Response<Full<Bytes>> {
-        let res = self.forward(parts, body).await;
+        let (res, text) = text_of(self.forward(parts, body).await).await;
         if res.status().is_success() {
             if let Some(id) = form.get("ImageId") {
                 self.lock().ec2.image_devices.remove(id);
+                let request_id = between(&text, "<requestId>", "</requestId>")
+                    .unwrap_or_else(crate::aws_events::event_id);
+                self.image_deregistered(id, &request_id);
             }
         }
-        res
+        rebuilt(res, text)
     }
 
     /// Fills the empty `blockDeviceMapping` of each image the gateway made

@@ -8,7 +8,8 @@
 //! Pauses are scaled ([`pause_phases`]). A cancel, a rollback, a requested
 //! failure or a watched alarm in ALARM is noticed between batches and at each
 //! phase of a pause. A rollback replaces the instances the refresh replaced
-//! with the group's pre-refresh setting, newest first.
+//! with the group's pre-refresh setting, newest first. Each status change
+//! (and each checkpoint reached) publishes its event where it happens.
 //!
 //! How instances are replaced in the emulator: fakecloud 0.51 has neither
 //! TerminateInstanceInAutoScalingGroup nor DetachInstances; a group launches
@@ -21,6 +22,7 @@
 
 use super::setting::Setting;
 use super::{Refresh, Rollback};
+use crate::aws_events::RefreshChange;
 use crate::bridge::Bridge;
 use aws_sdk_autoscaling::types::Instance;
 
@@ -205,18 +207,28 @@ impl Bridge {
     /// Ends the refresh with `status` and stops showing the group's recorded
     /// setting (the emulator's group holds the right one by now).
     fn end(&self, r: &Refresh, status: &str, reason: Option<String>, f: impl FnOnce(&mut Refresh)) {
-        let mut st = self.lock();
-        st.refreshes.overlays.remove(&r.group);
-        if let Some(x) = st
-            .refreshes
-            .by_group
-            .get_mut(&r.group)
-            .and_then(|l| l.iter_mut().find(|x| x.id == r.id))
         {
-            x.status = status.into();
-            x.reason = reason;
-            x.end = Some(chrono::Utc::now());
-            f(x);
+            let mut st = self.lock();
+            st.refreshes.overlays.remove(&r.group);
+            if let Some(x) = st
+                .refreshes
+                .by_group
+                .get_mut(&r.group)
+                .and_then(|l| l.iter_mut().find(|x| x.id == r.id))
+            {
+                x.status = status.into();
+                x.reason = reason;
+                x.end = Some(chrono::Utc::now());
+                f(x);
+            }
+        }
+        self.changed(r, RefreshChange::of_end(status));
+    }
+
+    /// Publishes the event of a change of the refresh, if it has one.
+    fn changed(&self, r: &Refresh, change: Option<RefreshChange>) {
+        if let Some(change) = change {
+            self.events.refresh(change, &r.event_ref());
         }
     }
 
@@ -232,6 +244,8 @@ impl Bridge {
             return;
         }
         self.modify(&r, |x| x.status = "InProgress".into());
+        // "When the status of an instance refresh changes to InProgress".
+        self.changed(&r, Some(RefreshChange::Started));
         // Newest first: the emulator terminates newest first.
         let order: Vec<usize> = (0..fleet.slots.len())
             .rev()
@@ -294,6 +308,16 @@ impl Bridge {
                 next += 1;
             }
             let Some(c) = reached else { continue };
+            // "When the number of instances that have been replaced reaches
+            // the percentage threshold defined for the checkpoint" (only the
+            // highest one a batch reaches: the one it pauses at).
+            self.changed(
+                &r,
+                Some(RefreshChange::CheckpointReached(
+                    c,
+                    r.prefs.checkpoint_delay,
+                )),
+            );
             if c < 100 && next == checkpoints.len() {
                 // A partial refresh ("the last number in the array must be
                 // 100" to replace all instances): it concludes here.
@@ -307,11 +331,14 @@ impl Bridge {
             if self.interrupted(&r, &mut fleet).await {
                 return;
             }
+            let mut baking = false;
             self.modify(&r, |x| {
                 if x.status == "InProgress" {
                     x.status = "Baking".into();
+                    baking = true;
                 }
             });
+            self.changed(&r, baking.then_some(RefreshChange::StartedBaking));
             // "Baking - Waiting the specified bake time after an instance
             // refresh has finished updating instances"; the alarms are still
             // watched.
@@ -378,7 +405,8 @@ impl Bridge {
             }
         };
         match signal {
-            Signal::Go | Signal::Alarm(_) => {}
+            Signal::Go => self.changed(r, Some(RefreshChange::Succeeded)),
+            Signal::Alarm(_) => {}
             Signal::Cancel => self.cancel(r, fleet).await,
             Signal::Rollback => self.roll_back(r, fleet, None).await,
         }
@@ -391,7 +419,10 @@ impl Bridge {
     /// fired, and it was started with AutoRollback); it is RollbackDetails'
     /// RollbackReason.
     async fn roll_back(&self, r: &Refresh, fleet: &mut Fleet, auto: Option<String>) {
+        // RollbackInstanceRefresh set the status (and sent the event) itself.
+        let mut started = false;
         self.modify(r, |x| {
+            started = x.status != "RollbackInProgress";
             x.status = "RollbackInProgress".into();
             x.reason = None;
             if auto.is_some() || x.rollback.is_none() {
@@ -405,6 +436,7 @@ impl Bridge {
                 });
             }
         });
+        self.changed(r, started.then_some(RefreshChange::RollbackStarted));
         let start = self.percentage(r);
         let order: Vec<usize> = (0..fleet.slots.len())
             .rev()

@@ -49,6 +49,7 @@ fn bridge() -> Bridge {
         asg: aws_sdk_autoscaling::Client::from_conf(conf),
         phase: std::time::Duration::from_millis(1),
         iam: Default::default(),
+        events: crate::aws_events::EventBus::resume("us-east-1").unwrap(),
     }
 }
 

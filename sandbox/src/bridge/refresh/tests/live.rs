@@ -3,6 +3,7 @@
 //! instances (DescribeAutoScalingGroups) and the refresh
 //! (DescribeInstanceRefreshes).
 
+use crate::aws_events::PublishedEvent;
 use crate::seed::{self, GroupSource, GroupView};
 use aws_sdk_autoscaling::types::{
     DesiredConfiguration, InstanceRefresh, InstanceRefreshStatus as S, InstancesDistribution,
@@ -17,6 +18,8 @@ const PHASE_MS: u64 = 200;
 struct Live {
     _emulator: crate::emulator::Emulator,
     bridge: String,
+    /// The bridge's event bus.
+    events: crate::aws_events::EventBus,
     /// Auto Scaling through the bridge.
     asg: aws_sdk_autoscaling::Client,
     ec2: aws_sdk_ec2::Client,
@@ -31,10 +34,15 @@ async fn live() -> Live {
     // The templates of seed::template name the sandbox's instance profile.
     seed::instance_profile(&emulator.url()).await.unwrap();
     let config = crate::sdk_config(&emulator.url());
-    let (bridge, _) =
-        crate::bridge::start(0, emulator.url(), &config, Duration::from_millis(PHASE_MS))
-            .await
-            .unwrap();
+    let (bridge, handle) = crate::bridge::start(
+        0,
+        emulator.url(),
+        &config,
+        Duration::from_millis(PHASE_MS),
+        crate::aws_events::EventBus::resume("us-east-1").unwrap(),
+    )
+    .await
+    .unwrap();
     let asg = aws_sdk_autoscaling::Client::from_conf(
         aws_sdk_autoscaling::config::Builder::from(&config)
             .endpoint_url(&bridge)
@@ -43,6 +51,7 @@ async fn live() -> Live {
     Live {
         _emulator: emulator,
         bridge,
+        events: handle.events().clone(),
         asg,
         ec2: aws_sdk_ec2::Client::new(&config),
     }
@@ -157,6 +166,76 @@ impl Live {
     }
 }
 
+impl Live {
+    /// The events of refresh `id` once the last published is `last` (the
+    /// detail type after "EC2 Auto Scaling Instance Refresh "), within 5 s:
+    /// each about the group (its ARN the resource, its name in the detail),
+    /// published once, delivered exactly when ResumeFunction's rules match
+    /// (every one but Started). Returns their short names in order.
+    async fn refresh_events(&self, group: &str, id: &str, last: &str) -> Vec<PublishedEvent> {
+        let arn = self
+            .asg
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(group)
+            .send()
+            .await
+            .unwrap()
+            .auto_scaling_groups()[0]
+            .auto_scaling_group_arn()
+            .unwrap()
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mine: Vec<PublishedEvent> = self
+                .events
+                .events()
+                .into_iter()
+                .filter(|e| e.event["detail"]["InstanceRefreshId"] == id)
+                .collect();
+            if mine.last().is_some_and(|e| short(e) == last) {
+                for e in &mine {
+                    assert_eq!(e.event["source"], "aws.autoscaling", "{e:?}");
+                    assert_eq!(e.event["resources"], serde_json::json!([arn]), "{e:?}");
+                    assert_eq!(e.event["detail"]["AutoScalingGroupName"], group, "{e:?}");
+                    let wakes = short(e) != "Started";
+                    assert_eq!((e.matched, e.delivered), (wakes, wakes), "{e:?}");
+                }
+                return mine;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {last} event for refresh {id}: {mine:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A refresh event's detail type after "EC2 Auto Scaling Instance Refresh ".
+fn short(e: &PublishedEvent) -> &str {
+    e.detail_type()
+        .trim_start_matches("EC2 Auto Scaling Instance Refresh ")
+}
+
+fn shorts(events: &[PublishedEvent]) -> Vec<&str> {
+    events.iter().map(short).collect()
+}
+
+/// The (CheckpointPercentage, CheckpointDelay) of each checkpoint event.
+fn checkpoints(events: &[PublishedEvent]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| short(e) == "Checkpoint Reached")
+        .map(|e| {
+            let d = &e.event["detail"];
+            (
+                d["CheckpointPercentage"].as_str().unwrap().to_string(),
+                d["CheckpointDelay"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 fn active(r: &InstanceRefresh) -> bool {
     matches!(
         r.status(),
@@ -228,6 +307,9 @@ async fn bridge_refresh_applies_desired_only_on_success() {
     let v = l.view("s1-ok").await;
     assert_eq!(v.version.as_deref(), Some("2"));
     assert_eq!(versions(&v), strings(&["2", "2", "2", "2"]));
+    // Auto Scaling's events, each once, at the status changes.
+    let events = l.refresh_events("s1-ok", &id, "Succeeded").await;
+    assert_eq!(shorts(&events), ["Started", "Succeeded"]);
 
     // Failed part-way: the replaced instance stays on the desired version,
     // the group keeps its own.
@@ -242,6 +324,8 @@ async fn bridge_refresh_applies_desired_only_on_success() {
     let v = l.view("s1-fail").await;
     assert_eq!(v.version.as_deref(), Some("1"));
     assert_eq!(versions(&v), strings(&["1", "1", "1", "2"]));
+    let events = l.refresh_events("s1-fail", &id, "Failed").await;
+    assert_eq!(shorts(&events), ["Started", "Failed"]);
 
     // Cancelled after the first batch (MinHealthyPercentage 50: two at a
     // time): the two replaced stay, the group keeps its own version.
@@ -260,6 +344,8 @@ async fn bridge_refresh_applies_desired_only_on_success() {
     assert_eq!(v.version.as_deref(), Some("1"));
     assert_eq!(versions(&v), strings(&["1", "1", "2", "2"]));
     assert_eq!(v.instances.len(), 4);
+    let events = l.refresh_events("s1-cancel", &id, "Cancelled").await;
+    assert_eq!(shorts(&events), ["Started", "Cancelled"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -296,6 +382,12 @@ async fn bridge_rollback_restores_replaced_instances() {
         .await;
     assert_eq!(r.status(), Some(&S::RollbackSuccessful));
     assert_eq!(r.percentage_complete(), Some(0));
+    // Rollback Started once: when RollbackInstanceRefresh answered.
+    let events = l.refresh_events("s3-rb", &id, "Rollback Succeeded").await;
+    assert_eq!(
+        shorts(&events),
+        ["Started", "Rollback Started", "Rollback Succeeded"]
+    );
     let v = l.view("s3-rb").await;
     assert_eq!(v.version.as_deref(), Some("1"));
     assert_eq!(versions(&v), strings(&["1", "1", "1", "1"]));
@@ -387,6 +479,11 @@ async fn bridge_failed_refresh_with_auto_rollback_rolls_back() {
         .is_some_and(|m| m.contains("automatic")));
     let v = l.view("ar-auto").await;
     assert_eq!(versions(&v), strings(&["1", "1"]));
+    let events = l.refresh_events("ar-auto", &id, "Rollback Succeeded").await;
+    assert_eq!(
+        shorts(&events),
+        ["Started", "Rollback Started", "Rollback Succeeded"]
+    );
 
     // Without AutoRollback a refresh that fails stays Failed, whatever the
     // test hoped for: the replaced instance stays.
@@ -403,6 +500,11 @@ async fn bridge_failed_refresh_with_auto_rollback_rolls_back() {
     let r = l.until_end("ar-rbfails", &id, |_, _| {}).await;
     assert_eq!(r.status(), Some(&S::RollbackFailed));
     assert_eq!(l.view("ar-rbfails").await.version.as_deref(), Some("1"));
+    let events = l.refresh_events("ar-rbfails", &id, "Rollback Failed").await;
+    assert_eq!(
+        shorts(&events),
+        ["Started", "Rollback Started", "Rollback Failed"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -429,6 +531,8 @@ async fn bridge_bake_time_shows_baking() {
     let r = l.until_end("bake", &id, |_, _| {}).await;
     assert_eq!(r.status(), Some(&S::Successful));
     assert_eq!(l.view("bake").await.version.as_deref(), Some("2"));
+    let events = l.refresh_events("bake", &id, "Succeeded").await;
+    assert_eq!(shorts(&events), ["Started", "Started Baking", "Succeeded"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -736,6 +840,24 @@ async fn bridge_checkpoint_pauses_then_goes_on() {
         versions(&l.view("cp-g").await),
         strings(&["2", "2", "2", "2"])
     );
+    // Each checkpoint reached, with the delay asked for (not the scaled one).
+    let events = l.refresh_events("cp-g", &id, "Succeeded").await;
+    assert_eq!(
+        shorts(&events),
+        [
+            "Started",
+            "Checkpoint Reached",
+            "Checkpoint Reached",
+            "Succeeded"
+        ]
+    );
+    assert_eq!(
+        checkpoints(&events),
+        [
+            ("50".to_string(), "3600".to_string()),
+            ("100".to_string(), "3600".to_string())
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -751,6 +873,12 @@ async fn bridge_partial_refresh_ends_at_its_last_checkpoint() {
     let r = l.until_end("part-g", &id, |_, _| {}).await;
     assert_eq!(r.status(), Some(&S::Successful));
     assert_eq!(versions(&l.view("part-g").await), strings(&["1", "2"]));
+    let events = l.refresh_events("part-g", &id, "Succeeded").await;
+    assert_eq!(
+        shorts(&events),
+        ["Started", "Checkpoint Reached", "Succeeded"]
+    );
+    assert_eq!(checkpoints(&events), [("50".to_string(), "0".to_string())]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -829,5 +957,15 @@ async fn bridge_alarm_while_baking_rolls_back() {
     assert_eq!(
         (v.version.as_deref(), versions(&v)),
         (Some("1"), strings(&["1", "1"]))
+    );
+    let events = l.refresh_events("ab-g", &id, "Rollback Succeeded").await;
+    assert_eq!(
+        shorts(&events),
+        [
+            "Started",
+            "Started Baking",
+            "Rollback Started",
+            "Rollback Succeeded"
+        ]
     );
 }
