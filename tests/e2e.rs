@@ -781,8 +781,7 @@ async fn every_step_twice_has_the_effect_of_once() {
     let id = autosky_core::domain::new_deployment_id();
     let state = json!({
         "deploymentId": id, "environmentId": env, "owner": "twice@example.com",
-        "options": {"lockInstances": true, "stopPreparationServer": true, "notificationEmails": ["twice@example.com"]},
-        "pollSeconds": 1
+        "options": {"lockInstances": true, "stopPreparationServer": true, "notificationEmails": ["twice@example.com"]}
     });
     let validate = json!({"state": state, "executionArn": "arn:aws:states:us-east-1:123456789012:execution:sm:x"});
     let calls_before = bridge_calls(&c).await;

@@ -115,7 +115,6 @@ pub async fn start(
             settings.clone(),
             ApiSettings {
                 state_machine_arn: state_machine_arn.clone(),
-                poll_seconds: Some(1),
                 schedules: schedules.clone(),
                 access: AccessSettings {
                     admin_groups: vec![ADMIN_GROUP.into()],

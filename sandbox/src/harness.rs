@@ -152,7 +152,6 @@ pub async fn start_deployment(c: &Clients, env_id: &str, options: Value) -> Resu
         "environmentId": env_id,
         "owner": "tester@example.com",
         "options": options,
-        "pollSeconds": 1,
     });
     c.sfn
         .start_execution()
@@ -404,9 +403,9 @@ pub async fn in_wait_state(c: &Clients, arn: &str, state: &str) -> bool {
     let Some(events) = newest(c).await else {
         return false;
     };
-    let started = events.first().is_some_and(|ev| {
-        matches!(ev.r#type().as_str(), "ActivityStarted" | "TaskStarted")
-    });
+    let started = events
+        .first()
+        .is_some_and(|ev| matches!(ev.r#type().as_str(), "ActivityStarted" | "TaskStarted"));
     let entered = events
         .iter()
         .find(|ev| ev.r#type().as_str() == "TaskStateEntered")
@@ -421,6 +420,47 @@ pub async fn in_wait_state(c: &Clients, arn: &str, state: &str) -> bool {
         .await
         .and_then(|e| e.first().map(|ev| ev.id()))
         .is_some_and(|now| now == id)
+}
+
+/// How often each waiting state's timeout (the fallback) fired in
+/// execution `arn`, by state name. AWS records a Task's timeout as
+/// `TaskTimedOut` (`ActivityTimedOut` for an activity); fakecloud as
+/// `TaskFailed` with the error `States.Timeout`: all three count.
+pub async fn fallbacks(
+    c: &Clients,
+    arn: &str,
+) -> Result<std::collections::BTreeMap<String, usize>, String> {
+    let (mut out, mut state, mut token) = (std::collections::BTreeMap::new(), String::new(), None);
+    loop {
+        let page = c
+            .sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| format!("GetExecutionHistory: {e:?}"))?;
+        for ev in page.events() {
+            if let Some(d) = ev.state_entered_event_details() {
+                state = d.name().to_string();
+            }
+            let timed_out = match ev.r#type().as_str() {
+                "TaskTimedOut" | "ActivityTimedOut" => true,
+                "TaskFailed" => ev
+                    .task_failed_event_details()
+                    .and_then(|d| d.error())
+                    .is_some_and(|e| e == "States.Timeout"),
+                _ => false,
+            };
+            if timed_out {
+                *out.entry(state.clone()).or_default() += 1;
+            }
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
 }
 
 /// What the sandbox's IAM enforcement saw so far (None: enforcement off).

@@ -225,6 +225,7 @@ impl Sandbox {
             workers::Control {
                 sfn: direct_sfn.clone(),
                 store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), provision::TABLE),
+                tokens: gateway.tokens(),
             },
             stack.activities,
         );
@@ -240,8 +241,17 @@ impl Sandbox {
             stack.state_machine_arn.clone(),
             events::SafetyNet::from_template(&refs)?,
         );
-        // TODO(resume handler): deliver to autosky_core::steps::handler::resume(&deps_of("ResumeFunction"), event) instead of logging.
-        events.set_delivery(aws_events::log_only());
+        // The EC2 and Auto Scaling events the template's rules match go to
+        // the resume function, with its own key (its policy authorizes it).
+        let resume = deps_of(iam::principals::RESUME);
+        events.set_delivery(std::sync::Arc::new(move |event| {
+            let deps = resume.clone();
+            Box::pin(async move {
+                autosky_core::steps::handler::resume(&deps, event)
+                    .await
+                    .map_err(|e| format!("{}: {}", e.name(), e.message()))
+            })
+        }));
         let endpoints = Endpoints {
             api,
             emulator: emulator.url(),

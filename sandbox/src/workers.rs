@@ -25,6 +25,9 @@ use std::time::Duration;
 pub struct Control {
     pub sfn: aws_sdk_sfn::Client,
     pub store: DynamoStore,
+    /// Where each task token's execution is noted for the gateway, which
+    /// closes the tokens of ended executions as AWS does.
+    pub tokens: crate::bridge::tokens::Tokens,
 }
 
 /// `sfn` polls and reports tasks (on AWS the Lambda service does that);
@@ -91,15 +94,15 @@ async fn execution_of(store: &DynamoStore, input: &Value) -> Option<String> {
     store.deployment(env, id).await.ok()??.execution_arn
 }
 
-/// Whether the task's execution is still RUNNING (true when unknown).
-async fn still_running(control: &Control, input: &Value) -> bool {
-    let Some(arn) = execution_of(&control.store, input).await else {
+/// Whether the task's execution `arn` is still RUNNING (true when unknown).
+async fn still_running(control: &Control, arn: Option<&str>) -> bool {
+    let Some(arn) = arn else {
         return true;
     };
     match control
         .sfn
         .describe_execution()
-        .execution_arn(&arn)
+        .execution_arn(arn)
         .send()
         .await
     {
@@ -117,7 +120,11 @@ async fn work(
     input: String,
 ) {
     let mut payload: Value = serde_json::from_str(&input).unwrap_or(Value::Null);
-    if !still_running(control, &payload).await {
+    let execution = execution_of(&control.store, &payload).await;
+    if let Some(arn) = &execution {
+        control.tokens.note(&token, arn);
+    }
+    if !still_running(control, execution.as_deref()).await {
         tracing::info!(step = step.function(), "task of an ended execution dropped");
         return;
     }
@@ -136,7 +143,7 @@ async fn work(
     if callback && result.is_ok() {
         return;
     }
-    if !still_running(control, &payload).await {
+    if !still_running(control, execution.as_deref()).await {
         // On AWS the token was closed when the execution ended: a report
         // would be refused (TaskTimedOut) and change nothing.
         tracing::info!(

@@ -825,7 +825,12 @@ fn waiting_steps_and_the_resume_function_hold_only_what_the_waits_need() {
     let waiting: BTreeSet<String> = states(&asl)
         .values()
         .filter(|s| s["Resource"] == CALLBACK)
-        .map(|s| s["Parameters"]["FunctionName"].as_str().unwrap().to_string())
+        .map(|s| {
+            s["Parameters"]["FunctionName"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     for step in StepName::ALL {
         let actions = policy_actions(&function_of(&t, step.function()));
@@ -850,8 +855,12 @@ fn waiting_steps_and_the_resume_function_hold_only_what_the_waits_need() {
     assert_eq!(
         policy_actions(&resume),
         BTreeSet::from(
-            ["dynamodb:GetItem", "dynamodb:DeleteItem", "states:SendTaskSuccess"]
-                .map(String::from)
+            [
+                "dynamodb:GetItem",
+                "dynamodb:DeleteItem",
+                "states:SendTaskSuccess"
+            ]
+            .map(String::from)
         )
     );
     let api = policy_actions(&function_of(&t, "api"));
@@ -862,7 +871,10 @@ fn waiting_steps_and_the_resume_function_hold_only_what_the_waits_need() {
     for (_, e) in events {
         assert_eq!(e["Type"], "EventBridgeRule");
         assert!(e["Properties"]["Pattern"]["detail-type"].is_sequence());
-        assert!(matches!(e["Properties"]["DeadLetterConfig"]["Arn"], serde_yaml::Value::Tagged(_)));
+        assert!(matches!(
+            e["Properties"]["DeadLetterConfig"]["Arn"],
+            serde_yaml::Value::Tagged(_)
+        ));
     }
     let crate_dir = root().join("functions/resume");
     assert!(crate_dir.join("src/main.rs").exists());

@@ -41,6 +41,12 @@ fn every_step_has_a_sample_event_that_parses() {
                         input.deployment_id
                     })
                 }
+                // A waiting state's callback payload: the state, the token, the keys.
+                _ if autosky_core::steps::wake::is_wait(&value) => {
+                    assert!(value["taskToken"].is_string() && value["wakeOn"].is_array());
+                    serde_json::from_value::<StepInput>(value["state"].clone())
+                        .map(|i| i.deployment_id)
+                }
                 _ => serde_json::from_value::<StepInput>(value).map(|i| i.deployment_id),
             };
             let id = ok.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -102,5 +108,9 @@ fn the_resume_functions_samples_name_a_wake_up_key() {
         keys.push(key.split(':').next().unwrap().to_string());
     }
     keys.sort();
-    assert_eq!(keys, ["group", "image", "instance"], "one sample per kind of wait");
+    assert_eq!(
+        keys,
+        ["group", "image", "instance"],
+        "one sample per kind of wait"
+    );
 }

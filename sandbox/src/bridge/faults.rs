@@ -137,6 +137,11 @@ pub fn denial(service: &str, _action: &str, message: &str) -> Response<Full<Byte
     }
 }
 
+/// A Step Functions error in its JSON protocol (`__type` and `message`).
+pub fn states_error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
+    json_error(status, code, code, "message", message)
+}
+
 /// An error of the JSON protocol (awsJson1.0): the code in
 /// `x-amzn-errortype`, the body's `__type` (`typ`), the text under
 /// `message_key`.

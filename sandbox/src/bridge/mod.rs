@@ -50,6 +50,7 @@ mod ec2;
 mod faults;
 mod forward;
 mod refresh;
+pub mod tokens;
 pub mod xml;
 
 pub use ec2::{MS_VAR as EC2_MS_VAR, POLLS_VAR as EC2_POLLS_VAR};
@@ -90,6 +91,10 @@ pub struct Bridge {
     iam: Arc<OnceLock<crate::iam::Enforcer>>,
     /// Where the EC2 and Auto Scaling events go.
     events: crate::aws_events::EventBus,
+    /// Each task token's execution (noted by the workers), and a Step
+    /// Functions client straight to the emulator to see whether it ended.
+    tokens: tokens::Tokens,
+    sfn: aws_sdk_sfn::Client,
 }
 
 /// Starts the bridge on `port` (loopback), publishing its events on
@@ -112,6 +117,11 @@ pub async fn start(
     let ec2_conf = aws_sdk_ec2::config::Builder::from(config)
         .endpoint_url(&emulator_url)
         .build();
+    let sfn = aws_sdk_sfn::Client::from_conf(
+        aws_sdk_sfn::config::Builder::from(config)
+            .endpoint_url(&emulator_url)
+            .build(),
+    );
     let bridge = Bridge {
         emulator: emulator_url,
         state: Arc::default(),
@@ -119,6 +129,8 @@ pub async fn start(
         phase,
         iam: Arc::default(),
         events,
+        tokens: tokens::Tokens::default(),
+        sfn,
     };
     {
         let mut st = bridge.lock();
@@ -186,6 +198,11 @@ impl Bridge {
         self.iam.get().map(crate::iam::Enforcer::report)
     }
 
+    /// The task tokens the workers hand out, by execution.
+    pub fn tokens(&self) -> tokens::Tokens {
+        self.tokens.clone()
+    }
+
     /// Authorizes every function's call from now on.
     pub fn enforce(&self, enforcer: crate::iam::Enforcer) {
         let _ = self.iam.set(enforcer);
@@ -247,6 +264,11 @@ impl Bridge {
         };
         if let Some(kind) = fault {
             return faults::response(&service, &action, &kind);
+        }
+        if service == "states" && matches!(action.as_str(), "SendTaskSuccess" | "SendTaskFailure") {
+            if let Some(refused) = self.tokens.refusal(&self.sfn, &body).await {
+                return refused;
+            }
         }
         if service == "ec2" {
             return self.ec2(&action, &form, parts, body).await;

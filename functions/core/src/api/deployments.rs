@@ -86,9 +86,6 @@ impl Api {
             // For the console reader; the steps read it from the record.
             exec_input["rollbackOf"] = json!(r);
         }
-        if let Some(p) = self.settings.poll_seconds {
-            exec_input["pollSeconds"] = json!(p);
-        }
         match self.executions.start(&id, &exec_input.to_string()).await {
             Ok(arn) => dep.execution_arn = Some(arn),
             Err(e) => {

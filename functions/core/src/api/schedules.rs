@@ -64,15 +64,12 @@ fn not_scheduled(dep: &Deployment) -> Problem {
 
 impl Api {
     fn one_time_schedule(&self, dep: &Deployment, when: &When) -> OneTimeSchedule {
-        let mut input = json!({
+        let input = json!({
             "deploymentId": dep.deployment_id,
             "environmentId": dep.environment_id,
             "owner": dep.owner,
             "options": dep.options,
         });
-        if let Some(p) = self.settings.poll_seconds {
-            input["pollSeconds"] = json!(p);
-        }
         let s = &self.settings.schedules;
         OneTimeSchedule {
             name: dep.deployment_id.clone(),

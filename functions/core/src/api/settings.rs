@@ -7,8 +7,6 @@
 #[derive(Debug, Clone, Default)]
 pub struct ApiSettings {
     pub state_machine_arn: String,
-    /// Base poll interval put in execution inputs (None: the steps' default).
-    pub poll_seconds: Option<u64>,
     pub schedules: ScheduleSettings,
     pub access: AccessSettings,
 }
@@ -61,7 +59,6 @@ impl ApiSettings {
             .ok_or("STATE_MACHINE_ARN is not set: it must name the deployment state machine")?;
         Ok(Self {
             state_machine_arn,
-            poll_seconds: None,
             schedules,
             access: AccessSettings::from_lookup(&get),
         })
@@ -133,7 +130,6 @@ mod tests {
             )
         };
         let s = ApiSettings::from_lookup(all).unwrap();
-        assert_eq!(s.poll_seconds, None);
         assert_eq!(s.schedules.min_lead_seconds, 60);
         assert_eq!(s.access, AccessSettings::default());
         assert_eq!(s.access.groups_claim, "cognito:groups");

@@ -15,7 +15,7 @@ use std::time::Duration;
 const SAMPLE_DEPLOYMENT_ID: &str = "01JDXK2Q8V5W3N7R4T6Y9ZABCD";
 
 /// The sample event of a function, rewritten for deployment `id` of
-/// environment `env` (1 s polls).
+/// environment `env`.
 pub fn sample_event(events: &Path, function: &str, env: &str, id: &str) -> Result<Value, String> {
     let file = match function {
         "finalize" => "finalize-succeeded.json".to_string(),
@@ -31,7 +31,6 @@ pub fn sample_event(events: &Path, function: &str, env: &str, id: &str) -> Resul
         &mut v
     };
     state["environmentId"] = json!(env);
-    state["pollSeconds"] = json!(1);
     Ok(v)
 }
 

@@ -33,7 +33,6 @@ async fn start_takes_the_lock_records_the_owner_and_starts_the_execution() {
         started[0].1["options"]["notificationEmails"],
         json!(["dev@example.com"])
     );
-    assert_eq!(started[0].1["pollSeconds"], 1);
 }
 
 #[tokio::test]

@@ -243,7 +243,6 @@ fn world_tagged(server_found: bool, fail_start: bool, fail_schedule: bool, tags:
         executions: recorder.clone(),
         settings: ApiSettings {
             state_machine_arn: "arn:aws:states:us-east-1:1:stateMachine:sm".into(),
-            poll_seconds: Some(1),
             schedules: ScheduleSettings {
                 group: "autosky".into(),
                 role_arn: "arn:aws:iam::1:role/scheduler".into(),

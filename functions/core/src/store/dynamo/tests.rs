@@ -412,6 +412,7 @@ async fn a_wait_is_one_item_per_key_and_its_removal_is_conditional_on_the_token(
             let item = r.item().unwrap();
             matches!(item.get("PK"), Some(aws_sdk_dynamodb::types::AttributeValue::S(k)) if k.starts_with("WAIT#group:"))
                 && item.get("SK") == Some(&s("WAIT"))
+                && matches!(item.get("expiresAt"), Some(aws_sdk_dynamodb::types::AttributeValue::N(_)))
                 && item.get("deploymentId") == Some(&s("01JDEP"))
                 && r.condition_expression().is_none()
         })

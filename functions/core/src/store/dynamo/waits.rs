@@ -10,6 +10,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 const WAIT_PREFIX: &str = "WAIT#";
 const WAIT_SK: &str = "WAIT";
+/// The table's TTL attribute (template.yaml): a registration no event
+/// removed (its wait ended by the step's own check or by its timeout) is
+/// deleted by DynamoDB a day after it was saved.
+const EXPIRES_AT: &str = "expiresAt";
+const KEPT_SECONDS: i64 = 24 * 3600;
 
 fn key_pk(key: &str) -> AttributeValue {
     s(format!("{WAIT_PREFIX}{key}"))
@@ -30,6 +35,10 @@ impl DynamoStore {
             })?;
             item.insert("PK".into(), key_pk(key));
             item.insert("SK".into(), s(WAIT_SK));
+            item.insert(
+                EXPIRES_AT.into(),
+                AttributeValue::N((wait.at.timestamp() + KEPT_SECONDS).to_string()),
+            );
             if let Err(e) = self
                 .client
                 .put_item()
@@ -65,8 +74,9 @@ impl DynamoStore {
         {
             Ok(out) => match out.item {
                 Some(mut item) => {
-                    item.remove("PK");
-                    item.remove("SK");
+                    for k in ["PK", "SK", EXPIRES_AT] {
+                        item.remove(k);
+                    }
                     Ok(Some(from_item(item)?))
                 }
                 None => Ok(None),

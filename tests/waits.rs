@@ -1,0 +1,268 @@
+//! Event-driven waits end to end, in a sandbox of their own (the drop switch
+//! is the sandbox's, so these tests take turns; the waiting states' timeout,
+//! the fallback, is `FALLBACK` seconds): a deployment woken by the events
+//! AWS sends never falls back; with the events dropped it still succeeds, by
+//! each waiting state's timeout; a duplicate or foreign event changes
+//! nothing; cancel during a wait reaches the step at once.
+
+use autosky_core::domain::{DeploymentStatus, EnvironmentDefaults, StepName, StepStatus};
+use autosky_core::steps::wake;
+use autosky_core::store::Store;
+use autosky_sandbox::harness::{self, SandboxProcess};
+use autosky_sandbox::{http, seed, Clients, Endpoints};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_autosky-sandbox");
+const FALLBACK: u64 = 8;
+
+fn sandbox() -> &'static Endpoints {
+    static SANDBOX: std::sync::OnceLock<SandboxProcess> = std::sync::OnceLock::new();
+    &SANDBOX
+        .get_or_init(|| {
+            SandboxProcess::spawn_with(
+                BIN,
+                false,
+                &[(
+                    "AUTOSKY_SANDBOX_WAIT_FALLBACK_SECONDS",
+                    &FALLBACK.to_string(),
+                )],
+            )
+            .expect("sandbox starts")
+        })
+        .endpoints
+}
+
+/// One test at a time: the drop switch is the sandbox's.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn clients() -> Clients {
+    Clients::new(sandbox())
+}
+
+fn defaults() -> EnvironmentDefaults {
+    EnvironmentDefaults {
+        refresh_timeout_seconds: 120,
+        ..EnvironmentDefaults::default()
+    }
+}
+
+async fn fallbacks(c: &Clients, id: &str) -> BTreeMap<String, usize> {
+    harness::fallbacks(c, &harness::execution_arn(c, id))
+        .await
+        .unwrap()
+}
+
+async fn history_len(c: &Clients, id: &str) -> usize {
+    let arn = harness::execution_arn(c, id);
+    let (mut n, mut token) = (0, None);
+    loop {
+        let page = c
+            .sfn
+            .get_execution_history()
+            .execution_arn(&arn)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        n += page.events().len();
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return n;
+        }
+    }
+}
+
+/// The newest published event of `detail_type` whose detail has each of
+/// `fields`.
+async fn published(
+    c: &Clients,
+    detail_type: &str,
+    fields: &[(&str, &str)],
+) -> autosky_sandbox::aws_events::PublishedEvent {
+    c.endpoints
+        .events()
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|p| {
+            p.event["detail-type"] == detail_type
+                && fields.iter().all(|(f, v)| p.event["detail"][*f] == *v)
+        })
+        .unwrap_or_else(|| panic!("no {detail_type} event with {fields:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_wake_each_wait_and_with_events_dropped_the_timeout_still_ends_it() {
+    let _turn = TURN.lock().await;
+    let c = clients();
+    let env = "waits-events";
+    let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
+    let e = &seeded.environment;
+    let group = &e.auto_scaling_groups[0];
+    let options = json!({"lockInstances": true, "stopPreparationServer": true});
+
+    // Events flow: every wait ends on its event, none on its timeout.
+    let id = harness::start_deployment(&c, env, options.clone())
+        .await
+        .unwrap();
+    let (status, d) = harness::finished(&c, env, &id).await.unwrap();
+    assert_eq!(status, "SUCCEEDED");
+    let d = d.unwrap();
+    assert_eq!(
+        fallbacks(&c, &id).await,
+        BTreeMap::new(),
+        "no wait fell back"
+    );
+    let image = d.runtime.image_id.clone().unwrap();
+    for (detail_type, fields) in [
+        (
+            "EC2 Instance State-change Notification",
+            vec![
+                ("instance-id", e.preparation_server_id.as_str()),
+                ("state", "stopped"),
+            ],
+        ),
+        ("EC2 AMI State Change", vec![("ImageId", image.as_str())]),
+        (
+            "EC2 Auto Scaling Instance Refresh Succeeded",
+            vec![("AutoScalingGroupName", group.as_str())],
+        ),
+    ] {
+        let p = published(&c, detail_type, &fields).await;
+        assert!(p.matched && p.delivered && p.error.is_none(), "{p:?}");
+    }
+    // Any registration left is one whose token is closed (its wait ended
+    // by the step's own check, an event having come first): an event now
+    // changes nothing.
+    let before = history_len(&c, &id).await;
+    let again = published(&c, "EC2 AMI State Change", &[("ImageId", &image)]).await;
+    c.endpoints.publish_event(again.event).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(history_len(&c, &id).await, before);
+    assert_eq!(
+        c.store.waiting_on(&wake::image(&image)).await.unwrap(),
+        None
+    );
+
+    // Events dropped: the same deployment succeeds, each wait by its
+    // timeout (the step registers and checks again).
+    c.endpoints.drop_events(true).await.unwrap();
+    let started = Instant::now();
+    let id = harness::start_deployment(&c, env, options).await.unwrap();
+    let status = harness::wait_execution(&c, &id, Duration::from_secs(180)).await;
+    c.endpoints.drop_events(false).await.unwrap();
+    assert_eq!(status.unwrap(), "SUCCEEDED");
+    let fell_back = fallbacks(&c, &id).await;
+    for wait in [
+        "Wait for preparation server",
+        "Wait for image",
+        "Wait for instances",
+    ] {
+        assert!(
+            fell_back.get(wait).copied().unwrap_or(0) >= 1,
+            "{wait} did not fall back: {fell_back:?}"
+        );
+    }
+    assert!(started.elapsed() >= Duration::from_secs(3 * FALLBACK));
+    let d = c.store.deployment(env, &id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeploymentStatus::Succeeded);
+    let image = d.runtime.image_id.unwrap();
+    let p = published(&c, "EC2 AMI State Change", &[("ImageId", &image)]).await;
+    assert!(p.matched && p.dropped && !p.delivered, "{p:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_and_repeated_events_change_nothing_and_cancel_wakes_a_waiting_deployment() {
+    let _turn = TURN.lock().await;
+    let c = clients();
+    let env = "waits-cancel";
+    let seeded = seed::environment_with(&c, env, seed::GroupSetup::Numbered, 2, defaults())
+        .await
+        .unwrap();
+    let group = seeded.environment.auto_scaling_groups[0].clone();
+    harness::set_refresh_outcome(&c, &group, "Hold")
+        .await
+        .unwrap();
+    let id = harness::start_deployment(&c, env, json!({"lockInstances": true}))
+        .await
+        .unwrap();
+    harness::wait_refresh_part_way(&c, &group, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let arn = harness::execution_arn(&c, &id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !harness::in_wait_state(&c, &arn, "Wait for instances").await {
+        assert!(Instant::now() < deadline, "never in \"Wait for instances\"");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let record = c.store.deployment(env, &id).await.unwrap().unwrap();
+    let image = record.runtime.image_id.clone().unwrap();
+
+    // Another group's refresh, another image, another instance, and this
+    // deployment's own AMI event again (its wait was woken and removed):
+    // delivered, and nothing moves.
+    let own_ami = published(&c, "EC2 AMI State Change", &[("ImageId", &image)]).await;
+    let mut foreign_refresh = own_ami.event.clone();
+    foreign_refresh["source"] = json!("aws.autoscaling");
+    foreign_refresh["detail-type"] = json!("EC2 Auto Scaling Instance Refresh Succeeded");
+    foreign_refresh["detail"] = json!({"InstanceRefreshId": "c613620e-07e2-4ed2-a9e2-ef8258911ade", "AutoScalingGroupName": "another-group"});
+    let mut foreign_image = own_ami.event.clone();
+    foreign_image["detail"]["ImageId"] = json!("ami-0a1b2c3d4e5f60718");
+    let mut foreign_instance = own_ami.event.clone();
+    foreign_instance["detail-type"] = json!("EC2 Instance State-change Notification");
+    foreign_instance["detail"] = json!({"instance-id": "i-0a1b2c3d4e5f60718", "state": "stopped"});
+    let before = history_len(&c, &id).await;
+    for event in [
+        foreign_refresh,
+        foreign_image,
+        foreign_instance,
+        own_ami.event,
+    ] {
+        let p = c.endpoints.publish_event(event).await.unwrap();
+        assert!(p.matched && p.delivered, "{p:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(history_len(&c, &id).await, before, "no state moved");
+    let now = c.store.deployment(env, &id).await.unwrap().unwrap();
+    assert_eq!(now.steps, record.steps, "no step recorded anything");
+    assert_eq!(
+        now.step(StepName::ReplaceInstances).status,
+        StepStatus::Running
+    );
+
+    // Cancel: the waiting step is woken and stops well before its timeout.
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "{}/environments/{env}/deployments/{id}/cancel",
+            c.endpoints.api
+        ))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let cancelled = Instant::now();
+    let (status, _, body) = http::send(req).await.unwrap();
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    loop {
+        let d = c.store.deployment(env, &id).await.unwrap().unwrap();
+        if d.step(StepName::ReplaceInstances).status != StepStatus::Running {
+            break;
+        }
+        assert!(
+            cancelled.elapsed() < Duration::from_secs(FALLBACK / 2),
+            "the cancel did not reach the waiting step"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, d) = harness::finished(&c, env, &id).await.unwrap();
+    assert_eq!(status, "FAILED");
+    let d = d.unwrap();
+    assert_eq!(d.status, DeploymentStatus::Cancelled);
+    assert_eq!(
+        fallbacks(&c, &id).await,
+        BTreeMap::new(),
+        "no wait fell back"
+    );
+}
