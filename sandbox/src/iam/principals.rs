@@ -92,7 +92,7 @@ mod tests {
     }
 
     #[test]
-    fn steps_and_routes_map_to_the_template_functions() {
+    fn steps_routes_and_the_resume_function_map_to_the_template_functions() {
         assert_eq!(
             functions(),
             [
@@ -104,6 +104,7 @@ mod tests {
                 "FinalizeFunction",
                 "ApiFunction",
                 "SchedulesFunction",
+                "ResumeFunction",
             ]
         );
     }

@@ -1,7 +1,8 @@
 //! One deployment through the state machine, measured: AWS calls per
 //! `service:Action` as the gateway counted them, states entered, tasks,
-//! polls, wall time against the waits the steps asked for, and how long after
-//! the instance refresh ended the step noticed.
+//! polls (waiting states that fell back to their timeout), wall time, and for
+//! each wait how long after AWS announced its end (the sandbox publishing the
+//! event) the step noticed it (the step's end).
 
 use crate::{harness, Clients};
 use autosky_core::domain::StepName;
@@ -15,11 +16,36 @@ pub struct DeploymentRun {
     pub calls: BTreeMap<String, u64>,
     pub transitions: usize,
     pub tasks: usize,
+    /// Waiting states whose timeout fired (a check without a wake-up).
     pub polls: usize,
     pub wall_s: f64,
-    pub waits_s: f64,
-    pub detection_s: Option<f64>,
+    /// Per wait ([`WAITS`]), event published → the step's end, seconds.
+    pub detection_s: BTreeMap<&'static str, f64>,
 }
+
+/// The waits of a deployment that stops its server: the step that waits,
+/// and the event that announces the end (detail-type, the detail field that
+/// names the resource).
+pub const WAITS: [(&str, StepName, &str, &str); 3] = [
+    (
+        "preparation server stopped",
+        StepName::StopPreparationServer,
+        "EC2 Instance State-change Notification",
+        "instance-id",
+    ),
+    (
+        "image available",
+        StepName::CreateImage,
+        "EC2 AMI State Change",
+        "ImageId",
+    ),
+    (
+        "instance refresh ended",
+        StepName::ReplaceInstances,
+        "EC2 Auto Scaling Instance Refresh Succeeded",
+        "AutoScalingGroupName",
+    ),
+];
 
 async fn gateway_calls(c: &Clients) -> Result<BTreeMap<String, u64>, String> {
     let (status, body) =
@@ -78,6 +104,7 @@ pub async fn measure(c: &Clients, env: &str, group: &str) -> Result<DeploymentRu
         wall_s,
         ..Default::default()
     };
+    run.polls = harness::fallbacks(c, &arn).await?.values().sum();
     let mut token = None;
     loop {
         let out = c
@@ -99,12 +126,6 @@ pub async fn measure(c: &Clients, env: &str, group: &str) -> Result<DeploymentRu
             ) {
                 run.tasks += 1;
             }
-            // A poll is now a waiting state's fallback: its TimeoutSeconds
-            // ran out before a wake-up (on AWS TaskTimedOut; fakecloud runs
-            // the callback tasks as activities).
-            if matches!(t, "TaskTimedOut" | "ActivityTimedOut") {
-                run.polls += 1;
-            }
         }
         token = out.next_token().map(str::to_string);
         if token.is_none() {
@@ -112,31 +133,49 @@ pub async fn measure(c: &Clients, env: &str, group: &str) -> Result<DeploymentRu
         }
     }
 
-    // Detection delay: the refresh's end (as the gateway reports it) to the
-    // end of the step that noticed it.
+    // Detection delay per wait: the event's publication (the moment AWS
+    // announces it) to the end of the step that noticed it.
     let record = c
         .store
         .deployment(env, &id)
         .await
         .map_err(|e| e.to_string())?
         .ok_or("no deployment record")?;
-    let step_end = record.step(StepName::ReplaceInstances).ended_at;
-    let refreshes = c
-        .asg
-        .describe_instance_refreshes()
-        .auto_scaling_group_name(group)
-        .send()
+    let server = c
+        .store
+        .environment(env)
         .await
-        .map_err(|e| format!("DescribeInstanceRefreshes: {e:?}"))?;
-    let refresh_end = refreshes
-        .instance_refreshes()
-        .iter()
-        .filter_map(|r| Some((r.start_time()?.as_nanos(), r.end_time()?.as_nanos())))
-        .max()
-        .map(|(_, end)| end);
-    if let (Some(step_end), Some(end)) = (step_end, refresh_end) {
-        let step_ns = step_end.timestamp_nanos_opt().unwrap_or(0) as i128;
-        run.detection_s = Some((step_ns - end) as f64 / 1e9);
+        .map_err(|e| e.to_string())?
+        .ok_or("no environment")?
+        .preparation_server_id;
+    let image = record.runtime.image_id.clone().unwrap_or_default();
+    let events = c.endpoints.events().await?;
+    for (wait, step, detail_type, field) in WAITS {
+        let resource = match step {
+            StepName::StopPreparationServer => server.as_str(),
+            StepName::CreateImage => image.as_str(),
+            _ => group,
+        };
+        let Some(end) = record.step(step).ended_at else {
+            continue;
+        };
+        let published = events
+            .iter()
+            .filter(|p| {
+                p.event["detail-type"] == detail_type && p.event["detail"][field] == resource
+            })
+            .filter(|p| {
+                p.event["detail"]["state"]
+                    .as_str()
+                    .is_none_or(|s| s == "stopped")
+            })
+            .filter_map(|p| chrono::DateTime::parse_from_rfc3339(&p.published_at).ok())
+            .filter(|at| *at <= end + chrono::Duration::seconds(1))
+            .max();
+        if let Some(at) = published {
+            let ms = (end - at.with_timezone(&chrono::Utc)).num_milliseconds();
+            run.detection_s.insert(wait, ms as f64 / 1e3);
+        }
     }
     Ok(run)
 }

@@ -27,12 +27,13 @@
 //! that answers "not done yet" is driven to completion in-process
 //! (`steps::run`, not measured) before the next one runs.
 //!
-//! Per deployment (state machine + activity workers, `pollSeconds` 1): AWS
-//! calls by `service:Action` as counted by the gateway (the workers'
-//! activity plumbing — GetActivityTask, SendTask* — stands in for Lambda's
-//! invoke and is left out), states entered, tasks scheduled, polls (Wait
-//! states entered), wall time minus the waits the steps asked for, and how
-//! long after the instance refresh ended the step noticed (detection delay).
+//! Per deployment (state machine + activity workers), with the EC2 and Auto
+//! Scaling events delivered and then dropped: AWS calls by `service:Action`
+//! as counted by the gateway (the functions' calls; the workers' activity
+//! plumbing, which stands in for Lambda's invoke, goes straight to the
+//! emulator), states entered, tasks scheduled, polls (waiting states that
+//! fell back to their timeout), wall time, and per wait how long after its
+//! event the step noticed its end (detection delay).
 
 mod cold_start;
 mod deployment;
@@ -60,17 +61,24 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The eight functions of `make build`, in pipeline order, then the API's two.
-pub const FUNCTIONS: [&str; 8] = [
+/// The nine functions of `make build`: the six steps in pipeline order
+/// (first: the cold-start rounds index them by step), the resume function,
+/// then the API's two.
+pub const FUNCTIONS: [&str; 9] = [
     "validate",
     "stop-preparation-server",
     "create-image",
     "create-models",
     "replace-instances",
     "finalize",
+    "resume",
     "api",
     "schedules",
 ];
+
+/// Deployments measured with the events dropped (each takes the fallback
+/// once per wait).
+const DROPPED_RUNS: usize = 3;
 
 /// The cold-start floor's binary (`sandbox/floor`, built by `make build`).
 pub const FLOOR: &str = "floor";
@@ -216,6 +224,8 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
             stages,
             python: Stats::of(&python),
             deployments: vec![],
+            dropped: vec![],
+            fallback_s: crate::provision::wait_fallback_seconds(),
             history_calls: BTreeMap::new(),
         };
         println!("{}", report.render().0);
@@ -232,6 +242,26 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
         eprint!("\rbench: deployments {}/{}", i + 1, opts.runs);
     }
     eprintln!();
+    // With the events dropped each wait takes the fallback: fewer runs.
+    let mut dropped = Vec::new();
+    c.endpoints.drop_events(true).await?;
+    for i in 0..opts.runs.min(DROPPED_RUNS) {
+        let run = deployment::measure(c, deploy_env, &group).await;
+        eprint!(
+            "\rbench: deployments with events dropped {}/{}",
+            i + 1,
+            opts.runs.min(DROPPED_RUNS)
+        );
+        match run {
+            Ok(r) => dropped.push(r),
+            Err(e) => {
+                c.endpoints.drop_events(false).await?;
+                return Err(e);
+            }
+        }
+    }
+    c.endpoints.drop_events(false).await?;
+    eprintln!();
 
     // The API's history page (make bench-api measures its latency).
     let api_bench = crate::bench::api::setup(c).await?;
@@ -245,6 +275,8 @@ pub async fn run(c: &Clients, opts: &Options) -> Result<(), String> {
         stages,
         python: Stats::of(&python),
         deployments,
+        dropped,
+        fallback_s: crate::provision::wait_fallback_seconds(),
         history_calls,
     };
     let (markdown, failures) = report.render();

@@ -5,6 +5,8 @@
 
 /// Production's base poll interval of the poll loop.
 pub const PRODUCTION_POLL_SECONDS: u64 = 15;
+/// The waiting states' TimeoutSeconds in infra/statemachine/deployment.asl.json.
+pub const PRODUCTION_FALLBACK_SECONDS: u64 = 300;
 
 /// The poll loop's n-th wait (from 0): the base interval for the first
 /// three polls, then twice, then four times the base.
@@ -21,10 +23,20 @@ fn poll_wait(base: u64, n: usize) -> u64 {
 /// delay until the next poll sees it, and the polls it takes to see a job
 /// of `horizon` seconds.
 pub fn poll_schedule(base: u64, horizon: u64) -> (f64, u64, usize) {
+    schedule(|n| poll_wait(base, n), horizon)
+}
+
+/// The same for the event-driven waits when the event is lost: the waiting
+/// state checks again every `timeout` seconds (its TimeoutSeconds).
+pub fn fallback_schedule(timeout: u64, horizon: u64) -> (f64, u64, usize) {
+    schedule(|_| timeout, horizon)
+}
+
+fn schedule(wait: impl Fn(usize) -> u64, horizon: u64) -> (f64, u64, usize) {
     let mut checks = vec![];
     let mut t = 0;
     while t < horizon {
-        t += poll_wait(base, checks.len());
+        t += wait(checks.len());
         checks.push(t);
     }
     let (mut sum, mut worst) = (0u64, 0u64);
@@ -47,5 +59,8 @@ mod tests {
         assert_eq!((worst, n), (14, 3));
         let (_, worst, _) = poll_schedule(15, 135);
         assert_eq!(worst, 29);
+        let (mean, worst, n) = fallback_schedule(300, 600);
+        assert_eq!((worst, n), (299, 2));
+        assert!((mean - 149.5).abs() < 0.01, "{mean}");
     }
 }

@@ -1,6 +1,7 @@
 //! The cold-start rounds: per round, the six step functions on one seeded
 //! deployment in pipeline order, then the API's two functions on their
-//! sample requests, the floor and the Python reference; and the marked
+//! sample requests and the resume function on its sample event, the floor
+//! and the Python reference; and the marked
 //! rounds that break each start into its stages.
 
 use super::cold_start::{cold_start, python_reference, Stage};
@@ -51,7 +52,8 @@ pub async fn steps(
     Ok(())
 }
 
-/// The API's two functions on their sample HTTP API requests.
+/// The API's two functions on their sample HTTP API requests, and the
+/// resume function on its sample event.
 pub async fn api_functions(
     c: &Clients,
     opts: &Options,
@@ -72,6 +74,18 @@ pub async fn api_functions(
                 Some(Ok(v)) if v.get("statusCode") == Some(&json!(expected)) => {}
                 other => return Err(format!("{f} answered {other:?} to its request")),
             }
+        }
+        // The resume function on its sample event: an instance no wait is
+        // registered under, so it looks and wakes nothing.
+        let event = super::samples::resume_sample_event(&opts.events)?;
+        let cs = cold_start(command(c, opts, "resume"), "resume", Some(event), false).await?;
+        functions
+            .get_mut("resume")
+            .ok_or("unknown function")?
+            .record(&cs);
+        match cs.output {
+            Some(Ok(v)) if v["woke"].is_null() && v["key"].is_string() => {}
+            other => return Err(format!("resume answered {other:?} to its event")),
         }
     }
 

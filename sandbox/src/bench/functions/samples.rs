@@ -34,6 +34,13 @@ pub fn sample_event(events: &Path, function: &str, env: &str, id: &str) -> Resul
     Ok(v)
 }
 
+/// The resume function's sample event (an instance stopped).
+pub fn resume_sample_event(events: &Path) -> Result<Value, String> {
+    let path = events.join("resume-instance-stopped.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Where Step Functions puts each waiting step's result (its ResultPath).
 fn result_key(step: StepName) -> Option<&'static str> {
     match step {

@@ -50,6 +50,13 @@ fn bridge() -> Bridge {
         phase: std::time::Duration::from_millis(1),
         iam: Default::default(),
         events: crate::aws_events::EventBus::resume("us-east-1").unwrap(),
+        tokens: Default::default(),
+        sfn: aws_sdk_sfn::Client::from_conf(
+            aws_sdk_sfn::config::Builder::new()
+                .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+                .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+                .build(),
+        ),
     }
 }
 

@@ -67,6 +67,7 @@ fn every_function_and_role_of_the_template_has_its_policies_resolved() {
     expected.extend([
         "ApiFunction",
         "SchedulesFunction",
+        "ResumeFunction",
         "SchedulerRole",
         "DeploymentStateMachine",
     ]);
@@ -98,9 +99,9 @@ fn count_is_the_number_of_policy_documents_the_template_holds() {
         };
     }
     assert_eq!(policies().count(), raw);
-    // 8 functions, 6 LambdaInvokePolicy + 1 inline on the state machine,
+    // 9 functions, 6 LambdaInvokePolicy + 1 inline on the state machine,
     // SchedulerRole's one, FinalizeStartCleanupPolicy.
-    assert_eq!(raw, 17);
+    assert_eq!(raw, 18);
 }
 
 #[test]
