@@ -134,6 +134,20 @@ async fn events_wake_each_wait_and_with_events_dropped_the_timeout_still_ends_it
         let p = published(&c, detail_type, &fields).await;
         assert!(p.matched && p.delivered && p.error.is_none(), "{p:?}");
     }
+    // At once again: Finalization restarted the server, which is `pending`
+    // for a moment; the step waits for it to run (its `running` event), then
+    // stops it — still no fallback.
+    let next = harness::start_deployment(&c, env, options.clone())
+        .await
+        .unwrap();
+    let (status, _) = harness::finished(&c, env, &next).await.unwrap();
+    assert_eq!(status, "SUCCEEDED");
+    assert_eq!(
+        fallbacks(&c, &next).await,
+        BTreeMap::new(),
+        "no wait fell back"
+    );
+
     // Any registration left is one whose token is closed (its wait ended
     // by the step's own check, an event having come first): an event now
     // changes nothing.
@@ -265,4 +279,50 @@ async fn foreign_and_repeated_events_change_nothing_and_cancel_wakes_a_waiting_d
         BTreeMap::new(),
         "no wait fell back"
     );
+}
+
+/// An image that fails ends its wait at once: its "failed" event wakes
+/// "Wait for image", whose check fails the step (ImageFailed, completed as
+/// the step's own error) and Finalization cleans up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_image_wakes_its_wait_and_fails_the_deployment() {
+    let _turn = TURN.lock().await;
+    let c = clients();
+    let env = "waits-image-failed";
+    let seeded = seed::environment(&c, env, 1, defaults()).await.unwrap();
+    let e = &seeded.environment;
+    harness::set_image_failed(
+        &c,
+        &e.preparation_server_id,
+        Some("Snapshot creation failed"),
+    )
+    .await
+    .unwrap();
+    let id = harness::start_deployment(&c, env, json!({"lockInstances": true}))
+        .await
+        .unwrap();
+    let (status, d) = harness::finished(&c, env, &id).await.unwrap();
+    assert_eq!(status, "FAILED");
+    let d = d.unwrap();
+    assert_eq!(d.status, DeploymentStatus::Failed);
+    let error = d.error.clone().unwrap();
+    assert_eq!(error.name, "ImageFailed", "{error:?}");
+    assert_eq!(d.step(StepName::CreateImage).status, StepStatus::Failed);
+    assert_eq!(
+        fallbacks(&c, &id).await,
+        BTreeMap::new(),
+        "woken, not by the timeout"
+    );
+    let image = d.runtime.image_id.clone().unwrap();
+    let p = published(
+        &c,
+        "EC2 AMI State Change",
+        &[("ImageId", &image), ("State", "failed")],
+    )
+    .await;
+    assert!(p.matched && p.delivered && p.error.is_none(), "{p:?}");
+    assert_eq!(c.store.lock_holder(env).await.unwrap(), None);
+    assert!(harness::suspended_processes(&c, &e.auto_scaling_groups[0])
+        .await
+        .is_empty());
 }

@@ -42,9 +42,9 @@ fn the_resume_rules_match_each_sample() {
 #[test]
 fn the_resume_rules_skip_other_states_types_and_sources() {
     let rules = resume();
-    let mut running = sample("resume-instance-stopped.json");
-    running["detail"]["state"] = json!("running");
-    assert!(!rules.matches(&running));
+    let mut stopping = sample("resume-instance-stopped.json");
+    stopping["detail"]["state"] = json!("stopping");
+    assert!(!rules.matches(&stopping));
     let mut pending = sample("resume-image-available.json");
     pending["detail"]["State"] = json!("pending");
     assert!(!rules.matches(&pending));
@@ -62,7 +62,7 @@ fn the_resume_rules_skip_other_states_types_and_sources() {
     let region = "us-east-1";
     for (state, woken) in [
         ("pending", false),
-        ("running", false),
+        ("running", true),
         ("stopping", false),
         ("stopped", true),
         ("shutting-down", false),
@@ -216,8 +216,8 @@ async fn the_bus_delivers_what_matches_and_records_everything() {
     assert!(stopped.matched && stopped.delivered && !stopped.dropped);
     assert_eq!(next(&mut rx).await, Some(stopped.event.clone()));
 
-    let running = bus.instance_state("i-1", "running");
-    assert!(!running.matched && !running.delivered && !running.dropped);
+    let pending = bus.instance_state("i-1", "pending");
+    assert!(!pending.matched && !pending.delivered && !pending.dropped);
 
     // Published as if AWS sent it: a duplicate is delivered again.
     let again = bus.publish(stopped.event.clone());
@@ -255,7 +255,7 @@ async fn the_bus_delivers_what_matches_and_records_everything() {
         types,
         vec![
             ("stopped", true, false),
-            ("running", false, false),
+            ("pending", false, false),
             ("stopped", true, false),
             ("available", false, true),
             ("EC2 Auto Scaling Instance Refresh Succeeded", true, false),
