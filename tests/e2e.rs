@@ -628,32 +628,17 @@ async fn an_execution_stopped_from_the_console_is_cleaned_up_by_the_safety_net()
     // Nor did any task of the stopped execution report a result (on AWS its
     // task tokens are closed; the emulator would have taken the result and
     // moved on).
-    let mut late = vec![];
-    let mut token = None;
-    loop {
-        let page = c
-            .sfn
-            .get_execution_history()
-            .execution_arn(&arn)
-            .set_next_token(token)
-            .send()
-            .await
-            .unwrap();
-        late.extend(
-            page.events()
-                .iter()
-                .filter(|ev| ev.timestamp().to_millis().unwrap_or(0) > stopped_at)
-                .map(|ev| ev.r#type().as_str().to_string())
-                .filter(|t| {
-                    (t.starts_with("Task") || t.starts_with("Activity"))
-                        && (t.ends_with("Succeeded") || t.ends_with("Failed"))
-                }),
-        );
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
+    let late: Vec<String> = harness::history(&c, &arn)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|ev| ev.timestamp().to_millis().unwrap_or(0) > stopped_at)
+        .map(|ev| ev.r#type().as_str().to_string())
+        .filter(|t| {
+            (t.starts_with("Task") || t.starts_with("Activity"))
+                && (t.ends_with("Succeeded") || t.ends_with("Failed"))
+        })
+        .collect();
     assert!(late.is_empty(), "task results after the stop: {late:?}");
     let after = c.store.deployment(env, &id).await.unwrap().unwrap();
     assert_ne!(
@@ -909,26 +894,15 @@ async fn bridge_calls(c: &Clients) -> std::collections::BTreeMap<String, u64> {
 
 /// The states an execution entered, in order.
 async fn states_entered(c: &Clients, arn: &str) -> Vec<String> {
-    let mut names = vec![];
-    let mut token = None;
-    loop {
-        let page = c
-            .sfn
-            .get_execution_history()
-            .execution_arn(arn)
-            .set_next_token(token)
-            .send()
-            .await
-            .unwrap();
-        names.extend(page.events().iter().filter_map(|ev| {
+    harness::history(c, arn)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|ev| {
             ev.state_entered_event_details()
                 .map(|s| s.name().to_string())
-        }));
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            return names;
-        }
-    }
+        })
+        .collect()
 }
 
 /// Stopped from the console while its refresh has replaced part of a

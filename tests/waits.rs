@@ -55,23 +55,10 @@ async fn fallbacks(c: &Clients, id: &str) -> BTreeMap<String, usize> {
 }
 
 async fn history_len(c: &Clients, id: &str) -> usize {
-    let arn = harness::execution_arn(c, id);
-    let (mut n, mut token) = (0, None);
-    loop {
-        let page = c
-            .sfn
-            .get_execution_history()
-            .execution_arn(&arn)
-            .set_next_token(token)
-            .send()
-            .await
-            .unwrap();
-        n += page.events().len();
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            return n;
-        }
-    }
+    harness::history(c, &harness::execution_arn(c, id))
+        .await
+        .unwrap()
+        .len()
 }
 
 /// The newest published event of `detail_type` whose detail has each of

@@ -211,29 +211,36 @@ pub async fn finished(
     Ok((status, record))
 }
 
-/// Number of states entered in the execution (its state transitions).
-pub async fn state_transitions(c: &Clients, id: &str) -> Result<usize, String> {
-    let mut count = 0;
-    let mut token = None;
+/// Every event of execution `arn`'s history, oldest first (all pages).
+pub async fn history(
+    c: &Clients,
+    arn: &str,
+) -> Result<Vec<aws_sdk_sfn::types::HistoryEvent>, String> {
+    let (mut events, mut token) = (vec![], None);
     loop {
-        let out = c
+        let page = c
             .sfn
             .get_execution_history()
-            .execution_arn(execution_arn(c, id))
+            .execution_arn(arn)
             .set_next_token(token)
             .send()
             .await
             .map_err(|e| format!("GetExecutionHistory: {e:?}"))?;
-        count += out
-            .events()
-            .iter()
-            .filter(|e| e.r#type().as_str().ends_with("StateEntered"))
-            .count();
-        token = out.next_token().map(str::to_string);
+        events.extend_from_slice(page.events());
+        token = page.next_token().map(str::to_string);
         if token.is_none() {
-            return Ok(count);
+            return Ok(events);
         }
     }
+}
+
+/// Number of states entered in the execution (its state transitions).
+pub async fn state_transitions(c: &Clients, id: &str) -> Result<usize, String> {
+    Ok(history(c, &execution_arn(c, id))
+        .await?
+        .iter()
+        .filter(|e| e.r#type().as_str().ends_with("StateEntered"))
+        .count())
 }
 
 /// E-mails captured by the emulator.
@@ -430,37 +437,24 @@ pub async fn fallbacks(
     c: &Clients,
     arn: &str,
 ) -> Result<std::collections::BTreeMap<String, usize>, String> {
-    let (mut out, mut state, mut token) = (std::collections::BTreeMap::new(), String::new(), None);
-    loop {
-        let page = c
-            .sfn
-            .get_execution_history()
-            .execution_arn(arn)
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| format!("GetExecutionHistory: {e:?}"))?;
-        for ev in page.events() {
-            if let Some(d) = ev.state_entered_event_details() {
-                state = d.name().to_string();
-            }
-            let timed_out = match ev.r#type().as_str() {
-                "TaskTimedOut" | "ActivityTimedOut" => true,
-                "TaskFailed" => ev
-                    .task_failed_event_details()
-                    .and_then(|d| d.error())
-                    .is_some_and(|e| e == "States.Timeout"),
-                _ => false,
-            };
-            if timed_out {
-                *out.entry(state.clone()).or_default() += 1;
-            }
+    let (mut out, mut state) = (std::collections::BTreeMap::new(), String::new());
+    for ev in history(c, arn).await? {
+        if let Some(d) = ev.state_entered_event_details() {
+            state = d.name().to_string();
         }
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            return Ok(out);
+        let timed_out = match ev.r#type().as_str() {
+            "TaskTimedOut" | "ActivityTimedOut" => true,
+            "TaskFailed" => ev
+                .task_failed_event_details()
+                .and_then(|d| d.error())
+                .is_some_and(|e| e == "States.Timeout"),
+            _ => false,
+        };
+        if timed_out {
+            *out.entry(state.clone()).or_default() += 1;
         }
     }
+    Ok(out)
 }
 
 /// What the sandbox's IAM enforcement saw so far (None: enforcement off).

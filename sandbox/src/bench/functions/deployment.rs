@@ -105,31 +105,16 @@ pub async fn measure(c: &Clients, env: &str, group: &str) -> Result<DeploymentRu
         ..Default::default()
     };
     run.polls = harness::fallbacks(c, &arn).await?.values().sum();
-    let mut token = None;
-    loop {
-        let out = c
-            .sfn
-            .get_execution_history()
-            .execution_arn(&arn)
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| format!("GetExecutionHistory: {e:?}"))?;
-        for e in out.events() {
-            let t = e.r#type().as_str();
-            if t.ends_with("StateEntered") {
-                run.transitions += 1;
-            }
-            if matches!(
-                t,
-                "TaskScheduled" | "ActivityScheduled" | "LambdaFunctionScheduled"
-            ) {
-                run.tasks += 1;
-            }
+    for e in harness::history(c, &arn).await? {
+        let t = e.r#type().as_str();
+        if t.ends_with("StateEntered") {
+            run.transitions += 1;
         }
-        token = out.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
+        if matches!(
+            t,
+            "TaskScheduled" | "ActivityScheduled" | "LambdaFunctionScheduled"
+        ) {
+            run.tasks += 1;
         }
     }
 

@@ -2,6 +2,19 @@
 
 use super::*;
 
+/// A Running deployment of `ME` in the store.
+async fn running(w: &World) -> Deployment {
+    let d = Deployment::new_running(
+        crate::domain::new_deployment_id(),
+        ENV.into(),
+        ME.into(),
+        Default::default(),
+        chrono::Utc::now(),
+    );
+    w.store.create_deployment(&d, None).await.unwrap();
+    d
+}
+
 #[tokio::test]
 async fn start_takes_the_lock_records_the_owner_and_starts_the_execution() {
     let w = world().await;
@@ -169,14 +182,7 @@ async fn details_show_actions_owner_and_console_link() {
 #[tokio::test]
 async fn cancel_wakes_a_deployment_in_a_waiting_state() {
     let w = world().await;
-    let d = Deployment::new_running(
-        crate::domain::new_deployment_id(),
-        ENV.into(),
-        ME.into(),
-        Default::default(),
-        chrono::Utc::now(),
-    );
-    w.store.create_deployment(&d, None).await.unwrap();
+    let d = running(&w).await;
     let wait = crate::domain::Wait {
         step: crate::domain::StepName::CreateImage,
         token: "token-1".into(),
@@ -208,14 +214,7 @@ async fn cancel_wakes_a_deployment_in_a_waiting_state() {
 #[tokio::test]
 async fn cancel_flags_a_running_deployment_and_refuses_an_ended_one() {
     let w = world().await;
-    let d = Deployment::new_running(
-        crate::domain::new_deployment_id(),
-        ENV.into(),
-        ME.into(),
-        Default::default(),
-        chrono::Utc::now(),
-    );
-    w.store.create_deployment(&d, None).await.unwrap();
+    let d = running(&w).await;
     let path = format!(
         "/environments/prod-web/deployments/{}/cancel",
         d.deployment_id
@@ -238,14 +237,7 @@ async fn cancel_flags_a_running_deployment_and_refuses_an_ended_one() {
         generated_version: None,
         error: None,
     };
-    let done = Deployment::new_running(
-        crate::domain::new_deployment_id(),
-        ENV.into(),
-        ME.into(),
-        Default::default(),
-        chrono::Utc::now(),
-    );
-    w.store.create_deployment(&done, None).await.unwrap();
+    let done = running(&w).await;
     w.store
         .finish(ENV, &done.deployment_id, &outcome)
         .await
