@@ -61,6 +61,23 @@ async fn history_len(c: &Clients, id: &str) -> usize {
         .len()
 }
 
+/// A deployment on a new environment (a group of two on a version number)
+/// whose refresh holds part-way (until cancelled or rolled back); its id.
+async fn held_part_way(c: &Clients, env: &str, options: serde_json::Value) -> String {
+    let seeded = seed::environment_with(c, env, seed::GroupSetup::Numbered, 2, defaults())
+        .await
+        .unwrap();
+    let group = seeded.environment.auto_scaling_groups[0].clone();
+    harness::set_refresh_outcome(c, &group, "Hold")
+        .await
+        .unwrap();
+    let id = harness::start_deployment(c, env, options).await.unwrap();
+    harness::wait_refresh_part_way(c, &group, Duration::from_secs(60))
+        .await
+        .unwrap();
+    id
+}
+
 /// The newest published event of `detail_type` whose detail has each of
 /// `fields`.
 async fn published(
@@ -180,19 +197,7 @@ async fn foreign_and_repeated_events_change_nothing_and_cancel_wakes_a_waiting_d
     let _turn = TURN.lock().await;
     let c = clients();
     let env = "waits-cancel";
-    let seeded = seed::environment_with(&c, env, seed::GroupSetup::Numbered, 2, defaults())
-        .await
-        .unwrap();
-    let group = seeded.environment.auto_scaling_groups[0].clone();
-    harness::set_refresh_outcome(&c, &group, "Hold")
-        .await
-        .unwrap();
-    let id = harness::start_deployment(&c, env, json!({"lockInstances": true}))
-        .await
-        .unwrap();
-    harness::wait_refresh_part_way(&c, &group, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let id = held_part_way(&c, env, json!({"lockInstances": true})).await;
     let arn = harness::execution_arn(&c, &id);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !harness::in_wait_state(&c, &arn, "Wait for instances").await {
@@ -235,17 +240,8 @@ async fn foreign_and_repeated_events_change_nothing_and_cancel_wakes_a_waiting_d
     );
 
     // Cancel: the waiting step is woken and stops well before its timeout.
-    let req = hyper::Request::builder()
-        .method("POST")
-        .uri(format!(
-            "{}/environments/{env}/deployments/{id}/cancel",
-            c.endpoints.api
-        ))
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
     let cancelled = Instant::now();
-    let (status, _, body) = http::send(req).await.unwrap();
-    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    cancel(&c, env, &id).await;
     loop {
         let d = c.store.deployment(env, &id).await.unwrap().unwrap();
         if d.step(StepName::ReplaceInstances).status != StepStatus::Running {
@@ -312,4 +308,117 @@ async fn a_failed_image_wakes_its_wait_and_fails_the_deployment() {
     assert!(harness::suspended_processes(&c, &e.auto_scaling_groups[0])
         .await
         .is_empty());
+}
+
+/// Cancels the deployment through the API (which wakes a waiting step).
+async fn cancel(c: &Clients, env: &str, id: &str) {
+    let req = hyper::Request::post(format!(
+        "{}/environments/{env}/deployments/{id}/cancel",
+        c.endpoints.api
+    ))
+    .body(http_body_util::Full::new(bytes::Bytes::new()))
+    .unwrap();
+    let (status, _, body) = http::send(req).await.unwrap();
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+}
+
+/// Makes the next `service:Action` call through the gateway fail with the
+/// service's own IAM denial (which no SDK retries).
+async fn deny_next(c: &Clients, service: &str, action: &str) {
+    let req = hyper::Request::post(format!("{}/_sandbox/faults", c.endpoints.autoscaling))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            json!({"service": service, "action": action, "nth": 1, "error": "AccessDenied"})
+                .to_string(),
+        )))
+        .unwrap();
+    let (status, _, body) = http::send(req).await.unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+}
+
+/// Waits until the deployment has registered a wait of `step`.
+async fn registered(c: &Clients, env: &str, id: &str, step: StepName) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = c.store.deployment(env, id).await.unwrap();
+        if d.is_some_and(|d| d.runtime.wait.is_some_and(|w| w.step == step)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {step:?} wait registered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The states in which a task failed with `error` (reported by the step
+/// itself through SendTaskFailure, as fakecloud records it), `*` for any.
+async fn failed_in(c: &Clients, id: &str, error: &str) -> Vec<String> {
+    let (mut state, mut out) = (String::new(), vec![]);
+    for ev in harness::history(c, &harness::execution_arn(c, id))
+        .await
+        .unwrap()
+    {
+        if let Some(d) = ev.state_entered_event_details() {
+            state = d.name().to_string();
+        }
+        if ev
+            .task_failed_event_details()
+            .and_then(|d| d.error())
+            .is_some_and(|e| e == error || error == "*")
+        {
+            out.push(format!(
+                "{state}: {}",
+                ev.task_failed_event_details()
+                    .and_then(|d| d.error())
+                    .unwrap_or("")
+            ));
+        }
+    }
+    out
+}
+
+/// A check that fails in a waiting state reports the step's own error
+/// (SendTaskFailure with its name), which the waiting state treats as the
+/// step's Task does: the server's stop meets a denial and the deployment
+/// fails from "Wait for preparation server" (caught into Finalization);
+/// Finalization's restore check meets one and is retried, and the fleet
+/// still comes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_that_fails_in_a_waiting_state_reports_the_steps_error() {
+    let _turn = TURN.lock().await;
+    let c = clients();
+
+    let env = "waits-stop-error";
+    seed::environment(&c, env, 1, defaults()).await.unwrap();
+    let id = harness::start_deployment(&c, env, json!({"stopPreparationServer": true}))
+        .await
+        .unwrap();
+    registered(&c, env, &id, StepName::StopPreparationServer).await;
+    deny_next(&c, "ec2", "DescribeInstances").await;
+    let (status, d) = harness::finished(&c, env, &id).await.unwrap();
+    assert_eq!(status, "FAILED");
+    let d = d.unwrap();
+    assert_eq!(d.status, DeploymentStatus::Failed);
+    assert_eq!(d.error.unwrap().name, "AwsError");
+    // (Finalization may then retry its own cleanup while the server is
+    // still stopping: not what this checks.)
+    assert_eq!(
+        failed_in(&c, &id, "*").await.first().map(String::as_str),
+        Some("Wait for preparation server: AwsError")
+    );
+
+    let env = "waits-restore-error";
+    let id = held_part_way(&c, env, json!({})).await;
+    cancel(&c, env, &id).await;
+    registered(&c, env, &id, StepName::Finalization).await;
+    deny_next(&c, "autoscaling", "DescribeInstanceRefreshes").await;
+    let (status, d) = harness::finished(&c, env, &id).await.unwrap();
+    assert_eq!(status, "FAILED");
+    assert_eq!(d.unwrap().status, DeploymentStatus::Cancelled);
+    let failed = failed_in(&c, &id, "*").await;
+    assert!(
+        failed
+            .iter()
+            .any(|f| f.starts_with("Wait for fleet restore: ")),
+        "{failed:?}"
+    );
 }

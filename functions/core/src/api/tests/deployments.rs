@@ -99,15 +99,8 @@ async fn history_pages_newest_first_without_gap_or_duplicate() {
     let w = world().await;
     let mut ids = Vec::new();
     for _ in 0..7 {
-        let d = Deployment::new_running(
-            crate::domain::new_deployment_id(),
-            ENV.into(),
-            ME.into(),
-            Default::default(),
-            chrono::Utc::now(),
-        );
+        let d = running(&w).await;
         ids.push(d.deployment_id.clone());
-        w.store.create_deployment(&d, None).await.unwrap();
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     ids.reverse();
