@@ -1,7 +1,7 @@
 //! Step 2, "Stop preparation server": only with the option on (never for a
 //! rollback, which takes no image). Remembers the
 //! server's prior state (Finalization restarts it only if it was running),
-//! sends StopInstances on every poll that finds it `running`, and is called
+//! sends StopInstances on every check that finds it `running`, and is called
 //! again by the ASL's wait loop until `stopped`.
 
 use super::{wake, Journal, Poll, StepInput};
@@ -69,15 +69,19 @@ pub async fn run(deps: &Deps, input: StepInput) -> Result<Poll, StepError> {
                     j.action(format!("Stopping preparation server {}", server.id))
                         .await?
                 }
-                // Transient, or the instance is changing state: the next
-                // poll looks at the state again and sends it again if needed.
+                // Transient, or the instance is changing state: retried
+                // (the Task's or the waiting state's Retry on `Retryable`),
+                // which looks at the state again and sends it again if
+                // needed. Not waited for: a server still `running` sends no
+                // event, so only the waiting state's timeout would wake it.
                 Err(e) if e.is_retryable() => {
                     j.action(format!(
-                        "StopInstances for {} did not go through ({}); trying again on the next poll",
+                        "StopInstances for {} did not go through ({}); trying again",
                         server.id,
                         e.message()
                     ))
-                    .await?
+                    .await?;
+                    return Err(e);
                 }
                 Err(e) => return Err(e),
             }
@@ -186,11 +190,17 @@ mod tests {
             .output(|| StopInstancesOutput::builder().build())
             .build();
         let deps = f.deps(&[&d, &s], &[], &[]);
-        let first = run(&deps, input()).await.unwrap();
-        assert!(!first.done);
+        // Reported as Retryable (the state machine retries it at once),
+        // the flag saved first.
+        let first = run(&deps, input()).await.unwrap_err();
+        assert_eq!(first.name(), "Retryable");
         assert!(f.deployment().await.runtime.server_stopped_by_us);
-        assert!(poll(&deps, 2).await.unwrap().done);
-        assert_eq!(s.num_calls(), 4, "sent again on the next poll");
+        assert!(
+            !run(&deps, input()).await.unwrap().done,
+            "sent again: stopping"
+        );
+        assert!(run(&deps, input()).await.unwrap().done);
+        assert_eq!(s.num_calls(), 4, "sent again on the retry");
         assert_eq!(
             f.deployment()
                 .await
