@@ -325,15 +325,11 @@ async fn cancel(c: &Clients, env: &str, id: &str) {
 /// Makes the next `service:Action` call through the gateway fail with the
 /// service's own IAM denial (which no SDK retries).
 async fn deny_next(c: &Clients, service: &str, action: &str) {
-    let req = hyper::Request::post(format!("{}/_sandbox/faults", c.endpoints.autoscaling))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(
-            json!({"service": service, "action": action, "nth": 1, "error": "AccessDenied"})
-                .to_string(),
-        )))
+    let fault = json!({"service": service, "action": action, "nth": 1, "error": "AccessDenied"});
+    c.endpoints
+        .control("POST", "faults", "application/json", fault.to_string())
+        .await
         .unwrap();
-    let (status, _, body) = http::send(req).await.unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }
 
 /// Waits until the deployment has registered a wait of `step`.

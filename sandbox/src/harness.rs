@@ -13,6 +13,10 @@ use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+/// The control routes' body types.
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+
 pub const READY: &str = "SANDBOX_READY ";
 
 /// A sandbox child process. Plain std (no async runtime owns it), so tests
@@ -267,20 +271,10 @@ pub async fn set_refresh_outcome(c: &Clients, group: &str, outcome: &str) -> Res
         .append_pair("group", group)
         .append_pair("outcome", outcome)
         .finish();
-    let req = hyper::Request::post(format!(
-        "{}/_sandbox/refresh-outcome",
-        c.endpoints.autoscaling
-    ))
-    .header("content-type", "application/x-www-form-urlencoded")
-    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-    .map_err(|e| e.to_string())?;
-    match crate::http::send(req).await? {
-        (200, _, _) => Ok(()),
-        (s, _, b) => Err(format!(
-            "refresh-outcome: HTTP {s}: {}",
-            String::from_utf8_lossy(&b)
-        )),
-    }
+    c.endpoints
+        .control("POST", "refresh-outcome", FORM, body)
+        .await
+        .map(drop)
 }
 
 /// Makes the next AMI made of `instance` end `failed` (with `message` as
@@ -296,20 +290,10 @@ pub async fn set_image_failed(
     if let Some(m) = message {
         form.append_pair("message", m);
     }
-    let req = hyper::Request::post(format!(
-        "{}/_sandbox/image-outcome",
-        c.endpoints.autoscaling
-    ))
-    .header("content-type", "application/x-www-form-urlencoded")
-    .body(http_body_util::Full::new(bytes::Bytes::from(form.finish())))
-    .map_err(|e| e.to_string())?;
-    match crate::http::send(req).await? {
-        (200, _, _) => Ok(()),
-        (s, _, b) => Err(format!(
-            "image-outcome: HTTP {s}: {}",
-            String::from_utf8_lossy(&b)
-        )),
-    }
+    c.endpoints
+        .control("POST", "image-outcome", FORM, form.finish())
+        .await
+        .map(drop)
 }
 
 /// Sets the CloudWatch alarm `name` to `state` (`ALARM`, `OK`,
@@ -325,22 +309,15 @@ pub async fn set_alarm_state(c: &Clients, name: &str, state: &str) -> Result<(),
             _ => format!("%{b:02X}"),
         })
         .collect();
-    let req = hyper::Request::put(format!(
-        "{}/_sandbox/alarms/{segment}",
-        c.endpoints.autoscaling
-    ))
-    .header("content-type", "application/json")
-    .body(http_body_util::Full::new(bytes::Bytes::from(
-        serde_json::json!({ "state": state }).to_string(),
-    )))
-    .map_err(|e| e.to_string())?;
-    match crate::http::send(req).await? {
-        (200, _, _) => Ok(()),
-        (s, _, b) => Err(format!(
-            "alarm {name}: HTTP {s}: {}",
-            String::from_utf8_lossy(&b)
-        )),
-    }
+    c.endpoints
+        .control(
+            "PUT",
+            &format!("alarms/{segment}"),
+            JSON,
+            serde_json::json!({ "state": state }).to_string(),
+        )
+        .await
+        .map(drop)
 }
 
 /// Waits until one of the deployment's `step` actions contains `text`;
@@ -641,14 +618,27 @@ impl Endpoints {
     }
 
     async fn events_call(&self, method: &str, route: &str, body: String) -> Result<Value, String> {
+        let body = self.control(method, route, JSON, body).await?;
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    }
+
+    /// A control route of the gateway (`/_sandbox/<route>`): its body when
+    /// it answers 200, else an error naming the route and the answer.
+    pub async fn control(
+        &self,
+        method: &str,
+        route: &str,
+        content_type: &str,
+        body: String,
+    ) -> Result<bytes::Bytes, String> {
         let req = hyper::Request::builder()
             .method(method)
             .uri(format!("{}/_sandbox/{route}", self.autoscaling))
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         match crate::http::send(req).await? {
-            (200, _, b) => serde_json::from_slice(&b).map_err(|e| e.to_string()),
+            (200, _, b) => Ok(b),
             (s, _, b) => Err(format!(
                 "{method} /_sandbox/{route}: HTTP {s}: {}",
                 String::from_utf8_lossy(&b)
